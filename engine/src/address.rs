@@ -1,0 +1,257 @@
+//! Addressing: how a worker is named and found.
+//!
+//! A worker is reached either through a [`WorkerRef`] (a cheap, copyable
+//! handle returned by `spawn`, valid only on the node that made it), through
+//! its unique name on a node, or through a [`RemoteAddress`] (`node/name`) on
+//! another node of the zone. [`Address`] is the sum of the three; everything
+//! that sends accepts `impl Into<Address>`.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use crate::Error;
+
+/// The longest worker name we accept.
+pub const MAX_NAME_LEN: usize = 255;
+
+/// A cheap, copyable reference to a live worker on this node.
+///
+/// It names the shard, the slot and the slot's generation, so a reference to
+/// a stopped worker never reaches a newer worker that reuses the slot.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkerRef {
+    pub(crate) index: u32,
+    pub(crate) generation: u32,
+    pub(crate) shard: u16,
+}
+
+impl WorkerRef {
+    /// The shard this worker lives on.
+    pub fn shard(&self) -> usize {
+        usize::from(self.shard)
+    }
+}
+
+impl fmt::Display for WorkerRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}.{}.{}", self.shard, self.index, self.generation)
+    }
+}
+
+impl fmt::Debug for WorkerRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for WorkerRef {
+    type Err = Error;
+    /// Parses the `#shard.index.generation` form printed by `Display`.
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let bad = || Error::NoSuchWorker(format!("{s:?} is not a worker reference"));
+        let mut parts = s.strip_prefix('#').ok_or_else(bad)?.split('.');
+        let mut next = || parts.next().ok_or_else(bad);
+        let shard = next()?.parse().map_err(|_| bad())?;
+        let index = next()?.parse().map_err(|_| bad())?;
+        let generation = next()?.parse().map_err(|_| bad())?;
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(WorkerRef {
+            index,
+            generation,
+            shard,
+        })
+    }
+}
+
+/// A worker on another node of the zone: `node/name`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RemoteAddress {
+    /// The node's name.
+    pub node: Arc<str>,
+    /// The worker's name on that node.
+    pub worker: Arc<str>,
+}
+
+impl fmt::Display for RemoteAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.node, self.worker)
+    }
+}
+
+impl fmt::Debug for RemoteAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Where a message goes.
+///
+/// ```
+/// use myriad_engine::Address;
+/// assert!(matches!(Address::from("greeter"), Address::Name(_)));
+/// assert!(matches!(Address::from("runner-1/greeter"), Address::Remote(_)));
+/// assert_eq!(Address::remote("runner-1", "greeter").to_string(), "runner-1/greeter");
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum Address {
+    /// A worker of this node, by reference.
+    Worker(WorkerRef),
+    /// A named worker of this node.
+    Name(Arc<str>),
+    /// A named worker of another node.
+    Remote(RemoteAddress),
+}
+
+impl Address {
+    /// The address of worker `name` on node `node`.
+    pub fn remote(node: impl Into<Arc<str>>, name: impl Into<Arc<str>>) -> Self {
+        Address::Remote(RemoteAddress {
+            node: node.into(),
+            worker: name.into(),
+        })
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Worker(r) => fmt::Display::fmt(r, f),
+            Address::Name(n) => f.write_str(n),
+            Address::Remote(r) => fmt::Display::fmt(r, f),
+        }
+    }
+}
+
+impl fmt::Debug for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl From<WorkerRef> for Address {
+    fn from(r: WorkerRef) -> Self {
+        Address::Worker(r)
+    }
+}
+
+impl From<&WorkerRef> for Address {
+    fn from(r: &WorkerRef) -> Self {
+        Address::Worker(*r)
+    }
+}
+
+impl From<&str> for Address {
+    /// `"name"` is a local name, `"node/name"` a remote one, `"#s.i.g"` a
+    /// worker reference.
+    fn from(s: &str) -> Self {
+        if let Some((node, name)) = s.split_once('/') {
+            return Address::remote(node, name);
+        }
+        if s.starts_with('#') {
+            if let Ok(r) = s.parse() {
+                return Address::Worker(r);
+            }
+        }
+        Address::Name(Arc::from(s))
+    }
+}
+
+impl From<String> for Address {
+    fn from(s: String) -> Self {
+        Address::from(s.as_str())
+    }
+}
+
+impl From<&Address> for Address {
+    fn from(a: &Address) -> Self {
+        a.clone()
+    }
+}
+
+impl From<RemoteAddress> for Address {
+    fn from(r: RemoteAddress) -> Self {
+        Address::Remote(r)
+    }
+}
+
+/// Checks that `name` is a valid worker name: 1 to 255 characters of
+/// `[A-Za-z0-9_-]`.
+pub fn validate_name(name: &str) -> Result<(), Error> {
+    let invalid = |reason| {
+        Err(Error::InvalidName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return invalid("a name must not be empty");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return invalid("a name must be at most 255 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return invalid("a name may contain only A-Z, a-z, 0-9, '_' and '-'");
+    }
+    Ok(())
+}
+
+/// The shard a name lives on by default (FNV-1a of the name, modulo the shard
+/// count): every shard computes it alone, without asking anyone.
+pub fn home_shard(name: &str, shards: usize) -> usize {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // The modulo keeps the value below `shards`, which is a usize.
+    (hash % shards.max(1) as u64) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated() {
+        assert!(validate_name("greeter_1-a").is_ok());
+        for bad in [
+            "",
+            "has space",
+            "slash/y",
+            "dot.name",
+            "ünï",
+            &"x".repeat(256),
+        ] {
+            let err = validate_name(bad).unwrap_err();
+            assert!(matches!(err, Error::InvalidName { .. }), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn home_shard_is_stable_and_in_range() {
+        assert_eq!(home_shard("greeter", 4), home_shard("greeter", 4));
+        let spread: std::collections::HashSet<_> =
+            (0..100).map(|i| home_shard(&format!("w{i}"), 4)).collect();
+        assert_eq!(spread.len(), 4);
+        assert_eq!(home_shard("anything", 1), 0);
+    }
+
+    #[test]
+    fn worker_refs_round_trip_through_text() {
+        let r = WorkerRef {
+            index: 7,
+            generation: 9,
+            shard: 1,
+        };
+        assert_eq!(r.to_string().parse::<WorkerRef>().unwrap(), r);
+        assert_eq!(Address::from("#1.7.9"), Address::Worker(r));
+        assert!("#1.7".parse::<WorkerRef>().is_err());
+        assert!("#1.7.9.3".parse::<WorkerRef>().is_err());
+    }
+}

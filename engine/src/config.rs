@@ -1,0 +1,144 @@
+//! `NodeConfig`: how many shards, how big mailboxes are, default timeouts,
+//! and the remote router hook.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::remote::RemoteRouterFactory;
+use crate::{Error, Result};
+
+/// Configuration of a node. Start from `NodeConfig::default()` and adjust.
+///
+/// ```
+/// use std::time::Duration;
+/// use myriad_engine::NodeConfig;
+/// let config = NodeConfig::default()
+///     .name("runner-1")
+///     .shards(2)
+///     .mailbox_capacity(10_000)
+///     .default_timeout(Duration::from_secs(2));
+/// assert_eq!(config.shard_count().unwrap(), 2);
+/// ```
+#[derive(Clone)]
+pub struct NodeConfig {
+    pub(crate) name: String,
+    pub(crate) shards: Option<usize>,
+    pub(crate) mailbox_capacity: usize,
+    pub(crate) default_timeout: Duration,
+    pub(crate) pin_shards: bool,
+    pub(crate) io_memory: usize,
+    pub(crate) remote: Option<RemoteRouterFactory>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            name: std::env::var("MYRIAD_NODE_NAME").unwrap_or_else(|_| "local".to_owned()),
+            shards: None,
+            mailbox_capacity: 100_000,
+            default_timeout: Duration::from_secs(5),
+            pin_shards: true,
+            io_memory: 256 << 10,
+            remote: None,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// The node's name (default: `$MYRIAD_NODE_NAME`, else `local`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Number of shards (default: one per available core).
+    pub fn shards(mut self, shards: usize) -> Self {
+        self.shards = Some(shards);
+        self
+    }
+
+    /// Most messages a mailbox holds before sends fail with `MailboxFull`
+    /// (default 100,000).
+    pub fn mailbox_capacity(mut self, capacity: usize) -> Self {
+        self.mailbox_capacity = capacity;
+        self
+    }
+
+    /// Timeout used by `Context::ask` (default 5 s).
+    pub fn default_timeout(mut self, timeout: Duration) -> Self {
+        self.default_timeout = timeout;
+        self
+    }
+
+    /// Pin shard `i` to core `i % cores` (default true). Turn off when
+    /// several nodes share a small machine, e.g. in tests.
+    pub fn pin_shards(mut self, pin: bool) -> Self {
+        self.pin_shards = pin;
+        self
+    }
+
+    /// Memory each shard's io_uring registers, in bytes (default 256 KiB;
+    /// glommio needs `ulimit -l` of at least 512 KiB).
+    pub fn io_memory(mut self, bytes: usize) -> Self {
+        self.io_memory = bytes;
+        self
+    }
+
+    /// Installs the router for addresses on other nodes (the transport does
+    /// this).
+    pub fn remote_router(mut self, factory: RemoteRouterFactory) -> Self {
+        self.remote = Some(factory);
+        self
+    }
+
+    /// The node's name.
+    pub fn node_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The number of shards this configuration starts, or why it can't.
+    pub fn shard_count(&self) -> Result<usize> {
+        let shards = match self.shards {
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, usize::from),
+        };
+        if shards == 0 || shards > usize::from(u16::MAX) {
+            return Err(Error::Config(format!(
+                "shards must be between 1 and {}, got {shards}",
+                u16::MAX
+            )));
+        }
+        Ok(shards)
+    }
+
+    pub(crate) fn validate(&self) -> Result<usize> {
+        if self.mailbox_capacity == 0 {
+            return Err(Error::Config("mailbox_capacity must be at least 1".into()));
+        }
+        if self.name.is_empty() || self.name.contains('/') {
+            return Err(Error::Config(format!(
+                "node name {:?} must be non-empty and contain no '/'",
+                self.name
+            )));
+        }
+        self.shard_count()
+    }
+
+    pub(crate) fn remote_factory(&self) -> Option<RemoteRouterFactory> {
+        self.remote.clone()
+    }
+}
+
+impl fmt::Debug for NodeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeConfig")
+            .field("name", &self.name)
+            .field("shards", &self.shards)
+            .field("mailbox_capacity", &self.mailbox_capacity)
+            .field("default_timeout", &self.default_timeout)
+            .field("pin_shards", &self.pin_shards)
+            .field("io_memory", &self.io_memory)
+            .field("remote_router", &self.remote.is_some())
+            .finish()
+    }
+}

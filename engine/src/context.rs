@@ -1,0 +1,181 @@
+//! `Context`: what a worker (or `main`) can do: send, ask, reply, start and
+//! stop workers, list them.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::envelope::{Delivery, ReplyTo};
+use crate::shard::Shard;
+use crate::{Address, Error, Message, Replier, Result, Worker, WorkerInfo, WorkerRef};
+
+/// The handle a worker gets with each message (and `main` gets once).
+///
+/// It is tied to the shard the worker runs on: it is neither `Send` nor
+/// `Sync`, and it is only valid during the call it was given to.
+pub struct Context {
+    shard: Rc<Shard>,
+    me: WorkerRef,
+    from: Option<WorkerRef>,
+    reply: Option<ReplyTo>,
+}
+
+impl Context {
+    pub(crate) fn new(
+        shard: Rc<Shard>,
+        me: WorkerRef,
+        from: Option<WorkerRef>,
+        reply: Option<ReplyTo>,
+    ) -> Self {
+        Context {
+            shard,
+            me,
+            from,
+            reply,
+        }
+    }
+
+    /// This worker's reference.
+    pub fn me(&self) -> WorkerRef {
+        self.me
+    }
+
+    /// The worker that sent the current message, if it was sent by a worker
+    /// of this node (not by a thread outside the node).
+    pub fn sender(&self) -> Option<WorkerRef> {
+        self.from
+    }
+
+    /// Whether the current message was sent with `send_and_receive` and
+    /// still waits for a reply.
+    pub fn is_ask(&self) -> bool {
+        self.reply.is_some()
+    }
+
+    /// The shard this worker runs on.
+    pub fn shard(&self) -> usize {
+        self.shard.index()
+    }
+
+    /// How many shards the node has.
+    pub fn shards(&self) -> usize {
+        self.shard.shard_count()
+    }
+
+    /// The node's name.
+    pub fn node_name(&self) -> &str {
+        self.shard.node_name()
+    }
+
+    /// Sends `msg` to `to` and returns at once (fire and forget).
+    ///
+    /// Fails at once with [`Error::NoSuchWorker`] or [`Error::MailboxFull`]
+    /// when the receiver is on this shard; a message to another shard that
+    /// turns out undeliverable there is dropped and counted.
+    pub fn send(&self, to: impl Into<Address>, msg: impl Into<Message>) -> Result<()> {
+        let delivery = Delivery {
+            msg: msg.into(),
+            from: Some(self.me),
+            reply: None,
+        };
+        self.shard.route(&to.into(), delivery).map_err(|u| u.error)
+    }
+
+    /// Sends `msg` to `to` and waits for its reply, at most `timeout`.
+    ///
+    /// Fails with [`Error::Timeout`] (whose text says "timeout"), at once
+    /// with [`Error::NoSuchWorker`] for an unknown worker, and with
+    /// [`Error::WorkerFailed`] if the worker panics or returns an error.
+    pub async fn send_and_receive(
+        &self,
+        to: impl Into<Address>,
+        msg: impl Into<Message>,
+        timeout: Duration,
+    ) -> Result<Message> {
+        self.shard
+            .ask(self.me, to.into(), msg.into(), timeout)
+            .await
+    }
+
+    /// [`send_and_receive`](Self::send_and_receive) with the node's default
+    /// timeout.
+    pub async fn ask(&self, to: impl Into<Address>, msg: impl Into<Message>) -> Result<Message> {
+        let timeout = self.shard.default_timeout();
+        self.send_and_receive(to, msg, timeout).await
+    }
+
+    /// Answers the current ask. Fails with [`Error::NothingToReplyTo`] if the
+    /// message was not an ask or was already answered.
+    pub fn reply(&mut self, msg: impl Into<Message>) -> Result<()> {
+        let reply = self.reply.take().ok_or(Error::NothingToReplyTo)?;
+        self.shard.complete(reply, Ok(msg.into()));
+        Ok(())
+    }
+
+    /// Takes the current ask's answer channel, to answer it later (from a
+    /// later message, after other work). Returns `None` if the message is not
+    /// an ask. Dropping the [`Replier`] unanswered fails the ask with
+    /// [`Error::NoReply`].
+    pub fn defer_reply(&mut self) -> Option<Replier> {
+        let reply = self.reply.take()?;
+        Some(Replier::new(reply, &self.shard))
+    }
+
+    /// Starts an anonymous worker on this shard and returns its reference.
+    pub fn spawn<W: Worker>(&self, worker: W) -> WorkerRef {
+        self.shard.insert_worker(Box::new(worker), None, true)
+    }
+
+    /// Starts an anonymous worker on shard `shard`.
+    pub async fn spawn_on<W: Worker + Send>(&self, shard: usize, worker: W) -> Result<WorkerRef> {
+        self.shard.spawn_on(shard, worker).await
+    }
+
+    /// Starts a worker with a unique name, on the shard its name hashes to.
+    pub async fn start_worker<W: Worker + Send>(&self, name: &str, worker: W) -> Result<WorkerRef> {
+        self.shard.start_named(name, None, worker).await
+    }
+
+    /// Starts a worker with a unique name on an explicit shard.
+    pub async fn start_worker_on<W: Worker + Send>(
+        &self,
+        shard: usize,
+        name: &str,
+        worker: W,
+    ) -> Result<WorkerRef> {
+        self.shard.start_named(name, Some(shard), worker).await
+    }
+
+    /// Stops a worker: it finishes its current message, runs `on_stop`, and
+    /// is gone; messages still queued for it are dropped (asks fail).
+    pub async fn stop_worker(&self, who: impl Into<Address>) -> Result<()> {
+        self.shard.stop_worker(who.into()).await
+    }
+
+    /// Stops this worker once the current message is handled.
+    pub fn stop(&self) {
+        self.shard.request_stop(self.me);
+    }
+
+    /// Lists the workers of the node.
+    pub async fn list_workers(&self) -> Vec<WorkerInfo> {
+        self.shard.list_all().await
+    }
+
+    /// Called when a handler returned `Ok`: an unanswered ask learns at once
+    /// that no answer is coming.
+    pub(crate) fn finish(&mut self) {
+        if let Some(reply) = self.reply.take() {
+            let who = self.shard.describe(self.me);
+            self.shard.complete(reply, Err(Error::NoReply(who)));
+        }
+    }
+
+    /// Called when a handler failed: an unanswered ask gets the reason.
+    pub(crate) fn fail(&mut self, reason: String) {
+        if let Some(reply) = self.reply.take() {
+            let worker = self.shard.describe(self.me);
+            self.shard
+                .complete(reply, Err(Error::WorkerFailed { worker, reason }));
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! What travels between shards: deliveries for workers, replies for asks,
+//! and control closures (the `smp::submit_to` of Seastar).
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::shard::Shard;
+use crate::{Error, Message, WorkerRef};
+
+/// A message on its way into a worker's mailbox.
+pub(crate) struct Delivery {
+    pub msg: Message,
+    pub from: Option<WorkerRef>,
+    pub reply: Option<ReplyTo>,
+}
+
+/// Where the answer to an ask goes.
+pub(crate) enum ReplyTo {
+    /// A pending ask in the table of a shard of this node.
+    Shard {
+        shard: u16,
+        slot: u32,
+        generation: u32,
+    },
+    /// Anything else (a thread outside the node, a remote link): a callback
+    /// that may run on any shard.
+    Callback(Box<dyn FnOnce(Result<Message, Error>) + Send>),
+}
+
+/// Which worker a delivery is for, as seen by the shard that resolves it.
+pub(crate) enum Target {
+    Worker(WorkerRef),
+    Name(Arc<str>),
+}
+
+/// A closure run on another shard.
+pub(crate) type Job = Box<dyn FnOnce(&Rc<Shard>) + Send>;
+
+/// One unit of cross-shard traffic.
+pub(crate) enum Packet {
+    Deliver {
+        to: Target,
+        delivery: Delivery,
+    },
+    Reply {
+        slot: u32,
+        generation: u32,
+        result: Result<Message, Error>,
+    },
+    Run(Job),
+}

@@ -1,0 +1,55 @@
+//! # myriad-engine
+//!
+//! The shard-per-core actor runtime of Myriad. A [`Node`] runs one shard per
+//! core; each shard is a glommio executor pinned to its core and owns the
+//! [`Worker`]s placed on it. Workers exchange [`Message`]s (UTF-8 text) with
+//! [`Context::send`] (fire and forget) and [`Context::send_and_receive`]
+//! (request and reply); plain threads use a [`NodeHandle`].
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use myriad_engine::{BoxError, Context, Message, Node, NodeConfig, Worker};
+//!
+//! struct Greeter;
+//!
+//! impl Worker for Greeter {
+//!     async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
+//!         ctx.reply(format!("Hello, {msg}!"))?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let reply = Node::start(NodeConfig::default(), |ctx| async move {
+//!     ctx.start_worker("greeter", Greeter).await?;
+//!     ctx.send_and_receive("greeter", "world", Duration::from_secs(1)).await
+//! })
+//! .unwrap();
+//! assert_eq!(reply.unwrap(), "Hello, world!");
+//! ```
+//!
+//! See `docs/architecture.md` for how shards, mailboxes and cross-shard rings
+//! fit together.
+
+mod address;
+mod ask;
+mod config;
+mod context;
+mod envelope;
+mod error;
+mod link;
+mod mailbox;
+mod message;
+mod node;
+mod remote;
+mod shard;
+mod signal;
+mod worker;
+
+pub use address::{home_shard, validate_name, Address, RemoteAddress, WorkerRef, MAX_NAME_LEN};
+pub use config::NodeConfig;
+pub use context::Context;
+pub use error::{BoxError, Error, Result};
+pub use message::Message;
+pub use node::{Node, NodeHandle, WorkerInfo};
+pub use remote::{RemoteRouter, RemoteRouterFactory, Replier, ShardHandle};
+pub use worker::Worker;

@@ -1,0 +1,499 @@
+//! Starting and stopping a node, and the `NodeHandle` that plain threads use
+//! to talk to it.
+//!
+//! A node is S shard threads, each a glommio `LocalExecutor` pinned to a core,
+//! connected by S×(S-1) cross-shard rings. Outside threads reach a shard
+//! through one flume channel per shard.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_lite::FutureExt;
+use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
+use glommio::{ExecutorJoinHandle, Latency, LocalExecutorBuilder, Placement, Shares};
+
+use crate::address::home_shard;
+use crate::envelope::{Delivery, Packet, ReplyTo};
+use crate::link::{self, Batch, RING_CAPACITY};
+use crate::remote::{RemoteRouterFactory, ShardHandle};
+use crate::shard::{NodeShared, Shard, CURRENT};
+use crate::worker::panic_text;
+use crate::{Address, Context, Error, Message, NodeConfig, Result, Worker, WorkerRef};
+
+/// Packets an outside thread may queue for one shard before `send` reports
+/// `MailboxFull`.
+const INBOX_CAPACITY: usize = 1 << 16;
+
+/// How often a task queue of workers is allowed to be preempted.
+const WORKER_QUEUE_LATENCY: Duration = Duration::from_millis(1);
+
+/// Entry points that start a node.
+pub struct Node;
+
+impl Node {
+    /// Starts a node, runs `main` as a worker on shard 0, stops the node when
+    /// `main` returns, and returns what `main` returned.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use myriad_engine::{BoxError, Context, Message, Node, NodeConfig, Worker};
+    ///
+    /// struct Greeter;
+    /// impl Worker for Greeter {
+    ///     async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
+    ///         ctx.reply(format!("Hello, {msg}!"))?;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let reply = Node::start(NodeConfig::default(), |ctx| async move {
+    ///     ctx.start_worker("greeter", Greeter).await?;
+    ///     ctx.send_and_receive("greeter", "world", Duration::from_secs(1)).await
+    /// }).unwrap();
+    /// assert_eq!(reply.unwrap(), "Hello, world!");
+    /// ```
+    pub fn start<F, Fut, T>(config: NodeConfig, main: F) -> Result<T>
+    where
+        F: FnOnce(Context) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        let node = Node::spawn(config)?;
+        let outcome = node.call_async(0, move |shard| async move {
+            let me = WorkerRef {
+                index: u32::MAX,
+                generation: 0,
+                shard: 0,
+            };
+            let ctx = Context::new(shard, me, None, None);
+            AssertUnwindSafe(main(ctx))
+                .catch_unwind()
+                .await
+                .map_err(|panic| panic_text(&panic))
+        });
+        node.shutdown();
+        outcome?.map_err(|reason| Error::WorkerFailed {
+            worker: "main".to_owned(),
+            reason,
+        })
+    }
+
+    /// Starts a node in the background and returns a handle to it.
+    pub fn spawn(config: NodeConfig) -> Result<NodeHandle> {
+        let shards = config.validate()?;
+        let (inboxes, mut inbox_receivers): (Vec<_>, Vec<_>) =
+            (0..shards).map(|_| flume::bounded(INBOX_CAPACITY)).unzip();
+        let shared = Arc::new(NodeShared {
+            name: Arc::from(config.name.as_str()),
+            shards,
+            mailbox_capacity: config.mailbox_capacity,
+            default_timeout: config.default_timeout,
+            inboxes,
+        });
+        let (mut outgoing, mut incoming) = rings(shards);
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let (ready_tx, ready_rx) = flume::unbounded::<usize>();
+        let mut threads = Vec::with_capacity(shards);
+        for (index, inbox) in inbox_receivers.drain(..).enumerate() {
+            let placement = if config.pin_shards {
+                Placement::Fixed(index % cores)
+            } else {
+                Placement::Unbound
+            };
+            let start = ShardStart {
+                index,
+                shared: shared.clone(),
+                outgoing: std::mem::take(&mut outgoing[index]),
+                incoming: std::mem::take(&mut incoming[index]),
+                inbox,
+                remote: config.remote_factory(),
+                ready: ready_tx.clone(),
+            };
+            let spawned = LocalExecutorBuilder::new(placement)
+                .name(&format!("myriad-{index}"))
+                .io_memory(config.io_memory)
+                .ring_depth(128)
+                .spawn(move || run_shard(start));
+            match spawned {
+                Ok(handle) => threads.push(handle),
+                Err(e) => {
+                    let node = NodeHandle::from_parts(shared, threads);
+                    node.shutdown();
+                    return Err(Error::Startup(format!("shard {index}: {e}")));
+                }
+            }
+        }
+        drop(ready_tx);
+        let node = NodeHandle::from_parts(shared, threads);
+        for _ in 0..shards {
+            if ready_rx.recv().is_err() {
+                let reason = node
+                    .inner
+                    .join_all()
+                    .unwrap_or_else(|| "a shard exited".into());
+                return Err(Error::Startup(reason));
+            }
+        }
+        Ok(node)
+    }
+}
+
+/// `outgoing[from][to]` and `incoming[to][from]` for every ordered pair.
+type Rings = (
+    Vec<Vec<Option<SharedSender<Batch>>>>,
+    Vec<Vec<Option<SharedReceiver<Batch>>>>,
+);
+
+fn rings(shards: usize) -> Rings {
+    let (mut outgoing, mut incoming): Rings = (
+        (0..shards)
+            .map(|_| (0..shards).map(|_| None).collect())
+            .collect(),
+        (0..shards)
+            .map(|_| (0..shards).map(|_| None).collect())
+            .collect(),
+    );
+    for from in 0..shards {
+        for to in (0..shards).filter(|&to| to != from) {
+            let (tx, rx) = shared_channel::new_bounded(RING_CAPACITY);
+            outgoing[from][to] = Some(tx);
+            incoming[to][from] = Some(rx);
+        }
+    }
+    (outgoing, incoming)
+}
+
+/// Everything a shard thread needs to start.
+struct ShardStart {
+    index: usize,
+    shared: Arc<NodeShared>,
+    outgoing: Vec<Option<SharedSender<Batch>>>,
+    incoming: Vec<Option<SharedReceiver<Batch>>>,
+    inbox: flume::Receiver<Packet>,
+    remote: Option<RemoteRouterFactory>,
+    ready: flume::Sender<usize>,
+}
+
+async fn run_shard(start: ShardStart) {
+    let executor = glommio::executor();
+    let queue = executor.create_task_queue(
+        Shares::default(),
+        Latency::Matters(WORKER_QUEUE_LATENCY),
+        "myriad-workers",
+    );
+    let shard = Rc::new(Shard::new(start.index, start.shared));
+    CURRENT.with(|c| *c.borrow_mut() = Some(shard.clone()));
+    if let Some(factory) = start.remote {
+        shard.install_remote(factory(ShardHandle::new(shard.clone())));
+    }
+    let spawn = |task: std::pin::Pin<Box<dyn Future<Output = ()>>>| {
+        // The queue was created just above on this executor, so it exists.
+        if let Ok(task) = glommio::spawn_local_into(task, queue) {
+            task.detach();
+        }
+    };
+    for (peer, ring) in start.outgoing.into_iter().enumerate() {
+        if let (Some(ring), Some(outbox)) = (ring, shard.outbox(peer)) {
+            spawn(Box::pin(link::flush(outbox.clone(), ring)));
+        }
+    }
+    for ring in start.incoming.into_iter().flatten() {
+        spawn(Box::pin(link::receive(shard.clone(), ring)));
+    }
+    spawn(Box::pin(shard.clone().schedule()));
+    spawn(Box::pin(drain_inbox(shard.clone(), start.inbox)));
+    // The node may already be gone if another shard failed to start.
+    let _ = start.ready.send(start.index);
+    shard.until_stopped().await;
+    CURRENT.with(|c| c.borrow_mut().take());
+}
+
+async fn drain_inbox(shard: Rc<Shard>, inbox: flume::Receiver<Packet>) {
+    while let Ok(packet) = inbox.recv_async().await {
+        shard.accept(packet);
+        for packet in inbox.try_iter().take(1024) {
+            shard.accept(packet);
+        }
+    }
+}
+
+/// A handle to a running node, for plain threads and tests: `Send + Sync`,
+/// cheap to clone. Its methods block the calling thread; inside a worker use
+/// [`Context`] instead.
+///
+/// The node stops when [`shutdown`](Self::shutdown) is called or the last
+/// handle is dropped.
+#[derive(Clone)]
+pub struct NodeHandle {
+    inner: Arc<NodeInner>,
+}
+
+struct NodeInner {
+    shared: Arc<NodeShared>,
+    threads: Mutex<Vec<ExecutorJoinHandle<()>>>,
+    next_spawn: AtomicUsize,
+}
+
+impl NodeInner {
+    fn stop_shards(&self) {
+        for inbox in &self.shared.inboxes {
+            // A shard that is already gone needs no stop request.
+            let _ = inbox.send(Packet::Run(Box::new(|s: &Rc<Shard>| s.request_shutdown())));
+        }
+    }
+
+    /// Stops every shard and waits for the threads; returns the first
+    /// failure of a shard thread, if any.
+    fn join_all(&self) -> Option<String> {
+        self.stop_shards();
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut failure = None;
+        for thread in threads {
+            if thread.thread().id() == std::thread::current().id() {
+                continue;
+            }
+            if let Err(e) = thread.join() {
+                failure.get_or_insert_with(|| e.to_string());
+            }
+        }
+        failure
+    }
+}
+
+impl Drop for NodeInner {
+    fn drop(&mut self) {
+        if let Some(failure) = self.join_all() {
+            tracing::error!(%failure, "a shard thread failed");
+        }
+    }
+}
+
+impl NodeHandle {
+    fn from_parts(shared: Arc<NodeShared>, threads: Vec<ExecutorJoinHandle<()>>) -> Self {
+        NodeHandle {
+            inner: Arc::new(NodeInner {
+                shared,
+                threads: Mutex::new(threads),
+                next_spawn: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        &self.inner.shared.name
+    }
+
+    /// The number of shards.
+    pub fn shards(&self) -> usize {
+        self.inner.shared.shards
+    }
+
+    fn inbox(&self, shard: usize) -> Result<&flume::Sender<Packet>> {
+        self.inner
+            .shared
+            .inboxes
+            .get(shard)
+            .ok_or(Error::NoSuchShard {
+                shard,
+                shards: self.shards(),
+            })
+    }
+
+    /// Runs `job` on `shard` and waits for its result.
+    fn call<R: Send + 'static>(
+        &self,
+        shard: usize,
+        job: impl FnOnce(&Rc<Shard>) -> R + Send + 'static,
+    ) -> Result<R> {
+        let (tx, rx) = flume::bounded(1);
+        let packet = Packet::Run(Box::new(move |s| {
+            let _ = tx.send(job(s));
+        }));
+        self.inbox(shard)?
+            .send(packet)
+            .map_err(|_| Error::NodeStopped)?;
+        rx.recv().map_err(|_| Error::NodeStopped)
+    }
+
+    /// Runs the future made by `make` on `shard` and waits for its output.
+    fn call_async<R, Fut>(
+        &self,
+        shard: usize,
+        make: impl FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+    ) -> Result<R>
+    where
+        R: Send + 'static,
+        Fut: Future<Output = R> + 'static,
+    {
+        let (tx, rx) = flume::bounded(1);
+        let packet = Packet::Run(Box::new(move |s: &Rc<Shard>| {
+            let future = make(s.clone());
+            glommio::spawn_local(async move {
+                let _ = tx.send(future.await);
+            })
+            .detach();
+        }));
+        self.inbox(shard)?
+            .send(packet)
+            .map_err(|_| Error::NodeStopped)?;
+        rx.recv().map_err(|_| Error::NodeStopped)
+    }
+
+    /// The shard that first handles a message for `to`.
+    fn entry_shard(&self, to: &Address) -> usize {
+        match to {
+            Address::Worker(r) => r.shard(),
+            Address::Name(name) => home_shard(name, self.shards()),
+            Address::Remote(remote) if *remote.node == *self.name() => {
+                home_shard(&remote.worker, self.shards())
+            }
+            Address::Remote(_) => 0,
+        }
+    }
+
+    /// Queues a message for `to` and returns (fire and forget). Fails with
+    /// `MailboxFull` if the node's inbox from outside is full; a message that
+    /// turns out undeliverable inside the node is dropped and counted.
+    pub fn send(&self, to: impl Into<Address>, msg: impl Into<Message>) -> Result<()> {
+        let to = to.into();
+        let delivery = Delivery {
+            msg: msg.into(),
+            from: None,
+            reply: None,
+        };
+        let shard = self.entry_shard(&to);
+        let packet = Packet::Run(Box::new(move |s: &Rc<Shard>| {
+            if let Err(undelivered) = s.route(&to, delivery) {
+                s.reject(undelivered);
+            }
+        }));
+        self.inbox(shard)?.try_send(packet).map_err(|e| match e {
+            flume::TrySendError::Full(_) => Error::MailboxFull("node inbox".into()),
+            flume::TrySendError::Disconnected(_) => Error::NodeStopped,
+        })
+    }
+
+    /// Sends `msg` to `to` and blocks until the reply arrives or `timeout`
+    /// passes.
+    pub fn send_and_receive(
+        &self,
+        to: impl Into<Address>,
+        msg: impl Into<Message>,
+        timeout: Duration,
+    ) -> Result<Message> {
+        let to = to.into();
+        let (tx, rx) = flume::bounded(1);
+        let delivery = Delivery {
+            msg: msg.into(),
+            from: None,
+            reply: Some(ReplyTo::Callback(Box::new(move |result| {
+                let _ = tx.send(result);
+            }))),
+        };
+        let shard = self.entry_shard(&to);
+        let worker = to.to_string();
+        let packet = Packet::Run(Box::new(move |s: &Rc<Shard>| {
+            if let Err(undelivered) = s.route(&to, delivery) {
+                s.reject(undelivered);
+            }
+        }));
+        self.inbox(shard)?
+            .send(packet)
+            .map_err(|_| Error::NodeStopped)?;
+        match rx.recv_timeout(timeout) {
+            Ok(result) => result,
+            Err(flume::RecvTimeoutError::Timeout) => Err(Error::Timeout {
+                worker,
+                after: timeout,
+            }),
+            Err(flume::RecvTimeoutError::Disconnected) => Err(Error::NodeStopped),
+        }
+    }
+
+    /// Starts a worker with a unique name on the shard its name hashes to.
+    pub fn start_worker<W: Worker + Send>(&self, name: &str, worker: W) -> Result<WorkerRef> {
+        let name = name.to_owned();
+        self.call_async(0, move |s| async move {
+            s.start_named(&name, None, worker).await
+        })?
+    }
+
+    /// Starts a worker with a unique name on an explicit shard.
+    pub fn start_worker_on<W: Worker + Send>(
+        &self,
+        shard: usize,
+        name: &str,
+        worker: W,
+    ) -> Result<WorkerRef> {
+        let name = name.to_owned();
+        self.call_async(0, move |s| async move {
+            s.start_named(&name, Some(shard), worker).await
+        })?
+    }
+
+    /// Starts an anonymous worker; shards are used in turn.
+    pub fn spawn<W: Worker + Send>(&self, worker: W) -> Result<WorkerRef> {
+        let shard = self.inner.next_spawn.fetch_add(1, Ordering::Relaxed) % self.shards();
+        self.spawn_on(shard, worker)
+    }
+
+    /// Starts an anonymous worker on shard `shard`.
+    pub fn spawn_on<W: Worker + Send>(&self, shard: usize, worker: W) -> Result<WorkerRef> {
+        self.call(shard, move |s| {
+            s.insert_worker(Box::new(worker), None, true)
+        })
+    }
+
+    /// Stops a worker (see [`Context::stop_worker`]).
+    pub fn stop_worker(&self, who: impl Into<Address>) -> Result<()> {
+        let who = who.into();
+        self.call_async(0, move |s| async move { s.stop_worker(who).await })?
+    }
+
+    /// Lists the workers of every shard: name or id, shard, mailbox length,
+    /// messages handled.
+    pub fn list_workers(&self) -> Result<Vec<WorkerInfo>> {
+        let mut all = Vec::new();
+        for shard in 0..self.shards() {
+            all.append(&mut self.call(shard, |s| s.list_here())?);
+        }
+        Ok(all)
+    }
+
+    /// Messages dropped so far because their receiver did not exist or its
+    /// mailbox was full (plain sends only; asks get the error).
+    pub fn dropped_messages(&self) -> Result<u64> {
+        let mut total = 0;
+        for shard in 0..self.shards() {
+            total += self.call(shard, |s| s.dropped())?;
+        }
+        Ok(total)
+    }
+
+    /// Stops every shard (idle workers run `on_stop`) and waits for them.
+    pub fn shutdown(self) {
+        if let Some(failure) = self.inner.join_all() {
+            tracing::error!(%failure, "a shard thread failed");
+        }
+    }
+}
+
+/// A worker as listed by `list_workers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerInfo {
+    /// The worker's reference.
+    pub id: WorkerRef,
+    /// Its name, if it was started with one.
+    pub name: Option<String>,
+    /// The shard it lives on.
+    pub shard: usize,
+    /// Messages waiting in its mailbox.
+    pub mailbox_len: usize,
+    /// Messages it has handled.
+    pub handled: u64,
+}

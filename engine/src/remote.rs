@@ -1,0 +1,160 @@
+//! The engine's only view of the network: a [`RemoteRouter`] that the
+//! transport installs on every shard, and the [`ShardHandle`] through which
+//! the transport hands inbound messages to local workers.
+//!
+//! Until a router is installed, a message to `node/name` on another node
+//! fails with [`Error::NoRoute`].
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::envelope::{Delivery, Packet, ReplyTo};
+use crate::shard::{NodeShared, Shard, CURRENT};
+use crate::{Address, Error, Message, RemoteAddress, Result, WorkerRef};
+
+/// Carries messages to workers of other nodes; one per shard.
+pub trait RemoteRouter: 'static {
+    /// Sends `msg` to the remote worker `to`.
+    ///
+    /// For an ask, `reply` holds the [`Replier`] for the answer: take it
+    /// (`reply.take()`) when the message is accepted and complete it exactly
+    /// once, with the answer or with an error such as
+    /// [`Error::ConnectionLost`]. When refusing the message, return the error
+    /// and leave `reply` in place: the engine answers the asker.
+    fn send(
+        &self,
+        to: &RemoteAddress,
+        msg: Message,
+        from: Option<WorkerRef>,
+        reply: &mut Option<Replier>,
+    ) -> Result<()>;
+}
+
+/// Builds the router of each shard, on that shard's thread, when the node
+/// starts. It may spawn glommio tasks (listeners, links).
+pub type RemoteRouterFactory = Arc<dyn Fn(ShardHandle) -> Rc<dyn RemoteRouter> + Send + Sync>;
+
+/// The answer channel of one ask: held by a router for an ask that left the
+/// node, or by a worker that answers later (`Context::defer_reply`).
+///
+/// It is `Send`: it may be completed on any thread. Dropping it unanswered
+/// tells the asker at once ([`Error::NoReply`]).
+pub struct Replier {
+    reply: Option<ReplyTo>,
+    node: Arc<NodeShared>,
+}
+
+impl Replier {
+    pub(crate) fn new(reply: ReplyTo, shard: &Shard) -> Self {
+        Replier {
+            reply: Some(reply),
+            node: shard.node().clone(),
+        }
+    }
+
+    fn send(&self, reply: ReplyTo, result: Result<Message>) {
+        let on_our_shard = CURRENT.with(|c| {
+            c.borrow()
+                .clone()
+                .filter(|s| Arc::ptr_eq(s.node(), &self.node))
+        });
+        match (on_our_shard, reply) {
+            (Some(shard), reply) => shard.complete(reply, result),
+            (None, ReplyTo::Callback(callback)) => callback(result),
+            (
+                None,
+                ReplyTo::Shard {
+                    shard,
+                    slot,
+                    generation,
+                },
+            ) => {
+                let packet = Packet::Reply {
+                    slot,
+                    generation,
+                    result,
+                };
+                if let Some(inbox) = self.node.inboxes.get(usize::from(shard)) {
+                    // A stopped node has nobody left to answer.
+                    let _ = inbox.send(packet);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn into_reply_to(mut self) -> Option<ReplyTo> {
+        self.reply.take()
+    }
+
+    /// Hands the answer (or the failure) to the asker.
+    pub fn complete(mut self, result: Result<Message>) {
+        if let Some(reply) = self.reply.take() {
+            self.send(reply, result);
+        }
+    }
+}
+
+impl Drop for Replier {
+    fn drop(&mut self) {
+        if let Some(reply) = self.reply.take() {
+            let error = Error::NoReply("a deferred reply was dropped".to_owned());
+            self.send(reply, Err(error));
+        }
+    }
+}
+
+/// A shard of this node, as the transport sees it (valid on its own thread).
+#[derive(Clone)]
+pub struct ShardHandle {
+    shard: Rc<Shard>,
+}
+
+impl ShardHandle {
+    pub(crate) fn new(shard: Rc<Shard>) -> Self {
+        ShardHandle { shard }
+    }
+
+    /// The shard running on this thread, if this thread is a shard.
+    pub fn current() -> Option<ShardHandle> {
+        CURRENT.with(|c| c.borrow().clone().map(ShardHandle::new))
+    }
+
+    /// This shard's index.
+    pub fn index(&self) -> usize {
+        self.shard.index()
+    }
+
+    /// How many shards the node has.
+    pub fn shards(&self) -> usize {
+        self.shard.shard_count()
+    }
+
+    /// The node's name.
+    pub fn node_name(&self) -> &str {
+        self.shard.node_name()
+    }
+
+    /// Delivers a message that came from outside the node to a local worker.
+    ///
+    /// `reply` receives the answer of an ask (or why it failed); for a plain
+    /// send it is `None`. Errors found on this shard are returned at once;
+    /// errors found on another shard go to `reply` (or drop the message).
+    pub fn deliver(
+        &self,
+        to: &Address,
+        msg: Message,
+        reply: Option<Box<dyn FnOnce(Result<Message>) + Send>>,
+    ) -> Result<()> {
+        if let Address::Remote(remote) = to {
+            if *remote.node != *self.shard.node_name() {
+                return Err(Error::NoSuchWorker(remote.to_string()));
+            }
+        }
+        let delivery = Delivery {
+            msg,
+            from: None,
+            reply: reply.map(ReplyTo::Callback),
+        };
+        self.shard.route(to, delivery).map_err(|u| u.error)
+    }
+}

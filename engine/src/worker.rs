@@ -1,0 +1,145 @@
+//! The `Worker` trait, and how a shard runs a worker without a task per
+//! worker.
+//!
+//! An idle worker is only its boxed state in a slot of its shard. When its
+//! mailbox gets a message, the shard's scheduler builds a *run*: one future
+//! that owns the worker, handles up to [`RUN_BUDGET`] messages one at a time,
+//! and gives the worker back to its slot. The scheduler polls the run inline;
+//! only a run that suspends (a timer, an ask) becomes a glommio task, and only
+//! until it finishes.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use futures_lite::FutureExt;
+
+use crate::shard::Shard;
+use crate::{BoxError, Context, Message, WorkerRef};
+
+/// How many messages one run handles before the worker goes to the back of
+/// the run queue, so that one busy worker cannot starve the others.
+pub(crate) const RUN_BUDGET: usize = 256;
+
+/// A worker: private state plus behaviour, handling one message at a time.
+///
+/// Implement it with `async fn`s; the state is the struct itself.
+///
+/// ```
+/// use myriad_engine::{BoxError, Context, Message, Worker};
+///
+/// struct Greeter;
+///
+/// impl Worker for Greeter {
+///     async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
+///         ctx.reply(format!("Hello, {msg}!"))?;
+///         Ok(())
+///     }
+/// }
+/// ```
+///
+/// A handler may `.await` (a timer, another worker's answer): only this worker
+/// waits, its mailbox keeps filling, the shard keeps running other workers.
+/// A panic is caught: the worker is stopped, asks waiting on it fail with
+/// [`Error::WorkerFailed`](crate::Error::WorkerFailed), the node goes on.
+/// Returning an error fails the current ask the same way but keeps the
+/// worker running.
+pub trait Worker: 'static {
+    /// Handles one message. Use `ctx.reply` to answer an ask.
+    fn handle_message(
+        &mut self,
+        ctx: &mut Context,
+        msg: Message,
+    ) -> impl Future<Output = Result<(), BoxError>>;
+
+    /// Runs once, before the first message.
+    fn on_start(&mut self, ctx: &mut Context) -> impl Future<Output = ()> {
+        let _ = ctx;
+        async {}
+    }
+
+    /// Runs once when the worker is stopped (not after a panic).
+    fn on_stop(&mut self, ctx: &mut Context) -> impl Future<Output = ()> {
+        let _ = ctx;
+        async {}
+    }
+}
+
+/// A run in progress: a worker's future, boxed because worker types differ.
+pub(crate) type Run = Pin<Box<dyn Future<Output = ()>>>;
+
+/// A worker with its type erased, as stored in a shard's slot.
+pub(crate) trait Runnable: 'static {
+    /// Builds the future that handles the worker's queued messages.
+    fn run(self: Box<Self>, shard: Rc<Shard>, me: WorkerRef, first: bool) -> Run;
+    /// Builds the future that runs `on_stop`.
+    fn stop(self: Box<Self>, shard: Rc<Shard>, me: WorkerRef) -> Run;
+}
+
+impl<W: Worker> Runnable for W {
+    fn run(self: Box<Self>, shard: Rc<Shard>, me: WorkerRef, first: bool) -> Run {
+        Box::pin(run_worker(self, shard, me, first))
+    }
+
+    fn stop(mut self: Box<Self>, shard: Rc<Shard>, me: WorkerRef) -> Run {
+        Box::pin(async move {
+            let mut ctx = Context::new(shard, me, None, None);
+            if let Err(panic) = AssertUnwindSafe(self.on_stop(&mut ctx))
+                .catch_unwind()
+                .await
+            {
+                tracing::error!(worker = %me, reason = %panic_text(&panic), "on_stop panicked");
+            }
+        })
+    }
+}
+
+async fn run_worker<W: Worker>(mut worker: Box<W>, shard: Rc<Shard>, me: WorkerRef, first: bool) {
+    if first {
+        let mut ctx = Context::new(shard.clone(), me, None, None);
+        if let Err(panic) = AssertUnwindSafe(worker.on_start(&mut ctx))
+            .catch_unwind()
+            .await
+        {
+            shard.worker_panicked(me, panic_text(&panic));
+            return;
+        }
+    }
+    for _ in 0..RUN_BUDGET {
+        let Some(delivery) = shard.next_delivery(me) else {
+            break;
+        };
+        let mut ctx = Context::new(shard.clone(), me, delivery.from, delivery.reply);
+        let outcome = AssertUnwindSafe(worker.handle_message(&mut ctx, delivery.msg))
+            .catch_unwind()
+            .await;
+        shard.count_handled(me);
+        match outcome {
+            Ok(Ok(())) => ctx.finish(),
+            Ok(Err(error)) => {
+                tracing::warn!(worker = %me, %error, "handler returned an error");
+                ctx.fail(error.to_string());
+            }
+            Err(panic) => {
+                let reason = panic_text(&panic);
+                ctx.fail(reason.clone());
+                shard.worker_panicked(me, reason);
+                return;
+            }
+        }
+    }
+    shard.park(me, worker);
+}
+
+/// The text of a panic payload (`&str` or `String`), or a placeholder.
+pub(crate) fn panic_text(panic: &Box<dyn Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        format!("panicked: {s}")
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        format!("panicked: {s}")
+    } else {
+        "panicked".to_owned()
+    }
+}

@@ -1,0 +1,685 @@
+//! The engine's promises, as a user of the library sees them: each test
+//! fails if its promise breaks.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use myriad::{Address, BoxError, Context, Error, Message, Node, Replier, Worker, WorkerRef};
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// Replies `Hello, <msg>!`.
+struct Greeter;
+
+impl Worker for Greeter {
+    async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
+        ctx.reply(format!("Hello, {msg}!"))?;
+        Ok(())
+    }
+}
+
+#[test]
+fn main_runs_as_a_worker_and_gets_its_answer() {
+    let reply = Node::start(common::config(2), |ctx| async move {
+        ctx.start_worker("greeter", Greeter).await?;
+        ctx.send_and_receive("greeter", "world", LONG).await
+    })
+    .unwrap();
+    assert_eq!(reply.unwrap(), "Hello, world!");
+}
+
+/// Checks that messages from each sender arrive in sequence order, and
+/// answers `count` with `<received> <violations>`.
+#[derive(Default)]
+struct SequenceChecker {
+    next: std::collections::HashMap<String, u64>,
+    received: u64,
+    violations: u64,
+    waiting: Option<(u64, Replier)>,
+}
+
+impl Worker for SequenceChecker {
+    async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
+        if let Some(expected) = msg.strip_prefix("when ") {
+            let expected: u64 = expected.parse()?;
+            let replier = ctx.defer_reply().ok_or("`when` must be asked")?;
+            self.waiting = Some((expected, replier));
+        } else {
+            let (sender, seq) = msg.split_once(':').ok_or("expected sender:seq")?;
+            let seq: u64 = seq.parse()?;
+            let next = self.next.entry(sender.to_owned()).or_insert(0);
+            if seq != *next {
+                self.violations += 1;
+            }
+            *next = seq + 1;
+            self.received += 1;
+        }
+        if matches!(&self.waiting, Some((n, _)) if self.received >= *n) {
+            if let Some((_, replier)) = self.waiting.take() {
+                replier.complete(Ok(format!("{} {}", self.received, self.violations).into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// On `go <n>`, sends `<id>:0` .. `<id>:<n-1>` to `target`.
+struct SequenceSender {
+    id: &'static str,
+    target: Address,
+}
+
+impl Worker for SequenceSender {
+    async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
+        let n: u64 = msg.strip_prefix("go ").ok_or("expected go <n>")?.parse()?;
+        for seq in 0..n {
+            ctx.send(&self.target, format!("{}:{seq}", self.id))?;
+        }
+        ctx.reply("sent")?;
+        Ok(())
+    }
+}
+
+#[test]
+fn fifo_per_sender_holds_across_shards_under_load() {
+    const N: u64 = 100_000;
+    let node = Node::spawn(common::config(2).mailbox_capacity(1 << 20)).unwrap();
+    let checker = node
+        .start_worker_on(1, "checker", SequenceChecker::default())
+        .unwrap();
+    // One sender on the other shard, one on the checker's own shard.
+    let far = node
+        .spawn_on(
+            0,
+            SequenceSender {
+                id: "far",
+                target: checker.into(),
+            },
+        )
+        .unwrap();
+    let near = node
+        .spawn_on(
+            1,
+            SequenceSender {
+                id: "near",
+                target: "checker".into(),
+            },
+        )
+        .unwrap();
+    node.send(far, format!("go {N}")).unwrap();
+    node.send(near, format!("go {N}")).unwrap();
+    let report = node
+        .send_and_receive("checker", format!("when {}", 2 * N), LONG)
+        .unwrap();
+    assert_eq!(report, format!("{} 0", 2 * N).as_str());
+    node.shutdown();
+}
+
+/// Logs `start i` / `end i` around a timer await.
+struct Slow {
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Worker for Slow {
+    async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
+        self.log.lock().unwrap().push(format!("start {msg}"));
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+        self.log.lock().unwrap().push(format!("end {msg}"));
+        if ctx.is_ask() {
+            ctx.reply("done")?;
+        }
+        Ok(())
+    }
+}
+
+/// Logs `fast` and replies.
+struct Fast {
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Worker for Fast {
+    async fn handle_message(&mut self, ctx: &mut Context, _msg: Message) -> Result<(), BoxError> {
+        self.log.lock().unwrap().push("fast".to_owned());
+        ctx.reply("ok")?;
+        Ok(())
+    }
+}
+
+#[test]
+fn one_message_at_a_time_while_the_shard_keeps_running_others() {
+    let node = common::node(1);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let slow = node.spawn(Slow { log: log.clone() }).unwrap();
+    let fast = node.spawn(Fast { log: log.clone() }).unwrap();
+    for i in 0..3 {
+        node.send(slow, i.to_string()).unwrap();
+    }
+    // While `slow` awaits its timer, `fast` on the same shard answers.
+    assert_eq!(node.send_and_receive(fast, "hi", LONG).unwrap(), "ok");
+    assert_eq!(node.send_and_receive(slow, "3", LONG).unwrap(), "done");
+    let log = log.lock().unwrap().clone();
+    let slow_events: Vec<_> = log.iter().filter(|e| *e != "fast").cloned().collect();
+    let expected: Vec<String> = (0..4)
+        .flat_map(|i| [format!("start {i}"), format!("end {i}")])
+        .collect();
+    assert_eq!(
+        slow_events, expected,
+        "handlers overlapped or reordered: {log:?}"
+    );
+    let fast_at = log.iter().position(|e| e == "fast").unwrap();
+    let last_end = log.iter().position(|e| e == "end 2").unwrap();
+    assert!(
+        fast_at < last_end,
+        "the shard was blocked by an awaiting handler: {log:?}"
+    );
+    node.shutdown();
+}
+
+/// Never answers `hang` in time; answers anything else.
+struct Sleepy;
+
+impl Worker for Sleepy {
+    async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
+        if msg == "hang" {
+            glommio::timer::sleep(Duration::from_secs(3600)).await;
+        }
+        ctx.reply("awake")?;
+        Ok(())
+    }
+}
+
+#[test]
+fn an_ask_times_out_with_a_timeout_error() {
+    let outcome = Node::start(common::config(2), |ctx| async move {
+        let sleepy = ctx.spawn(Sleepy);
+        let timed_out = ctx
+            .send_and_receive(sleepy, "hang", Duration::from_millis(50))
+            .await;
+        let other = ctx.spawn(Sleepy);
+        let answered = ctx.send_and_receive(other, "hi", LONG).await;
+        (timed_out, answered)
+    })
+    .unwrap();
+    let err = outcome.0.unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    assert!(err.to_string().contains("timeout"), "{err}");
+    assert_eq!(outcome.1.unwrap(), "awake");
+}
+
+#[test]
+fn unknown_workers_fail_at_once_not_by_timeout() {
+    let node = common::node(2);
+    for to in ["nobody", "nobody-else", "x"] {
+        let err = node.send_and_receive(to, "hello?", LONG).unwrap_err();
+        assert!(matches!(err, Error::NoSuchWorker(_)), "{to}: {err:?}");
+    }
+    let outcome = Node::start(common::config(2), |ctx| async move {
+        let by_name = ctx.send_and_receive("ghost", "hi", LONG).await;
+        let stale: WorkerRef = "#1.99.99".parse().unwrap();
+        let by_ref = ctx.send_and_receive(stale, "hi", LONG).await;
+        let send = ctx.send("#0.98.98", "hi");
+        (by_name, by_ref, send)
+    })
+    .unwrap();
+    assert!(
+        matches!(outcome.0, Err(Error::NoSuchWorker(_))),
+        "{:?}",
+        outcome.0
+    );
+    assert!(
+        matches!(outcome.1, Err(Error::NoSuchWorker(_))),
+        "{:?}",
+        outcome.1
+    );
+    assert!(
+        matches!(outcome.2, Err(Error::NoSuchWorker(_))),
+        "{:?}",
+        outcome.2
+    );
+    node.shutdown();
+}
+
+#[test]
+fn names_are_unique_and_validated() {
+    let node = common::node(2);
+    node.start_worker("dup", Greeter).unwrap();
+    let err = node.start_worker("dup", Greeter).unwrap_err();
+    assert_eq!(err, Error::NameTaken("dup".into()));
+    // Also when the second start asks for another shard explicitly.
+    let err = node.start_worker_on(1, "dup", Greeter).unwrap_err();
+    assert_eq!(err, Error::NameTaken("dup".into()));
+    for bad in ["", "with space", "a/b", "dot.ted", "naïve"] {
+        let err = node.start_worker(bad, Greeter).unwrap_err();
+        assert!(matches!(err, Error::InvalidName { .. }), "{bad:?}: {err:?}");
+    }
+    let err = node.start_worker_on(7, "fine", Greeter).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NoSuchShard {
+                shard: 7,
+                shards: 2
+            }
+        ),
+        "{err:?}"
+    );
+    // The original is untouched.
+    assert_eq!(
+        node.send_and_receive("dup", "you", LONG).unwrap(),
+        "Hello, you!"
+    );
+    node.shutdown();
+}
+
+/// Panics on `boom`, fails on `bad`, forgets to reply on `mute`.
+struct Fragile {
+    stopped: Arc<AtomicBool>,
+}
+
+impl Worker for Fragile {
+    async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
+        match msg.as_str() {
+            "boom" => panic!("boom went the worker"),
+            "bad" => Err("bad input".into()),
+            "mute" => Ok(()),
+            _ => {
+                ctx.reply("fine")?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_stop(&mut self, _ctx: &mut Context) {
+        self.stopped.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn handler_errors_fail_the_ask_but_keep_the_worker() {
+    let node = common::node(2);
+    let stopped = Arc::new(AtomicBool::new(false));
+    node.start_worker("fragile", Fragile { stopped }).unwrap();
+    let err = node.send_and_receive("fragile", "bad", LONG).unwrap_err();
+    match &err {
+        Error::WorkerFailed { worker, reason } => {
+            assert_eq!(worker, "fragile");
+            assert!(reason.contains("bad input"), "{reason}");
+        }
+        other => panic!("expected WorkerFailed, got {other:?}"),
+    }
+    let err = node.send_and_receive("fragile", "mute", LONG).unwrap_err();
+    assert!(matches!(err, Error::NoReply(_)), "{err:?}");
+    assert_eq!(
+        node.send_and_receive("fragile", "ok?", LONG).unwrap(),
+        "fine"
+    );
+    node.shutdown();
+}
+
+#[test]
+fn a_panic_is_contained_and_fails_waiting_asks() {
+    let node = common::node(2);
+    let stopped = Arc::new(AtomicBool::new(false));
+    node.start_worker(
+        "fragile",
+        Fragile {
+            stopped: stopped.clone(),
+        },
+    )
+    .unwrap();
+    node.start_worker("bystander", Greeter).unwrap();
+    let err = node.send_and_receive("fragile", "boom", LONG).unwrap_err();
+    match &err {
+        Error::WorkerFailed { worker, reason } => {
+            assert_eq!(worker, "fragile");
+            assert!(reason.contains("boom went the worker"), "{reason}");
+        }
+        other => panic!("expected WorkerFailed, got {other:?}"),
+    }
+    // The worker is gone (no on_stop after a panic), its name is free again,
+    // and the rest of the node is unaffected.
+    let err = node.send_and_receive("fragile", "hello", LONG).unwrap_err();
+    assert!(matches!(err, Error::NoSuchWorker(_)), "{err:?}");
+    assert!(!stopped.load(Ordering::SeqCst));
+    assert_eq!(
+        node.send_and_receive("bystander", "still", LONG).unwrap(),
+        "Hello, still!"
+    );
+    node.start_worker("fragile", Greeter).unwrap();
+    node.shutdown();
+}
+
+#[test]
+fn asks_queued_behind_a_panic_fail_with_the_reason() {
+    let outcome = Node::start(common::config(1), |ctx| async move {
+        let stopped = Arc::new(AtomicBool::new(false));
+        let fragile = ctx.spawn(Fragile { stopped });
+        // Both are queued before the worker runs: the panic on the first
+        // must fail the second too, not leave it to time out.
+        ctx.send(fragile, "boom").unwrap();
+        ctx.send_and_receive(fragile, "after", LONG).await
+    })
+    .unwrap();
+    match outcome {
+        Err(Error::WorkerFailed { reason, .. }) => assert!(reason.contains("boom"), "{reason}"),
+        other => panic!("expected WorkerFailed, got {other:?}"),
+    }
+}
+
+#[test]
+fn list_workers_shows_names_shards_mailboxes_and_counts() {
+    let node = common::node(2);
+    let a = node.start_worker_on(0, "alpha", Greeter).unwrap();
+    let b = node.start_worker_on(1, "beta", Greeter).unwrap();
+    let anon = node.spawn_on(1, Greeter).unwrap();
+    for _ in 0..3 {
+        node.send_and_receive("alpha", "x", LONG).unwrap();
+    }
+    node.send_and_receive(anon, "x", LONG).unwrap();
+    let mut list = node.list_workers().unwrap();
+    list.sort_by_key(|w| w.id);
+    assert_eq!(list.len(), 3, "{list:?}");
+    let alpha = list.iter().find(|w| w.id == a).unwrap();
+    assert_eq!(
+        (
+            alpha.name.as_deref(),
+            alpha.shard,
+            alpha.handled,
+            alpha.mailbox_len
+        ),
+        (Some("alpha"), 0, 3, 0)
+    );
+    let beta = list.iter().find(|w| w.id == b).unwrap();
+    assert_eq!(
+        (beta.name.as_deref(), beta.shard, beta.handled),
+        (Some("beta"), 1, 0)
+    );
+    let anon_info = list.iter().find(|w| w.id == anon).unwrap();
+    assert_eq!(
+        (
+            anon_info.name.as_deref(),
+            anon_info.shard,
+            anon_info.handled
+        ),
+        (None, 1, 1)
+    );
+    node.shutdown();
+}
+
+#[test]
+fn list_workers_counts_queued_messages() {
+    let node = common::node(1);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let slow = node.start_worker("slow", Slow { log }).unwrap();
+    for i in 0..5 {
+        node.send(slow, i.to_string()).unwrap();
+    }
+    // The first message is being handled (awaiting its timer); four wait.
+    let queued = node
+        .list_workers()
+        .unwrap()
+        .into_iter()
+        .find(|w| w.id == slow)
+        .unwrap()
+        .mailbox_len;
+    assert!((4..=5).contains(&queued), "mailbox_len = {queued}");
+    node.shutdown();
+}
+
+#[test]
+fn stop_worker_runs_on_stop_and_frees_the_name() {
+    let node = common::node(2);
+    let stopped = Arc::new(AtomicBool::new(false));
+    node.start_worker(
+        "victim",
+        Fragile {
+            stopped: stopped.clone(),
+        },
+    )
+    .unwrap();
+    assert_eq!(node.send_and_receive("victim", "hi", LONG).unwrap(), "fine");
+    node.stop_worker("victim").unwrap();
+    // Stop is processed before anything sent after it.
+    let err = node.send_and_receive("victim", "hi", LONG).unwrap_err();
+    assert!(matches!(err, Error::NoSuchWorker(_)), "{err:?}");
+    assert!(stopped.load(Ordering::SeqCst), "on_stop did not run");
+    assert!(matches!(
+        node.stop_worker("victim"),
+        Err(Error::NoSuchWorker(_))
+    ));
+    node.start_worker("victim", Greeter).unwrap();
+    assert_eq!(
+        node.send_and_receive("victim", "again", LONG).unwrap(),
+        "Hello, again!"
+    );
+    node.shutdown();
+}
+
+/// Awaits a timer on every message, so its mailbox fills.
+struct Blocked;
+
+impl Worker for Blocked {
+    async fn handle_message(&mut self, _ctx: &mut Context, _msg: Message) -> Result<(), BoxError> {
+        glommio::timer::sleep(Duration::from_secs(3600)).await;
+        Ok(())
+    }
+}
+
+#[test]
+fn a_full_mailbox_refuses_at_once_without_blocking() {
+    let outcome = Node::start(common::config(1).mailbox_capacity(4), |ctx| async move {
+        let blocked = ctx.spawn(Blocked);
+        let mut results = Vec::new();
+        for i in 0..10 {
+            results.push(ctx.send(blocked, i.to_string()));
+            if i == 0 {
+                // Let the worker take the first message and block on it.
+                futures_lite::future::yield_now().await;
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        let full_ask = ctx.send_and_receive(blocked, "ask", LONG).await;
+        let responsive = ctx.send_and_receive(ctx.spawn(Greeter), "me", LONG).await;
+        (results, full_ask, responsive)
+    })
+    .unwrap();
+    let (results, full_ask, responsive) = outcome;
+    let accepted = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(accepted, 5, "one in hand + four queued: {results:?}");
+    assert!(
+        results[5..]
+            .iter()
+            .all(|r| matches!(r, Err(Error::MailboxFull(_)))),
+        "{results:?}"
+    );
+    assert!(
+        matches!(full_ask, Err(Error::MailboxFull(_))),
+        "{full_ask:?}"
+    );
+    assert_eq!(responsive.unwrap(), "Hello, me!");
+}
+
+#[test]
+fn reply_outside_an_ask_is_a_clear_error() {
+    struct Replies;
+    impl Worker for Replies {
+        async fn handle_message(
+            &mut self,
+            ctx: &mut Context,
+            _msg: Message,
+        ) -> Result<(), BoxError> {
+            let first = ctx.reply("one");
+            let second = ctx.reply("two");
+            match (first, second) {
+                (Ok(()), Err(Error::NothingToReplyTo)) => Ok(()),
+                (Err(Error::NothingToReplyTo), Err(Error::NothingToReplyTo)) => Ok(()),
+                other => Err(format!("unexpected {other:?}").into()),
+            }
+        }
+    }
+    let node = common::node(1);
+    let w = node.spawn(Replies).unwrap();
+    assert_eq!(node.send_and_receive(w, "x", LONG).unwrap(), "one");
+    node.send(w, "plain send").unwrap();
+    // The worker is still fine after the plain send (its error would have
+    // been logged, not fatal).
+    assert_eq!(node.send_and_receive(w, "x", LONG).unwrap(), "one");
+    node.shutdown();
+}
+
+/// Spawns `n` leaves on its own shard and sends each a message; every leaf
+/// reports to the tally.
+struct Spawner {
+    tally: WorkerRef,
+}
+
+struct Leaf {
+    tally: WorkerRef,
+    value: u64,
+}
+
+impl Worker for Leaf {
+    async fn handle_message(&mut self, ctx: &mut Context, _msg: Message) -> Result<(), BoxError> {
+        self.value += 1;
+        ctx.send(self.tally, "1")?;
+        Ok(())
+    }
+}
+
+impl Worker for Spawner {
+    async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
+        let n: u64 = msg.parse()?;
+        for _ in 0..n {
+            let leaf = ctx.spawn(Leaf {
+                tally: self.tally,
+                value: 0,
+            });
+            ctx.send(leaf, "go")?;
+        }
+        ctx.reply("spawned")?;
+        Ok(())
+    }
+}
+
+/// Counts messages; `when <n>` is answered once n have arrived.
+#[derive(Default)]
+struct Tally {
+    count: u64,
+    waiting: Option<(u64, Replier)>,
+}
+
+impl Worker for Tally {
+    async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
+        if let Some(n) = msg.strip_prefix("when ") {
+            let replier = ctx.defer_reply().ok_or("`when` must be asked")?;
+            self.waiting = Some((n.parse()?, replier));
+        } else {
+            self.count += 1;
+        }
+        if matches!(&self.waiting, Some((n, _)) if self.count >= *n) {
+            if let Some((_, replier)) = self.waiting.take() {
+                replier.complete(Ok(self.count.to_string().into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_million_anonymous_workers_each_receive_a_message() {
+    const PER_SHARD: u64 = 500_000;
+    let node = Node::spawn(common::config(2).mailbox_capacity(1 << 21)).unwrap();
+    let mut tallies = Vec::new();
+    for shard in 0..2 {
+        let tally = node.spawn_on(shard, Tally::default()).unwrap();
+        let spawner = node.spawn_on(shard, Spawner { tally }).unwrap();
+        tallies.push(tally);
+        node.send(spawner, PER_SHARD.to_string()).unwrap();
+    }
+    for tally in tallies {
+        let count =
+            node.send_and_receive(tally, format!("when {PER_SHARD}"), Duration::from_secs(120));
+        assert_eq!(count.unwrap(), PER_SHARD.to_string().as_str());
+    }
+    let workers = node.list_workers().unwrap();
+    assert_eq!(workers.len() as u64, 2 * PER_SHARD + 4);
+    let handled: u64 = workers.iter().filter(|w| w.handled == 1).count() as u64;
+    assert!(
+        handled >= 2 * PER_SHARD,
+        "only {handled} leaves handled their message"
+    );
+    node.shutdown();
+}
+
+#[test]
+fn a_plain_thread_handle_drives_a_node() {
+    let node = common::node(2);
+    let counter = Arc::new(AtomicUsize::new(0));
+    struct Count(Arc<AtomicUsize>);
+    impl Worker for Count {
+        async fn handle_message(
+            &mut self,
+            ctx: &mut Context,
+            msg: Message,
+        ) -> Result<(), BoxError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            if msg == "sync" {
+                ctx.reply("synced")?;
+            }
+            Ok(())
+        }
+    }
+    let w = node.spawn(Count(counter.clone())).unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let node = node.clone();
+            std::thread::spawn(move || {
+                for _ in 0..100 {
+                    node.send(w, "tick").unwrap();
+                }
+                node.send_and_receive(w, "sync", LONG).unwrap()
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), "synced");
+    }
+    // Each thread's sync came after its own 100 ticks (FIFO per sender).
+    assert!(counter.load(Ordering::SeqCst) >= 404 - 3);
+    assert_eq!(counter.load(Ordering::SeqCst), 404);
+    node.shutdown();
+}
+
+#[test]
+fn remote_addresses_fail_with_no_route_until_a_router_is_installed() {
+    let node = common::node(1);
+    let err = node
+        .send_and_receive("elsewhere/greeter", "hi", LONG)
+        .unwrap_err();
+    assert_eq!(err, Error::NoRoute("elsewhere".into()));
+    // An address naming this very node is local.
+    node.start_worker("greeter", Greeter).unwrap();
+    let reply = node
+        .send_and_receive(Address::remote("test", "greeter"), "me", LONG)
+        .unwrap();
+    assert_eq!(reply, "Hello, me!");
+    node.shutdown();
+}
+
+#[test]
+fn a_panicking_main_is_reported_not_propagated() {
+    let outcome: Result<(), Error> = Node::start(common::config(1), |_ctx| async move {
+        panic!("main gave up");
+    });
+    let err = outcome.unwrap_err();
+    match err {
+        Error::WorkerFailed { worker, reason } => {
+            assert_eq!(worker, "main");
+            assert!(reason.contains("main gave up"), "{reason}");
+        }
+        other => panic!("expected WorkerFailed, got {other:?}"),
+    }
+}

@@ -1,0 +1,1 @@
+//! Noise-over-TCP transport for Myriad (work in progress).
