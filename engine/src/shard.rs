@@ -408,25 +408,22 @@ impl Shard {
         }
     }
 
-    /// The next message for a running worker, unless it is being stopped.
-    pub(crate) fn next_delivery(&self, me: WorkerRef) -> Option<Delivery> {
+    /// Counts the messages a running worker just handled and gives it the
+    /// next one, unless it is being stopped (one borrow per message).
+    pub(crate) fn next_delivery(&self, me: WorkerRef, handled: u64) -> Option<Delivery> {
         let mut state = self.state.borrow_mut();
         let State { slots, pool, .. } = &mut *state;
         let slot = slots.get_mut(me.index as usize)?;
+        slot.handled += handled;
         if slot.stopping {
             return None;
         }
         pool.pop(&mut slot.mailbox)
     }
 
-    pub(crate) fn count_handled(&self, me: WorkerRef) {
-        if let Some(slot) = self.state.borrow_mut().slots.get_mut(me.index as usize) {
-            slot.handled += 1;
-        }
-    }
-
-    /// Gives a worker back to its slot at the end of a run.
-    pub(crate) fn park(self: &Rc<Self>, me: WorkerRef, worker: Box<dyn Runnable>) {
+    /// Gives a worker back to its slot at the end of a run, with the count
+    /// of messages it handled and has not reported yet.
+    pub(crate) fn park(self: &Rc<Self>, me: WorkerRef, worker: Box<dyn Runnable>, handled: u64) {
         let mut state = self.state.borrow_mut();
         let State {
             slots, run_queue, ..
@@ -434,6 +431,7 @@ impl Shard {
         let Some(slot) = slots.get_mut(me.index as usize) else {
             return;
         };
+        slot.handled += handled;
         slot.worker = Some(worker);
         if slot.stopping || !slot.mailbox.is_empty() {
             slot.run = RunState::Queued;

@@ -107,15 +107,17 @@ async fn run_worker<W: Worker>(mut worker: Box<W>, shard: Rc<Shard>, me: WorkerR
             return;
         }
     }
+    let mut handled = 0;
     for _ in 0..RUN_BUDGET {
-        let Some(delivery) = shard.next_delivery(me) else {
+        let Some(delivery) = shard.next_delivery(me, handled) else {
+            handled = 0;
             break;
         };
+        handled = 1;
         let mut ctx = Context::new(shard.clone(), me, delivery.from, delivery.reply);
         let outcome = AssertUnwindSafe(worker.handle_message(&mut ctx, delivery.msg))
             .catch_unwind()
             .await;
-        shard.count_handled(me);
         match outcome {
             Ok(Ok(())) => ctx.finish(),
             Ok(Err(error)) => {
@@ -130,7 +132,7 @@ async fn run_worker<W: Worker>(mut worker: Box<W>, shard: Rc<Shard>, me: WorkerR
             }
         }
     }
-    shard.park(me, worker);
+    shard.park(me, worker, handled);
 }
 
 /// The text of a panic payload (`&str` or `String`), or a placeholder.
