@@ -683,3 +683,63 @@ fn a_panicking_main_is_reported_not_propagated() {
         other => panic!("expected WorkerFailed, got {other:?}"),
     }
 }
+
+/// Bounces a message back to its sender until `left` reaches zero, then
+/// answers the ask that started it.
+struct Bouncer {
+    left: u64,
+    done: Option<Replier>,
+}
+
+impl Worker for Bouncer {
+    async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
+        if let Some(rest) = msg.strip_prefix("start ") {
+            let (count, peer) = rest.split_once(' ').ok_or("start <n> <peer>")?;
+            self.left = count.parse()?;
+            self.done = ctx.defer_reply();
+            let peer: WorkerRef = peer.parse()?;
+            ctx.send(peer, "ball")?;
+            return Ok(());
+        }
+        let from = ctx.sender().ok_or("the ball comes from a worker")?;
+        if self.done.is_none() {
+            ctx.send(from, "ball")?; // the partner just returns it
+            return Ok(());
+        }
+        self.left -= 1;
+        if self.left == 0 {
+            if let Some(done) = self.done.take() {
+                done.complete(Ok("done".into()));
+            }
+        } else {
+            ctx.send(from, "ball")?;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn strict_ping_pong_across_shards_never_stalls() {
+    let node = common::node(2);
+    let partner = node
+        .spawn_on(
+            1,
+            Bouncer {
+                left: 0,
+                done: None,
+            },
+        )
+        .unwrap();
+    let starter = node
+        .spawn_on(
+            0,
+            Bouncer {
+                left: 0,
+                done: None,
+            },
+        )
+        .unwrap();
+    let outcome = node.send_and_receive(starter, format!("start 20000 {partner}"), LONG);
+    assert_eq!(outcome.unwrap(), "done", "{:?}", node.list_workers());
+    node.shutdown();
+}

@@ -27,6 +27,7 @@ pub struct NodeConfig {
     pub(crate) default_timeout: Duration,
     pub(crate) pin_shards: bool,
     pub(crate) io_memory: usize,
+    pub(crate) spin_before_park: Duration,
     pub(crate) remote: Option<RemoteRouterFactory>,
 }
 
@@ -39,6 +40,7 @@ impl Default for NodeConfig {
             default_timeout: Duration::from_secs(5),
             pin_shards: true,
             io_memory: 256 << 10,
+            spin_before_park: Duration::from_micros(100),
             remote: None,
         }
     }
@@ -81,6 +83,15 @@ impl NodeConfig {
     /// glommio needs `ulimit -l` of at least 512 KiB).
     pub fn io_memory(mut self, bytes: usize) -> Self {
         self.io_memory = bytes;
+        self
+    }
+
+    /// How long an idle shard spins before it sleeps (default 100 µs). A
+    /// shard woken while it spins answers a cross-shard message in well under
+    /// a microsecond instead of paying a sleep and an eventfd wake-up; an idle
+    /// node still uses no CPU once this time has passed.
+    pub fn spin_before_park(mut self, spin: Duration) -> Self {
+        self.spin_before_park = spin;
         self
     }
 
@@ -138,6 +149,7 @@ impl fmt::Debug for NodeConfig {
             .field("default_timeout", &self.default_timeout)
             .field("pin_shards", &self.pin_shards)
             .field("io_memory", &self.io_memory)
+            .field("spin_before_park", &self.spin_before_park)
             .field("remote_router", &self.remote.is_some())
             .finish()
     }

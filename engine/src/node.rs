@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures_lite::FutureExt;
 use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
-use glommio::{ExecutorJoinHandle, Latency, LocalExecutorBuilder, Placement, Shares};
+use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 use crate::address::home_shard;
 use crate::envelope::{Delivery, Packet, ReplyTo};
@@ -27,9 +27,6 @@ use crate::{Address, Context, Error, Message, NodeConfig, Result, Worker, Worker
 /// Packets an outside thread may queue for one shard before `send` reports
 /// `MailboxFull`.
 const INBOX_CAPACITY: usize = 1 << 16;
-
-/// How often a task queue of workers is allowed to be preempted.
-const WORKER_QUEUE_LATENCY: Duration = Duration::from_millis(1);
 
 /// Entry points that start a node.
 pub struct Node;
@@ -117,6 +114,7 @@ impl Node {
                 .name(&format!("myriad-{index}"))
                 .io_memory(config.io_memory)
                 .ring_depth(128)
+                .spin_before_park(config.spin_before_park)
                 .spawn(move || run_shard(start));
             match spawned {
                 Ok(handle) => threads.push(handle),
@@ -179,22 +177,18 @@ struct ShardStart {
 }
 
 async fn run_shard(start: ShardStart) {
-    let executor = glommio::executor();
-    let queue = executor.create_task_queue(
-        Shares::default(),
-        Latency::Matters(WORKER_QUEUE_LATENCY),
-        "myriad-workers",
-    );
     let shard = Rc::new(Shard::new(start.index, start.shared));
     CURRENT.with(|c| *c.borrow_mut() = Some(shard.clone()));
     if let Some(factory) = start.remote {
         shard.install_remote(factory(ShardHandle::new(shard.clone())));
     }
+    // All shard tasks run in the executor's default task queue. A
+    // `Latency::Matters(1 ms)` queue makes glommio 0.9.0 preempt often, which
+    // hit its park-with-runnable-tasks bug (vendor/glommio/MYRIAD-PATCH.md);
+    // the default queue answered wakes from plain threads within 95 µs at
+    // worst (200 handle asks to an idle node).
     let spawn = |task: std::pin::Pin<Box<dyn Future<Output = ()>>>| {
-        // The queue was created just above on this executor, so it exists.
-        if let Ok(task) = glommio::spawn_local_into(task, queue) {
-            task.detach();
-        }
+        glommio::spawn_local(task).detach();
     };
     for (peer, ring) in start.outgoing.into_iter().enumerate() {
         if let (Some(ring), Some(outbox)) = (ring, shard.outbox(peer)) {
