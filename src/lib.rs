@@ -9,4 +9,4 @@
 //! `docs/guide.md` walks through the rest.
 
 pub use myriad_engine::*;
-// pub use myriad_transport as transport;
+pub use myriad_transport as transport;
