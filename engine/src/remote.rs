@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::envelope::{Delivery, Packet, ReplyTo};
 use crate::shard::{NodeShared, Shard, CURRENT};
-use crate::{Address, Error, Message, RemoteAddress, Result, WorkerRef};
+use crate::{Address, Error, Message, RemoteAddress, Result, Worker, WorkerInfo, WorkerRef};
 
 /// Carries messages to workers of other nodes; one per shard.
 pub trait RemoteRouter: 'static {
@@ -132,6 +132,22 @@ impl ShardHandle {
     /// The node's name.
     pub fn node_name(&self) -> &str {
         self.shard.node_name()
+    }
+
+    /// Starts a named worker on the node (on the shard its name hashes to),
+    /// as `Context::start_worker` does.
+    pub async fn start_worker<W: Worker + Send>(&self, name: &str, worker: W) -> Result<WorkerRef> {
+        self.shard.start_named(name, None, worker).await
+    }
+
+    /// Stops a worker of the node, as `Context::stop_worker` does.
+    pub async fn stop_worker(&self, who: &Address) -> Result<()> {
+        self.shard.stop_worker(who.clone()).await
+    }
+
+    /// Lists the workers of the whole node.
+    pub async fn list_workers(&self) -> Vec<WorkerInfo> {
+        self.shard.list_all().await
     }
 
     /// Delivers a message that came from outside the node to a local worker.
