@@ -743,3 +743,54 @@ fn strict_ping_pong_across_shards_never_stalls() {
     assert_eq!(outcome.unwrap(), "done", "{:?}", node.list_workers());
     node.shutdown();
 }
+
+#[test]
+fn a_named_worker_placed_away_from_its_home_shard_is_reached_by_name() {
+    let node = common::node(2);
+    // A name whose home is shard 0, placed on shard 1: sends by name go to
+    // the home shard's directory and are forwarded.
+    let name = (0..)
+        .map(|i| format!("away{i}"))
+        .find(|n| myriad::home_shard(n, 2) == 0)
+        .unwrap();
+    let r = node.start_worker_on(1, &name, Greeter).unwrap();
+    assert_eq!(r.shard(), 1);
+    assert_eq!(
+        node.send_and_receive(name.as_str(), "there", LONG).unwrap(),
+        "Hello, there!"
+    );
+    node.stop_worker(name.as_str()).unwrap();
+    let err = node
+        .send_and_receive(name.as_str(), "gone?", LONG)
+        .unwrap_err();
+    assert!(matches!(err, Error::NoSuchWorker(_)), "{err:?}");
+    node.start_worker_on(0, &name, Greeter).unwrap();
+    node.shutdown();
+}
+
+#[test]
+fn a_worker_can_stop_itself() {
+    struct Quitter(Arc<AtomicBool>);
+    impl Worker for Quitter {
+        async fn handle_message(
+            &mut self,
+            ctx: &mut Context,
+            _msg: Message,
+        ) -> Result<(), BoxError> {
+            ctx.reply("bye")?;
+            ctx.stop();
+            Ok(())
+        }
+        async fn on_stop(&mut self, _ctx: &mut Context) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let node = common::node(1);
+    let stopped = Arc::new(AtomicBool::new(false));
+    let q = node.spawn(Quitter(stopped.clone())).unwrap();
+    assert_eq!(node.send_and_receive(q, "leave", LONG).unwrap(), "bye");
+    let err = node.send_and_receive(q, "still there?", LONG).unwrap_err();
+    assert!(matches!(err, Error::NoSuchWorker(_)), "{err:?}");
+    assert!(stopped.load(Ordering::SeqCst), "on_stop did not run");
+    node.shutdown();
+}
