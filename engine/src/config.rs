@@ -86,10 +86,10 @@ impl NodeConfig {
         self
     }
 
-    /// How long an idle shard spins before it sleeps (default 100 µs). A
-    /// shard woken while it spins answers a cross-shard message in well under
-    /// a microsecond instead of paying a sleep and an eventfd wake-up; an idle
-    /// node still uses no CPU once this time has passed.
+    /// How long an idle shard keeps watching its cross-shard rings before it
+    /// sleeps (default 100 µs). A message arriving meanwhile is picked up
+    /// without a sleep and an eventfd wake-up; an idle node still uses no CPU
+    /// once this time has passed.
     pub fn spin_before_park(mut self, spin: Duration) -> Self {
         self.spin_before_park = spin;
         self

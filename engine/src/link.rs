@@ -1,25 +1,36 @@
 //! Cross-shard links: one bounded lock-free SPSC ring per ordered pair of
-//! shards, carrying *batches* of packets.
+//! shards, carrying *batches* of packets, and a doorbell per shard.
 //!
-//! The ring is glommio's `shared_channel` (a lock-free SPSC ring whose
-//! producer wakes a sleeping consumer through its eventfd only when the
-//! consumer is parked). A shard never pushes single packets into it: sends
-//! to another shard append to a local outbox, and a flusher task ships the
-//! whole outbox as one ring entry when the shard's current work yields. One
-//! ring slot, one wake-up check and one allocation are thus shared by every
-//! packet of the batch.
+//! A shard never pushes single packets into a ring: sends to another shard
+//! append to a local [`Outbox`], and the shard's scheduler ships each outbox
+//! as one ring entry between runs. The consumer's scheduler drains its
+//! incoming rings itself, between runs and while it spins before parking, so
+//! a busy or recently busy shard picks up cross-shard traffic with a few
+//! atomic loads and no wake-up at all.
+//!
+//! Parking is a Dekker handshake: the consumer registers its waker, raises
+//! `parked`, issues a SeqCst fence and checks its rings once more; a producer
+//! pushes, issues a SeqCst fence and rings the doorbell only if `parked` is
+//! up. Either the consumer sees the batch or the producer sees the flag, so
+//! no wake-up is lost, and a producer pays for a wake-up (an eventfd write
+//! inside glommio) only when the consumer really sleeps.
 
 use std::cell::RefCell;
-use std::rc::Rc;
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::Waker;
 
-use glommio::channels::shared_channel::{SharedReceiver, SharedSender};
+use atomic_waker::AtomicWaker;
+use crossbeam::queue::ArrayQueue;
 
 use crate::envelope::Packet;
-use crate::shard::Shard;
-use crate::signal::Signal;
 
 /// A batch of packets: one entry of a cross-shard ring.
 pub(crate) type Batch = Vec<Packet>;
+
+/// A cross-shard ring: single producer (the source shard), single consumer
+/// (the target shard), bounded.
+pub(crate) type Ring = ArrayQueue<Batch>;
 
 /// Capacity, in batches, of each cross-shard ring.
 pub(crate) const RING_CAPACITY: usize = 1024;
@@ -31,63 +42,198 @@ const OUTBOX_LIMIT: usize = 1 << 18;
 /// First capacity of a fresh outbox.
 const OUTBOX_START: usize = 64;
 
-/// The sending half of a link, owned by the source shard.
+/// Most batches taken from one ring per drain, so one busy peer cannot keep
+/// a shard from its own work.
+const DRAIN_BUDGET: usize = 64;
+
+/// How a shard that is about to sleep is woken by the other shards.
 #[derive(Default)]
+pub(crate) struct Doorbell {
+    waker: AtomicWaker,
+    parked: AtomicBool,
+}
+
+impl Doorbell {
+    /// Producer side, after a push: wakes the consumer if it sleeps.
+    fn ring(&self) {
+        fence(Ordering::SeqCst);
+        if self.parked.load(Ordering::Relaxed) {
+            self.waker.wake();
+        }
+    }
+
+    /// Consumer side, before its last check of the rings: from now on a
+    /// producer will wake `waker`.
+    pub(crate) fn arm(&self, waker: &Waker) {
+        self.waker.register(waker);
+        self.parked.store(true, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+    }
+
+    /// Consumer side, once awake.
+    pub(crate) fn disarm(&self) {
+        self.parked.store(false, Ordering::Relaxed);
+    }
+}
+
+/// The sending half of a link, owned by the source shard.
 pub(crate) struct Outbox {
     pending: RefCell<Batch>,
-    ready: Signal,
+    ring: Arc<Ring>,
+    peer: Arc<Doorbell>,
 }
 
 impl Outbox {
-    /// Queues a delivery; gives it back if the link is congested.
-    pub(crate) fn push_delivery(&self, packet: Packet) -> Result<(), Packet> {
+    pub(crate) fn new(ring: Arc<Ring>, peer: Arc<Doorbell>) -> Self {
+        Outbox {
+            pending: RefCell::new(Vec::with_capacity(OUTBOX_START)),
+            ring,
+            peer,
+        }
+    }
+
+    /// Queues a delivery; gives it back if the link is congested. Returns
+    /// whether the outbox was empty before (the scheduler must be told).
+    pub(crate) fn push_delivery(&self, packet: Packet) -> Result<bool, Packet> {
         if self.pending.borrow().len() >= OUTBOX_LIMIT {
             return Err(packet);
         }
-        self.push(packet);
-        Ok(())
+        Ok(self.push(packet))
     }
 
     /// Queues a reply or control packet (never refused: their number is
-    /// bounded by the asks and operations in flight).
-    pub(crate) fn push(&self, packet: Packet) {
+    /// bounded by the asks and operations in flight). Returns whether the
+    /// outbox was empty before.
+    pub(crate) fn push(&self, packet: Packet) -> bool {
         let mut pending = self.pending.borrow_mut();
         pending.push(packet);
-        if pending.len() == 1 {
-            self.ready.notify();
-        }
+        pending.len() == 1
     }
 
-    fn take(&self) -> Batch {
+    /// Ships the pending packets as one batch. Returns `false` if the ring
+    /// is full and they stay pending.
+    pub(crate) fn flush(&self) -> bool {
         let mut pending = self.pending.borrow_mut();
+        if pending.is_empty() {
+            return true;
+        }
         let next = Vec::with_capacity(pending.len().clamp(OUTBOX_START, 4096));
-        std::mem::replace(&mut *pending, next)
-    }
-}
-
-/// Ships an outbox into its ring, batch by batch, until the peer is gone.
-pub(crate) async fn flush(outbox: Rc<Outbox>, ring: SharedSender<Batch>) {
-    let ring = ring.connect().await;
-    loop {
-        outbox.ready.wait().await;
-        loop {
-            let batch = outbox.take();
-            if batch.is_empty() {
-                break;
+        let batch = std::mem::replace(&mut *pending, next);
+        match self.ring.push(batch) {
+            Ok(()) => {
+                drop(pending);
+                self.peer.ring();
+                true
             }
-            if ring.send(batch).await.is_err() {
-                return;
+            Err(batch) => {
+                // Nothing was added in between: this borrow is exclusive.
+                *pending = batch;
+                false
             }
         }
     }
 }
 
-/// Drains a ring into `shard` until the peer is gone.
-pub(crate) async fn receive(shard: Rc<Shard>, ring: SharedReceiver<Batch>) {
-    let ring = ring.connect().await;
-    while let Some(batch) = ring.recv().await {
-        for packet in batch {
-            shard.accept(packet);
+/// The receiving half of all links into one shard.
+pub(crate) struct Inbound {
+    rings: Vec<Arc<Ring>>,
+    doorbell: Arc<Doorbell>,
+}
+
+impl Inbound {
+    pub(crate) fn new(rings: Vec<Arc<Ring>>, doorbell: Arc<Doorbell>) -> Self {
+        Inbound { rings, doorbell }
+    }
+
+    /// Takes waiting batches (a bounded number per ring) and hands every
+    /// packet to `accept`. Returns how many batches were taken.
+    pub(crate) fn drain(&self, mut accept: impl FnMut(Packet)) -> usize {
+        let mut taken = 0;
+        for ring in &self.rings {
+            for _ in 0..DRAIN_BUDGET {
+                let Some(batch) = ring.pop() else {
+                    break;
+                };
+                taken += 1;
+                batch.into_iter().for_each(&mut accept);
+            }
         }
+        taken
+    }
+
+    /// Whether any ring holds a batch.
+    pub(crate) fn pending(&self) -> bool {
+        self.rings.iter().any(|ring| !ring.is_empty())
+    }
+
+    /// This shard's doorbell.
+    pub(crate) fn doorbell(&self) -> &Doorbell {
+        &self.doorbell
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    struct CountingWaker(AtomicUsize);
+
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn packet() -> Packet {
+        Packet::Run(Box::new(|_| {}))
+    }
+
+    #[test]
+    fn batches_cross_in_order_and_a_parked_consumer_is_woken_once() {
+        let ring = Arc::new(Ring::new(4));
+        let bell = Arc::new(Doorbell::default());
+        let outbox = Outbox::new(ring.clone(), bell.clone());
+        let inbound = Inbound::new(vec![ring], bell.clone());
+        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let waker = Waker::from(counter.clone());
+
+        // Awake consumer: no wake-up is paid for.
+        assert!(outbox.push(packet()));
+        assert!(!outbox.push(packet()));
+        assert!(outbox.flush());
+        assert_eq!(counter.0.load(Ordering::SeqCst), 0);
+        let mut seen = 0;
+        assert_eq!(inbound.drain(|_| seen += 1), 1);
+        assert_eq!(seen, 2);
+
+        // Parked consumer: the next batch wakes it.
+        bell.arm(&waker);
+        assert!(!inbound.pending());
+        outbox.push(packet());
+        assert!(outbox.flush());
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        assert!(inbound.pending());
+        bell.disarm();
+    }
+
+    #[test]
+    fn a_full_ring_keeps_the_batch_pending() {
+        let ring = Arc::new(Ring::new(1));
+        let bell = Arc::new(Doorbell::default());
+        let outbox = Outbox::new(ring.clone(), bell.clone());
+        let inbound = Inbound::new(vec![ring], bell);
+        outbox.push(packet());
+        assert!(outbox.flush());
+        outbox.push(packet());
+        outbox.push(packet());
+        assert!(!outbox.flush(), "the ring holds one batch");
+        assert_eq!(outbox.pending.borrow().len(), 2);
+        assert_eq!(inbound.drain(|_| {}), 1);
+        assert!(outbox.flush());
+        let mut seen = 0;
+        inbound.drain(|_| seen += 1);
+        assert_eq!(seen, 2);
     }
 }

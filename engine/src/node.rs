@@ -13,12 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_lite::FutureExt;
-use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 use crate::address::home_shard;
 use crate::envelope::{Delivery, Packet, ReplyTo};
-use crate::link::{self, Batch, RING_CAPACITY};
+use crate::link::{Doorbell, Inbound, Outbox, Ring, RING_CAPACITY};
 use crate::remote::{RemoteRouterFactory, ShardHandle};
 use crate::shard::{NodeShared, Shard, CURRENT};
 use crate::worker::panic_text;
@@ -91,7 +90,7 @@ impl Node {
             default_timeout: config.default_timeout,
             inboxes,
         });
-        let (mut outgoing, mut incoming) = rings(shards);
+        let mut links = links(shards);
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let (ready_tx, ready_rx) = flume::unbounded::<usize>();
         let mut threads = Vec::with_capacity(shards);
@@ -104,17 +103,16 @@ impl Node {
             let start = ShardStart {
                 index,
                 shared: shared.clone(),
-                outgoing: std::mem::take(&mut outgoing[index]),
-                incoming: std::mem::take(&mut incoming[index]),
+                links: links.next(),
                 inbox,
                 remote: config.remote_factory(),
+                spin: config.spin_before_park,
                 ready: ready_tx.clone(),
             };
             let spawned = LocalExecutorBuilder::new(placement)
                 .name(&format!("myriad-{index}"))
                 .io_memory(config.io_memory)
                 .ring_depth(128)
-                .spin_before_park(config.spin_before_park)
                 .spawn(move || run_shard(start));
             match spawned {
                 Ok(handle) => threads.push(handle),
@@ -140,66 +138,67 @@ impl Node {
     }
 }
 
-/// `outgoing[from][to]` and `incoming[to][from]` for every ordered pair.
-type Rings = (
-    Vec<Vec<Option<SharedSender<Batch>>>>,
-    Vec<Vec<Option<SharedReceiver<Batch>>>>,
-);
+/// Each shard's cross-shard links: its outboxes (one per peer, `None` for
+/// itself) and the receiving side of the rings into it.
+type Links = (Vec<Option<Outbox>>, Inbound);
 
-fn rings(shards: usize) -> Rings {
-    let (mut outgoing, mut incoming): Rings = (
-        (0..shards)
-            .map(|_| (0..shards).map(|_| None).collect())
-            .collect(),
-        (0..shards)
-            .map(|_| (0..shards).map(|_| None).collect())
-            .collect(),
-    );
-    for from in 0..shards {
-        for to in (0..shards).filter(|&to| to != from) {
-            let (tx, rx) = shared_channel::new_bounded(RING_CAPACITY);
-            outgoing[from][to] = Some(tx);
-            incoming[to][from] = Some(rx);
-        }
-    }
-    (outgoing, incoming)
+/// One ring per ordered pair of shards and one doorbell per shard, handed out
+/// shard by shard.
+fn links(shards: usize) -> impl Iterator<Item = Links> {
+    let doorbells: Vec<Arc<Doorbell>> = (0..shards).map(|_| Arc::default()).collect();
+    // rings[from][to]
+    let rings: Vec<Vec<Arc<Ring>>> = (0..shards)
+        .map(|_| {
+            (0..shards)
+                .map(|_| Arc::new(Ring::new(RING_CAPACITY)))
+                .collect()
+        })
+        .collect();
+    (0..shards).map(move |me| {
+        let outboxes = (0..shards)
+            .map(|to| (to != me).then(|| Outbox::new(rings[me][to].clone(), doorbells[to].clone())))
+            .collect();
+        let incoming = (0..shards)
+            .filter(|&from| from != me)
+            .map(|from| rings[from][me].clone())
+            .collect();
+        (outboxes, Inbound::new(incoming, doorbells[me].clone()))
+    })
 }
 
 /// Everything a shard thread needs to start.
 struct ShardStart {
     index: usize,
     shared: Arc<NodeShared>,
-    outgoing: Vec<Option<SharedSender<Batch>>>,
-    incoming: Vec<Option<SharedReceiver<Batch>>>,
+    links: Option<Links>,
     inbox: flume::Receiver<Packet>,
     remote: Option<RemoteRouterFactory>,
+    spin: Duration,
     ready: flume::Sender<usize>,
 }
 
 async fn run_shard(start: ShardStart) {
-    let shard = Rc::new(Shard::new(start.index, start.shared));
+    let Some((outboxes, inbound)) = start.links else {
+        return;
+    };
+    let shard = Rc::new(Shard::new(
+        start.index,
+        start.shared,
+        outboxes,
+        inbound,
+        start.spin,
+    ));
     CURRENT.with(|c| *c.borrow_mut() = Some(shard.clone()));
     if let Some(factory) = start.remote {
         shard.install_remote(factory(ShardHandle::new(shard.clone())));
     }
-    // All shard tasks run in the executor's default task queue. A
+    // Shard tasks run in the executor's default task queue. A
     // `Latency::Matters(1 ms)` queue makes glommio 0.9.0 preempt often, which
     // hit its park-with-runnable-tasks bug (vendor/glommio/MYRIAD-PATCH.md);
     // the default queue answered wakes from plain threads within 95 µs at
     // worst (200 handle asks to an idle node).
-    let spawn = |task: std::pin::Pin<Box<dyn Future<Output = ()>>>| {
-        glommio::spawn_local(task).detach();
-    };
-    for (peer, ring) in start.outgoing.into_iter().enumerate() {
-        if let (Some(ring), Some(outbox)) = (ring, shard.outbox(peer)) {
-            spawn(Box::pin(link::flush(outbox.clone(), ring)));
-        }
-    }
-    for ring in start.incoming.into_iter().flatten() {
-        spawn(Box::pin(link::receive(shard.clone(), ring)));
-    }
-    spawn(Box::pin(shard.clone().schedule()));
-    spawn(Box::pin(drain_inbox(shard.clone(), start.inbox)));
+    glommio::spawn_local(shard.clone().schedule()).detach();
+    glommio::spawn_local(drain_inbox(shard.clone(), start.inbox)).detach();
     // The node may already be gone if another shard failed to start.
     let _ = start.ready.send(start.index);
     shard.until_stopped().await;

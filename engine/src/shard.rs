@@ -15,13 +15,14 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
+use std::time::Instant;
 
 use slab::Slab;
 
 use crate::address::{home_shard, validate_name};
 use crate::ask::AskTable;
 use crate::envelope::{Delivery, Packet, ReplyTo, Target};
-use crate::link::Outbox;
+use crate::link::{Inbound, Outbox};
 use crate::mailbox::{Mailbox, MailboxPool};
 use crate::remote::{RemoteRouter, Replier};
 use crate::signal::Signal;
@@ -31,6 +32,9 @@ use crate::{Address, Error, Message, Result, Worker, WorkerInfo, WorkerRef};
 /// How many runs the scheduler starts before it lets other tasks of the
 /// shard (ring receivers, flushers) go.
 const SCHEDULER_BATCH: usize = 128;
+
+/// How soon a shard whose outbox found a full ring tries again.
+const FULL_RING_RETRY: Duration = Duration::from_micros(50);
 
 /// What every shard of a node knows about the node.
 pub(crate) struct NodeShared {
@@ -94,7 +98,9 @@ pub(crate) struct Shard {
     node: Arc<NodeShared>,
     state: RefCell<State>,
     asks: AskTable,
-    outboxes: Vec<Option<Rc<Outbox>>>,
+    outboxes: Vec<Option<Outbox>>,
+    inbound: Inbound,
+    spin: Duration,
     remote: OnceCell<Rc<dyn RemoteRouter>>,
     work: Signal,
     stop: Signal,
@@ -102,16 +108,23 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    pub(crate) fn new(index: usize, node: Arc<NodeShared>) -> Self {
-        let outboxes = (0..node.shards)
-            .map(|peer| (peer != index).then(|| Rc::new(Outbox::default())))
-            .collect();
+    /// A shard with its outboxes (indexed by peer shard; `None` for itself),
+    /// its incoming rings, and how long it spins before it parks.
+    pub(crate) fn new(
+        index: usize,
+        node: Arc<NodeShared>,
+        outboxes: Vec<Option<Outbox>>,
+        inbound: Inbound,
+        spin: Duration,
+    ) -> Self {
         Shard {
             index,
             node,
             state: RefCell::default(),
             asks: AskTable::default(),
             outboxes,
+            inbound,
+            spin,
             remote: OnceCell::new(),
             work: Signal::default(),
             stop: Signal::default(),
@@ -140,8 +153,20 @@ impl Shard {
     }
 
     /// The outbox towards `peer` (another shard of this node).
-    pub(crate) fn outbox(&self, peer: usize) -> Option<&Rc<Outbox>> {
+    fn outbox(&self, peer: usize) -> Option<&Outbox> {
         self.outboxes.get(peer).and_then(Option::as_ref)
+    }
+
+    /// Queues a reply or control packet for shard `peer` (never refused).
+    /// Returns the packet if `peer` is this shard or does not exist.
+    fn post(&self, peer: usize, packet: Packet) -> Result<(), Packet> {
+        let Some(outbox) = self.outbox(peer) else {
+            return Err(packet);
+        };
+        if outbox.push(packet) {
+            self.work.notify();
+        }
+        Ok(())
     }
 
     pub(crate) fn install_remote(&self, router: Rc<dyn RemoteRouter>) {
@@ -218,6 +243,11 @@ impl Shard {
         };
         outbox
             .push_delivery(Packet::Deliver { to, delivery })
+            .map(|was_empty| {
+                if was_empty {
+                    self.work.notify();
+                }
+            })
             .map_err(|packet| match packet {
                 Packet::Deliver { to, delivery } => Undelivered {
                     error: Error::MailboxFull(describe_target(&to)),
@@ -312,14 +342,13 @@ impl Shard {
                 slot,
                 generation,
             } => {
-                if usize::from(shard) == self.index {
+                let packet = Packet::Reply {
+                    slot,
+                    generation,
+                    result,
+                };
+                if let Err(Packet::Reply { result, .. }) = self.post(usize::from(shard), packet) {
                     self.asks.fulfil(slot, generation, result);
-                } else if let Some(outbox) = self.outbox(usize::from(shard)) {
-                    outbox.push(Packet::Reply {
-                        slot,
-                        generation,
-                        result,
-                    });
                 }
             }
             ReplyTo::Callback(callback) => callback(result),
@@ -507,9 +536,8 @@ impl Shard {
                 state.directory.remove(&name);
             }
         };
-        match self.outbox(home) {
-            Some(outbox) => outbox.push(Packet::Run(Box::new(job))),
-            None => job(&self.rc()),
+        if let Err(Packet::Run(job)) = self.post(home, Packet::Run(Box::new(job))) {
+            job(&self.rc());
         }
     }
 
@@ -528,14 +556,15 @@ impl Shard {
         F: FnOnce(&Rc<Shard>) -> R + Send + 'static,
     {
         self.check_shard(shard)?;
-        let Some(outbox) = self.outbox(shard) else {
+        if shard == self.index {
             return Ok(job(&self.rc()));
-        };
+        }
         let (tx, rx) = flume::bounded(1);
-        outbox.push(Packet::Run(Box::new(move |s| {
+        let packet = Packet::Run(Box::new(move |s: &Rc<Shard>| {
             // The asker may have gone away (node stopping): nothing to do.
             let _ = tx.send(job(s));
-        })));
+        }));
+        self.post(shard, packet).map_err(|_| Error::NodeStopped)?;
         rx.recv_async().await.map_err(|_| Error::NodeStopped)
     }
 
@@ -725,31 +754,92 @@ impl Shard {
         }
     }
 
-    /// Runs queued workers until the queue is empty or the shard is asked to
-    /// stop. Each run is polled inline; one that suspends becomes a task.
+    /// The shard's main loop: takes cross-shard batches, runs queued workers
+    /// (each run polled inline; one that suspends becomes a task), ships
+    /// outboxes, and when there is nothing to do spins briefly on its rings
+    /// before it parks.
     pub(crate) async fn schedule(self: Rc<Self>) {
         while !self.closed.get() {
-            let ran = poll_fn(|cx| {
-                let mut ran = 0;
-                while ran < SCHEDULER_BATCH {
-                    let Some(mut run) = self.next_run() else {
-                        break;
-                    };
-                    ran += 1;
-                    if run.as_mut().poll(cx).is_pending() {
-                        glommio::spawn_local(run).detach();
-                    }
-                }
-                Poll::Ready(ran)
-            })
-            .await;
-            if ran == 0 {
-                self.state.borrow_mut().pool.trim();
-                self.work.wait().await;
-            } else {
+            // Everything a notification can stand for is looked at below.
+            self.work.clear();
+            let received = self.inbound.drain(|packet| self.accept(packet));
+            let ran = poll_fn(|cx| Poll::Ready(self.run_some(cx))).await;
+            let shipped = self.flush_outboxes();
+            if received + ran > 0 {
                 futures_lite::future::yield_now().await;
+            } else if !self.spin_for_work().await {
+                self.state.borrow_mut().pool.trim();
+                self.sleep(shipped).await;
             }
         }
+    }
+
+    /// Starts up to [`SCHEDULER_BATCH`] runs; returns how many.
+    fn run_some(self: &Rc<Self>, cx: &mut std::task::Context<'_>) -> usize {
+        let mut ran = 0;
+        while ran < SCHEDULER_BATCH {
+            let Some(mut run) = self.next_run() else {
+                break;
+            };
+            ran += 1;
+            if run.as_mut().poll(cx).is_pending() {
+                glommio::spawn_local(run).detach();
+            }
+        }
+        ran
+    }
+
+    /// Ships every outbox; `false` if a ring was full and something waits.
+    fn flush_outboxes(&self) -> bool {
+        let mut all_shipped = true;
+        for outbox in self.outboxes.iter().flatten() {
+            // Flush every outbox, even after one found its ring full.
+            all_shipped &= outbox.flush();
+        }
+        all_shipped
+    }
+
+    /// Spins up to the configured time, watching for incoming batches and
+    /// local work; `true` as soon as there is some. It spins by yielding, so
+    /// the shard's other tasks (suspended handlers, the inbox) run first and
+    /// an otherwise idle executor comes straight back here.
+    async fn spin_for_work(&self) -> bool {
+        let has_work = || self.work.is_set() || self.inbound.pending();
+        let deadline = Instant::now() + self.spin;
+        loop {
+            if has_work() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            futures_lite::future::yield_now().await;
+        }
+    }
+
+    /// Sleeps until local work is signalled or another shard rings the
+    /// doorbell; if a ring was full (`shipped` is false), retries soon.
+    async fn sleep(&self, shipped: bool) {
+        let woken = poll_fn(|cx| {
+            if self.work.poll_wait(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            let doorbell = self.inbound.doorbell();
+            doorbell.arm(cx.waker());
+            if self.inbound.pending() {
+                return Poll::Ready(());
+            }
+            Poll::Pending
+        });
+        if shipped {
+            woken.await;
+        } else {
+            futures_lite::future::or(woken, async {
+                glommio::timer::sleep(FULL_RING_RETRY).await;
+            })
+            .await;
+        }
+        self.inbound.doorbell().disarm();
     }
 
     /// Asks the shard to stop.

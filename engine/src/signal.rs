@@ -1,13 +1,13 @@
 //! A single-waiter wake-up flag for tasks of one shard.
 //!
-//! `notify` sets the flag and wakes the waiting task, if any; `wait` returns
-//! once the flag is set and clears it. Notifications coalesce: many `notify`
-//! calls before a `wait` wake it once. Used to park a shard's scheduler when no
-//! worker is runnable and to wake cross-shard flushers when an outbox fills.
+//! `notify` sets the flag and wakes the waiting task, if any; `poll_wait`
+//! clears a set flag, or registers the waiter. Notifications coalesce: many
+//! `notify` calls before a wait wake it once. It parks a shard's scheduler
+//! until a worker becomes runnable or an outbox needs flushing.
 
 use std::cell::Cell;
 use std::future::poll_fn;
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 
 /// A coalescing, single-waiter wake-up flag (not thread-safe, by design).
 #[derive(Default)]
@@ -25,17 +25,30 @@ impl Signal {
         }
     }
 
+    /// Clears the flag (the caller is about to look at all of its work).
+    pub(crate) fn clear(&self) {
+        self.notified.set(false);
+    }
+
+    /// Whether the flag is set (without clearing it).
+    pub(crate) fn is_set(&self) -> bool {
+        self.notified.get()
+    }
+
+    /// Clears the flag if it is set and returns `Ready`; otherwise registers
+    /// the task's waker and returns `Pending`.
+    pub(crate) fn poll_wait(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.notified.replace(false) {
+            Poll::Ready(())
+        } else {
+            self.waiter.set(Some(cx.waker().clone()));
+            Poll::Pending
+        }
+    }
+
     /// Waits until the flag is set, then clears it.
     pub(crate) async fn wait(&self) {
-        poll_fn(|cx| {
-            if self.notified.replace(false) {
-                Poll::Ready(())
-            } else {
-                self.waiter.set(Some(cx.waker().clone()));
-                Poll::Pending
-            }
-        })
-        .await
+        poll_fn(|cx| self.poll_wait(cx)).await
     }
 }
 
