@@ -794,3 +794,33 @@ fn a_worker_can_stop_itself() {
     assert!(stopped.load(Ordering::SeqCst), "on_stop did not run");
     node.shutdown();
 }
+
+#[test]
+fn shutdown_runs_on_stop_of_idle_workers_and_later_calls_fail_cleanly() {
+    let node = common::node(2);
+    let stopped = Arc::new(AtomicUsize::new(0));
+    struct Tracked(Arc<AtomicUsize>);
+    impl Worker for Tracked {
+        async fn handle_message(
+            &mut self,
+            ctx: &mut Context,
+            _msg: Message,
+        ) -> Result<(), BoxError> {
+            ctx.reply("ok")?;
+            Ok(())
+        }
+        async fn on_stop(&mut self, _ctx: &mut Context) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    for shard in 0..2 {
+        let w = node.spawn_on(shard, Tracked(stopped.clone())).unwrap();
+        assert_eq!(node.send_and_receive(w, "ping", LONG).unwrap(), "ok");
+    }
+    let late = node.clone();
+    node.shutdown();
+    assert_eq!(stopped.load(Ordering::SeqCst), 2);
+    assert_eq!(late.send("anyone", "hello?"), Err(Error::NodeStopped));
+    let err = late.send_and_receive("anyone", "hello?", LONG).unwrap_err();
+    assert_eq!(err, Error::NodeStopped);
+}

@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -229,10 +229,13 @@ struct NodeInner {
     shared: Arc<NodeShared>,
     threads: Mutex<Vec<ExecutorJoinHandle<()>>>,
     next_spawn: AtomicUsize,
+    /// Set once shutdown begins: every later call fails with `NodeStopped`.
+    stopped: AtomicBool,
 }
 
 impl NodeInner {
     fn stop_shards(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
         for inbox in &self.shared.inboxes {
             // A shard that is already gone needs no stop request.
             let _ = inbox.send(Packet::Run(Box::new(|s: &Rc<Shard>| s.request_shutdown())));
@@ -272,6 +275,7 @@ impl NodeHandle {
                 shared,
                 threads: Mutex::new(threads),
                 next_spawn: AtomicUsize::new(0),
+                stopped: AtomicBool::new(false),
             }),
         }
     }
@@ -287,6 +291,9 @@ impl NodeHandle {
     }
 
     fn inbox(&self, shard: usize) -> Result<&flume::Sender<Packet>> {
+        if self.inner.stopped.load(Ordering::SeqCst) {
+            return Err(Error::NodeStopped);
+        }
         self.inner
             .shared
             .inboxes
