@@ -1,0 +1,193 @@
+//! The command line: clap parses it, then [`Settings::from_cli`] makes the
+//! checks clap cannot (shards against cores, repeated workloads). Every bad
+//! argument ends with one clear message and exit code 2.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
+
+use crate::workloads::Workload;
+
+/// Standard actor workloads against one Myriad node.
+///
+/// Runs each chosen workload on a fresh node, checks its result (a wrong
+/// count or sum is an error, never a figure) and prints one table: workers,
+/// messages, wall time, messages per second, latency where it applies, peak
+/// resident memory and bytes per worker. Progress goes to stderr.
+#[derive(Debug, Parser)]
+#[command(name = "bench-harness", version, about, long_about)]
+#[command(
+    after_help = "Example: bench-harness --actors 1000000 --json results.jsonl\n\
+    Field names of --json are documented in docs/performance.md."
+)]
+pub struct Cli {
+    /// Workers in the scaled workloads: spawned workers, skynet leaves,
+    /// fan-out receivers, agents.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub actors: u64,
+
+    /// Workloads to run, in the order given (default: all of them).
+    #[arg(long = "workload", value_name = "NAME", num_args = 1.., value_delimiter = ',')]
+    pub workloads: Vec<Workload>,
+
+    /// Shards, one thread per core (default: every available core).
+    #[arg(long, value_name = "S", value_parser = clap::value_parser!(u64).range(1..))]
+    pub shards: Option<u64>,
+
+    /// Messages per workload, in its own unit: round trips, hops, asks,
+    /// messages per fan-out receiver times N, agent turns times N (default:
+    /// a size that takes about a second).
+    #[arg(long, value_name = "M", value_parser = clap::value_parser!(u64).range(1..))]
+    pub messages: Option<u64>,
+
+    /// Median simulated think time of an agent, in milliseconds (at most
+    /// 10,000, so that a turn stays well within the stall watchdog).
+    #[arg(long, value_name = "MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub think_ms: u64,
+
+    /// Also write one JSON object per result row to PATH (JSON lines).
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+
+    /// No progress lines on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// The checked settings of one run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Workers in the scaled workloads.
+    pub actors: u64,
+    /// Shards of every node.
+    pub shards: usize,
+    /// The `--messages` override, if given.
+    pub messages: Option<u64>,
+    /// Median think time of an agent.
+    pub think: Duration,
+    /// Workloads to run, in order, each once.
+    pub workloads: Vec<Workload>,
+    /// Where to write JSON lines.
+    pub json: Option<PathBuf>,
+    /// Whether progress lines are off.
+    pub quiet: bool,
+}
+
+impl Settings {
+    /// Checks what clap could not, against a machine with `cores` cores.
+    pub fn from_cli(cli: Cli, cores: usize) -> Result<Settings, String> {
+        let shards = match cli.shards {
+            None => cores,
+            Some(s) => usize::try_from(s)
+                .ok()
+                .filter(|&s| s <= cores)
+                .ok_or_else(|| {
+                    format!(
+                        "--shards {s} is more than the {cores} available cores \
+                         (a shard is a thread pinned to a core)"
+                    )
+                })?,
+        };
+        let mut workloads = Vec::new();
+        for w in cli.workloads {
+            if !workloads.contains(&w) {
+                workloads.push(w);
+            }
+        }
+        if workloads.is_empty() {
+            workloads = Workload::ALL.to_vec();
+        }
+        Ok(Settings {
+            actors: cli.actors,
+            shards,
+            messages: cli.messages,
+            think: Duration::from_millis(cli.think_ms),
+            workloads,
+            json: cli.json,
+            quiet: cli.quiet,
+        })
+    }
+
+    /// The `--messages` override, or `default`.
+    pub fn messages_or(&self, default: u64) -> u64 {
+        self.messages.unwrap_or(default)
+    }
+}
+
+/// Parses the process's arguments; exits with code 2 on a bad one.
+pub fn parse() -> Settings {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    Settings::from_cli(Cli::parse(), cores)
+        .unwrap_or_else(|msg| Cli::command().error(ErrorKind::ValueValidation, msg).exit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("bench-harness").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_run_every_workload_on_every_core() {
+        let settings = Settings::from_cli(parse(&[]).unwrap(), 2).unwrap();
+        assert_eq!(settings.actors, 1_000_000);
+        assert_eq!(settings.shards, 2);
+        assert_eq!(settings.workloads, Workload::ALL);
+        assert_eq!(settings.messages_or(7), 7);
+    }
+
+    #[test]
+    fn workloads_are_taken_in_order_once() {
+        let cli = parse(&["--workload", "ring", "spawn", "--workload", "ring,ask"]).unwrap();
+        let settings = Settings::from_cli(cli, 2).unwrap();
+        assert_eq!(
+            settings.workloads,
+            [Workload::Ring, Workload::Spawn, Workload::Ask]
+        );
+    }
+
+    #[test]
+    fn zero_actors_is_a_usage_error() {
+        let err = parse(&["--actors", "0"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ValueValidation);
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("--actors"), "{err}");
+    }
+
+    #[test]
+    fn unknown_workload_is_a_usage_error_that_lists_the_known_ones() {
+        let err = parse(&["--workload", "bogus"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidValue);
+        assert_eq!(err.exit_code(), 2);
+        let text = err.to_string();
+        assert!(text.contains("bogus") && text.contains("skynet"), "{text}");
+    }
+
+    #[test]
+    fn more_shards_than_cores_is_refused() {
+        let cli = parse(&["--shards", "3"]).unwrap();
+        let msg = Settings::from_cli(cli, 2).unwrap_err();
+        assert!(
+            msg.contains("--shards 3") && msg.contains("2 available cores"),
+            "{msg}"
+        );
+        assert!(parse(&["--shards", "0"]).is_err());
+    }
+
+    #[test]
+    fn help_explains_every_workload() {
+        let help = Cli::command().render_long_help().to_string();
+        for w in Workload::ALL {
+            assert!(
+                help.contains(&format!("- {}:", w.name())),
+                "{w} missing:\n{help}"
+            );
+        }
+    }
+}

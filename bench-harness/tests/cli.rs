@@ -1,0 +1,126 @@
+//! The `bench-harness` binary as a person runs it: a tiny run of every
+//! workload, its `--json` output, and the errors for bad arguments.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn harness(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bench-harness"))
+        .args(args)
+        .output()
+        .expect("bench-harness runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A file in the temporary directory, removed when dropped.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn a_tiny_run_of_every_workload_succeeds_and_reports_each() {
+    let json = TempFile(
+        std::env::temp_dir().join(format!("bench-harness-smoke-{}.jsonl", std::process::id())),
+    );
+    let out = harness(&[
+        "--actors",
+        "1000",
+        "--messages",
+        "1000",
+        "--think-ms",
+        "5",
+        "--quiet",
+        "--json",
+        json.0.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.is_empty(),
+        "--quiet prints nothing on stderr: {stderr}"
+    );
+    let mut lines = stdout.lines();
+    let header = lines.next().unwrap();
+    for column in [
+        "workload", "workers", "msgs/s", "p99.9", "peak RSS", "B/worker",
+    ] {
+        assert!(header.contains(column), "{header}");
+    }
+    let rows: Vec<&str> = lines.collect();
+    for workload in [
+        "spawn", "skynet", "pingpong", "counting", "ring", "fanout", "ask", "agents",
+    ] {
+        assert!(
+            rows.iter().any(|r| r.starts_with(workload)),
+            "no row for {workload}:\n{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("sum 499500"),
+        "skynet checks 0+..+999:\n{stdout}"
+    );
+
+    let records = std::fs::read_to_string(&json.0).unwrap();
+    assert_eq!(records.lines().count(), rows.len(), "one JSON line per row");
+    for record in records.lines() {
+        for field in [
+            "\"workload\":",
+            "\"wall_s\":",
+            "\"msgs_per_s\":",
+            "\"ops_per_s\":",
+            "\"latency_ns\":",
+            "\"peak_rss_bytes\":",
+            "\"bytes_per_worker\":",
+        ] {
+            assert!(record.contains(field), "{field} missing in {record}");
+        }
+    }
+}
+
+#[test]
+fn progress_goes_to_stderr_unless_quiet() {
+    let out = harness(&["--actors", "100", "--workload", "spawn"]);
+    assert!(out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("spawn: done"), "{stderr}");
+    assert!(!text(&out.stdout).contains("done in"));
+}
+
+#[test]
+fn bad_arguments_exit_with_code_2_and_say_why() {
+    for (args, says) in [
+        (&["--actors", "0"][..], "--actors"),
+        (&["--workload", "bogus"][..], "bogus"),
+        (&["--shards", "4096"][..], "available cores"),
+        (&["--messages", "many"][..], "--messages"),
+    ] {
+        let out = harness(args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn help_explains_each_workload_in_one_line() {
+    let out = harness(&["--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for workload in [
+        "spawn", "skynet", "pingpong", "counting", "ring", "fanout", "ask", "agents",
+    ] {
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("- {workload}:")))
+            .unwrap_or_else(|| panic!("{workload} is not explained:\n{help}"));
+        assert!(line.len() > workload.len() + 20, "{line}");
+    }
+}
