@@ -86,10 +86,10 @@ impl NodeConfig {
         self
     }
 
-    /// How long an idle shard keeps watching its cross-shard rings before it
-    /// sleeps (default 100 µs). A message arriving meanwhile is picked up
-    /// without a sleep and an eventfd wake-up; an idle node still uses no CPU
-    /// once this time has passed.
+    /// How long an idle shard's executor spins before it sleeps (default
+    /// 100 µs). Timers and wake-ups due meanwhile are handled on time instead
+    /// of after a sleep and an eventfd or kernel-timer wake-up; an idle node
+    /// still uses no CPU once this time has passed.
     pub fn spin_before_park(mut self, spin: Duration) -> Self {
         self.spin_before_park = spin;
         self

@@ -106,13 +106,13 @@ impl Node {
                 links: links.next(),
                 inbox,
                 remote: config.remote_factory(),
-                spin: config.spin_before_park,
                 ready: ready_tx.clone(),
             };
             let spawned = LocalExecutorBuilder::new(placement)
                 .name(&format!("myriad-{index}"))
                 .io_memory(config.io_memory)
                 .ring_depth(128)
+                .spin_before_park(config.spin_before_park)
                 .spawn(move || run_shard(start));
             match spawned {
                 Ok(handle) => threads.push(handle),
@@ -173,7 +173,6 @@ struct ShardStart {
     links: Option<Links>,
     inbox: flume::Receiver<Packet>,
     remote: Option<RemoteRouterFactory>,
-    spin: Duration,
     ready: flume::Sender<usize>,
 }
 
@@ -181,13 +180,7 @@ async fn run_shard(start: ShardStart) {
     let Some((outboxes, inbound)) = start.links else {
         return;
     };
-    let shard = Rc::new(Shard::new(
-        start.index,
-        start.shared,
-        outboxes,
-        inbound,
-        start.spin,
-    ));
+    let shard = Rc::new(Shard::new(start.index, start.shared, outboxes, inbound));
     CURRENT.with(|c| *c.borrow_mut() = Some(shard.clone()));
     if let Some(factory) = start.remote {
         shard.install_remote(factory(ShardHandle::new(shard.clone())));
@@ -206,10 +199,14 @@ async fn run_shard(start: ShardStart) {
 }
 
 async fn drain_inbox(shard: Rc<Shard>, inbox: flume::Receiver<Packet>) {
+    // The stop request itself arrives here, so this task ends with the shard.
     while let Ok(packet) = inbox.recv_async().await {
         shard.accept(packet);
         for packet in inbox.try_iter().take(1024) {
             shard.accept(packet);
+        }
+        if shard.is_closed() {
+            break;
         }
     }
 }

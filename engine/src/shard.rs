@@ -33,6 +33,9 @@ use crate::{Address, Error, Message, Result, Worker, WorkerInfo, WorkerRef};
 /// shard (ring receivers, flushers) go.
 const SCHEDULER_BATCH: usize = 128;
 
+/// How long an idle scheduler watches its rings before it parks.
+const RING_SPIN: Duration = Duration::from_micros(20);
+
 /// How soon a shard whose outbox found a full ring tries again.
 const FULL_RING_RETRY: Duration = Duration::from_micros(50);
 
@@ -100,7 +103,6 @@ pub(crate) struct Shard {
     asks: AskTable,
     outboxes: Vec<Option<Outbox>>,
     inbound: Inbound,
-    spin: Duration,
     remote: OnceCell<Rc<dyn RemoteRouter>>,
     work: Signal,
     stop: Signal,
@@ -108,14 +110,13 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    /// A shard with its outboxes (indexed by peer shard; `None` for itself),
-    /// its incoming rings, and how long it spins before it parks.
+    /// A shard with its outboxes (indexed by peer shard; `None` for itself)
+    /// and its incoming rings.
     pub(crate) fn new(
         index: usize,
         node: Arc<NodeShared>,
         outboxes: Vec<Option<Outbox>>,
         inbound: Inbound,
-        spin: Duration,
     ) -> Self {
         Shard {
             index,
@@ -124,7 +125,6 @@ impl Shard {
             asks: AskTable::default(),
             outboxes,
             inbound,
-            spin,
             remote: OnceCell::new(),
             work: Signal::default(),
             stop: Signal::default(),
@@ -799,13 +799,16 @@ impl Shard {
         all_shipped
     }
 
-    /// Spins up to the configured time, watching for incoming batches and
-    /// local work; `true` as soon as there is some. It spins by yielding, so
-    /// the shard's other tasks (suspended handlers, the inbox) run first and
-    /// an otherwise idle executor comes straight back here.
+    /// Spins up to [`RING_SPIN`], watching for incoming batches and local
+    /// work; `true` as soon as there is some. It spins by yielding, so the
+    /// shard's other tasks (suspended handlers, the inbox) run first and an
+    /// otherwise idle executor comes straight back here. It is short because
+    /// glommio handles no timer while a task stays runnable; the executor's
+    /// own spin (`NodeConfig::spin_before_park`) follows, and handles timers
+    /// and doorbell wake-ups.
     async fn spin_for_work(&self) -> bool {
         let has_work = || self.work.is_set() || self.inbound.pending();
-        let deadline = Instant::now() + self.spin;
+        let deadline = Instant::now() + RING_SPIN;
         loop {
             if has_work() {
                 return true;
@@ -873,6 +876,16 @@ impl Shard {
         for (me, worker) in idle {
             worker.stop(self.clone(), me).await;
         }
+        // Free every worker and queued message now: glommio does not drop
+        // tasks still pending when its executor ends, and a handler suspended
+        // at shutdown keeps this shard alive through its `Rc`.
+        let state = std::mem::take(&mut *self.state.borrow_mut());
+        drop(state);
+    }
+
+    /// Whether the shard has been asked to stop.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.get()
     }
 }
 
