@@ -20,12 +20,12 @@
 use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use myriad_engine::Message;
 
 use crate::cipher::CipherState;
 use crate::envelope::Envelope;
 use crate::frame::{FrameReader, LEN_PREFIX, MAX_FRAME_LEN, MAX_FRAME_PLAINTEXT, TAG_LEN};
 use crate::stats::Traffic;
-use crate::text::Text;
 use crate::wire::{Reader, Truncated};
 
 /// The default maximum message (body) size: 16 MiB.
@@ -501,6 +501,6 @@ impl fmt::Debug for Decoder {
     }
 }
 
-fn body_text(body: Bytes) -> Result<Text, ProtocolError> {
-    Text::from_utf8(body).map_err(|_| ProtocolError::InvalidUtf8("message body"))
+fn body_text(body: Bytes) -> Result<Message, ProtocolError> {
+    Message::from_utf8(body).map_err(|_| ProtocolError::InvalidUtf8("message body"))
 }

@@ -4,9 +4,9 @@
 //! an envelope's header (`docs/protocol.md`, "Envelope").
 
 use bytes::{BufMut, BytesMut};
+use myriad_engine::Message;
 
 use crate::codec::{EncodeError, ProtocolError};
-use crate::text::Text;
 use crate::wire::{put_short_bytes, Reader};
 use crate::zone::NodeName;
 
@@ -191,14 +191,14 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum WorkerAddr {
     /// A worker name: 1 to 255 bytes of UTF-8.
-    Name(Text),
+    Name(Message),
     /// A numeric worker id.
     Id(u64),
 }
 
 impl From<&str> for WorkerAddr {
     fn from(name: &str) -> Self {
-        WorkerAddr::Name(Text::from(name))
+        WorkerAddr::Name(Message::from(name.to_owned()))
     }
 }
 
@@ -250,7 +250,7 @@ fn read_addr(r: &mut Reader) -> Result<Option<WorkerAddr>, ProtocolError> {
                 return Err(ProtocolError::Malformed("empty worker name"));
             }
             let name =
-                Text::from_utf8(name).map_err(|_| ProtocolError::InvalidUtf8("worker name"))?;
+                Message::from_utf8(name).map_err(|_| ProtocolError::InvalidUtf8("worker name"))?;
             Ok(Some(WorkerAddr::Name(name)))
         }
         ADDR_ID => Ok(Some(WorkerAddr::Id(r.u64()?))),
@@ -279,13 +279,13 @@ pub struct Envelope {
     pub shard: Option<u16>,
     /// The message text (the factory kind, a worker list or a member list for
     /// control requests). At most the link's maximum message size.
-    pub body: Text,
+    pub body: Message,
 }
 
 impl Envelope {
     /// An envelope of `kind` for `target` carrying `body`, with no sender,
     /// sender node or shard hint.
-    pub fn new(kind: Kind, target: Option<WorkerAddr>, body: impl Into<Text>) -> Self {
+    pub fn new(kind: Kind, target: Option<WorkerAddr>, body: impl Into<Message>) -> Self {
         Envelope {
             kind,
             target,
@@ -298,7 +298,7 @@ impl Envelope {
 
     /// An empty heartbeat.
     pub fn heartbeat() -> Self {
-        Envelope::new(Kind::Heartbeat, None, Text::default())
+        Envelope::new(Kind::Heartbeat, None, Message::default())
     }
 
     /// The same envelope, sent by worker `sender`.
@@ -341,7 +341,7 @@ impl Envelope {
         put_addr(buf, &self.target);
         put_addr(buf, &self.sender);
         if let Some(node) = &self.sender_node {
-            put_short_bytes(buf, node.as_text().as_bytes());
+            put_short_bytes(buf, node.as_message().as_bytes());
         }
         if let Some(shard) = self.shard {
             buf.put_u16(shard);
@@ -379,7 +379,7 @@ impl Envelope {
             sender,
             sender_node,
             shard,
-            body: Text::default(),
+            body: Message::default(),
         })
     }
 }

@@ -256,7 +256,7 @@ struct Hello {
 
 impl Hello {
     fn encode(&self) -> Bytes {
-        let name = self.name.as_text().as_bytes();
+        let name = self.name.as_message().as_bytes();
         let mut buf = BytesMut::with_capacity(21 + name.len());
         buf.put_u16(self.versions.0);
         buf.put_u16(self.versions.1);

@@ -18,7 +18,7 @@ use ring::hkdf;
 use zeroize::Zeroizing;
 
 use crate::keys::PublicKey;
-use crate::text::Text;
+use myriad_engine::Message;
 
 /// The longest node or zone name, in bytes.
 pub const MAX_NAME_LEN: usize = 255;
@@ -121,7 +121,7 @@ fn is_valid_name(name: &[u8]) -> bool {
 
 /// A node's name: 1 to 255 characters from `[A-Za-z0-9_.-]`.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct NodeName(Text);
+pub struct NodeName(Message);
 
 impl NodeName {
     /// Validates `name`.
@@ -131,7 +131,7 @@ impl NodeName {
 
     fn checked(name: &str, source: NameSource) -> Result<Self, NameError> {
         if is_valid_name(name.as_bytes()) {
-            Ok(NodeName(Text::from(name)))
+            Ok(NodeName(Message::from(name.to_owned())))
         } else {
             Err(NameError::Invalid {
                 name: name.to_owned(),
@@ -143,7 +143,7 @@ impl NodeName {
     /// Validates a name read from the wire, keeping it zero-copy.
     pub(crate) fn from_wire(bytes: Bytes) -> Option<Self> {
         if is_valid_name(&bytes) {
-            Text::from_utf8(bytes).ok().map(NodeName)
+            Message::from_utf8(bytes).ok().map(NodeName)
         } else {
             None
         }
@@ -154,8 +154,8 @@ impl NodeName {
         self.0.as_str()
     }
 
-    /// The name as [`Text`].
-    pub fn as_text(&self) -> &Text {
+    /// The name as a [`Message`] (validated UTF-8 in shared bytes).
+    pub fn as_message(&self) -> &Message {
         &self.0
     }
 }

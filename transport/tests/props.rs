@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use common::spec::Link;
 use common::{node, pair, zone, SECRET};
 use myriad_transport::{
-    ControlOp, Envelope, ErrorCode, Handshake, HandshakeError, Kind, NodeName, Step, Text,
+    ControlOp, Envelope, ErrorCode, Handshake, HandshakeError, Kind, Message, NodeName, Step,
     WorkerAddr,
 };
 use proptest::prelude::*;
@@ -32,7 +32,7 @@ fn addr() -> impl Strategy<Value = Option<WorkerAddr>> {
         any::<u64>().prop_map(|id| Some(WorkerAddr::Id(id))),
         "\\PC{1,60}"
             .prop_filter("1 to 255 bytes", |s| s.len() <= 255)
-            .prop_map(|s| Some(WorkerAddr::Name(Text::from(s)))),
+            .prop_map(|s| Some(WorkerAddr::Name(Message::from(s)))),
     ]
 }
 
@@ -58,7 +58,7 @@ fn envelope() -> impl Strategy<Value = Envelope> {
             sender,
             sender_node: node.map(|n| NodeName::new(&n).unwrap()),
             shard,
-            body: Text::from(body),
+            body: Message::from(body),
         })
 }
 

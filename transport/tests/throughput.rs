@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::pair;
-use myriad_transport::{Envelope, Kind, Text, WorkerAddr};
+use myriad_transport::{Envelope, Kind, Message, WorkerAddr};
 
 /// Sends `count` copies of `envelope` in batches of `batch`, flushing after
 /// each batch; returns (encode time, decode time).
@@ -57,14 +57,14 @@ fn codec_throughput() {
     let small = Envelope::new(
         Kind::Send,
         Some(WorkerAddr::from("counter")),
-        Text::from("x".repeat(64)),
+        Message::from("x".repeat(64)),
     );
     report("64 B messages, batches of 1000", &small, 1_000_000, 1000);
     report("64 B messages, batches of 64", &small, 1_000_000, 64);
     let big = Envelope::new(
         Kind::Send,
         Some(WorkerAddr::from("sink")),
-        Text::from("y".repeat(64 << 10)),
+        Message::from("y".repeat(64 << 10)),
     );
     report("64 KiB messages", &big, 16_000, 16);
 }

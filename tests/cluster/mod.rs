@@ -1,0 +1,111 @@
+//! Helpers for the transport tests: small zones of in-process nodes on
+//! loopback, with short timings, and bounded waiting for conditions.
+
+#![allow(dead_code)] // each test crate uses its own subset
+
+use std::time::{Duration, Instant};
+
+use myriad::transport::{start_node, TransportConfig, Zone, ZoneConfig, ZoneSecret};
+use myriad::{BoxError, Context, Message, NodeConfig, NodeHandle, Worker};
+
+/// The most any single step of a test may take.
+pub const LONG: Duration = Duration::from_secs(20);
+
+/// The zone secret of the test zone.
+pub const SECRET: &str = "a test zone secret of enough length";
+
+/// The test zone, with `secret`.
+pub fn zone_with(secret: &str) -> ZoneConfig {
+    ZoneConfig::new("test")
+        .unwrap()
+        .with_secret(&ZoneSecret::from_bytes(secret).unwrap())
+}
+
+/// A transport for node `name` of the test zone on an ephemeral loopback
+/// port, with short heartbeats and fast gossip and reconnection.
+pub fn transport(name: &str) -> TransportConfig {
+    transport_in(name, zone_with(SECRET))
+}
+
+/// [`transport`], in `zone`.
+pub fn transport_in(name: &str, zone: ZoneConfig) -> TransportConfig {
+    TransportConfig::new(zone)
+        .node_name(name)
+        .listen("127.0.0.1:0".parse().unwrap())
+        .heartbeat(Duration::from_millis(100), Duration::from_millis(1000))
+        .gossip_interval(Duration::from_millis(50))
+        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200))
+}
+
+/// The engine configuration of a test node: `shards` unpinned shards.
+pub fn engine(shards: usize) -> NodeConfig {
+    let config = NodeConfig::default()
+        .shards(shards)
+        .pin_shards(false)
+        .mailbox_capacity(1 << 20);
+    match std::env::var("MYRIAD_TEST_SPIN_US") {
+        Ok(us) => config.spin_before_park(Duration::from_micros(us.parse().unwrap())),
+        Err(_) => config,
+    }
+}
+
+/// Starts a node.
+pub fn start(shards: usize, transport: TransportConfig) -> (NodeHandle, Zone) {
+    start_node(engine(shards), transport).expect("node starts")
+}
+
+/// Polls `condition` every few milliseconds until it holds; panics with
+/// `what` if it does not within `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits until `zone` sees every node of `names` as live.
+pub fn wait_for_nodes(zone: &Zone, names: &[&str]) {
+    let what = format!("{} to see {names:?}", zone.node_name());
+    wait_until(&what, LONG, || {
+        let live = zone.nodes("");
+        names.iter().all(|n| live.iter().any(|l| l == n))
+    });
+}
+
+/// Two linked nodes `a` and `b` (`a` seeded with `b`), each with `shards` shards.
+pub fn pair(shards: usize) -> ((NodeHandle, Zone), (NodeHandle, Zone)) {
+    let b = start(shards, transport("b"));
+    let a = start(shards, transport("a").seed(b.1.local_addr().to_string()));
+    wait_for_nodes(&a.1, &["b"]);
+    wait_for_nodes(&b.1, &["a"]);
+    (a, b)
+}
+
+/// Replies `Hello, <msg> from <node>!`.
+pub struct Greeter;
+
+impl Worker for Greeter {
+    async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
+        let text = format!("Hello, {msg} from {}!", ctx.node_name());
+        ctx.reply(text)?;
+        Ok(())
+    }
+}
+
+/// Counts plain messages; answers an ask with the count so far.
+#[derive(Default)]
+pub struct Counter {
+    pub seen: u64,
+}
+
+impl Worker for Counter {
+    async fn handle_message(&mut self, ctx: &mut Context, _msg: Message) -> Result<(), BoxError> {
+        if ctx.is_ask() {
+            ctx.reply(self.seen.to_string())?;
+        } else {
+            self.seen += 1;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,221 @@
+//! Links that fail: asks waiting on a dying link, a restarted peer, a peer
+//! outside the zone, and raw peers that send garbage, truncated or tampered
+//! frames. The node under attack keeps serving its real peers.
+
+mod cluster;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use cluster::{
+    pair, start, transport, transport_in, wait_for_nodes, wait_until, zone_with, Counter, Greeter,
+    LONG, SECRET,
+};
+use myriad::transport::{
+    Envelope, Established, Handshake, Kind, LinkConfig, NodeName, StaticKeypair, Step, WorkerAddr,
+};
+use myriad::{BoxError, Context, Error, Message, Replier, Worker};
+
+/// Answers of `Hold` workers: kept here so that a stopping node cannot
+/// drop them (which would answer `NoReply`).
+static HELD: Mutex<Vec<Replier>> = Mutex::new(Vec::new());
+
+/// Never answers: keeps every ask's replier.
+struct Hold;
+
+impl Worker for Hold {
+    async fn handle_message(&mut self, ctx: &mut Context, _msg: Message) -> Result<(), BoxError> {
+        let replier = ctx.defer_reply().ok_or("ask me")?;
+        HELD.lock().unwrap().push(replier);
+        Ok(())
+    }
+}
+
+#[test]
+fn asks_waiting_on_a_link_that_dies_fail_with_connection_lost() {
+    let ((a, _za), (b, _zb)) = pair(1);
+    b.start_worker("hold", Hold).unwrap();
+    let asker = {
+        let a = a.clone();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            (
+                a.send_and_receive("b/hold", "wait", LONG),
+                started.elapsed(),
+            )
+        })
+    };
+    wait_until("the ask to reach b", LONG, || {
+        !HELD.lock().unwrap().is_empty()
+    });
+    b.shutdown();
+    let (outcome, waited) = asker.join().unwrap();
+    assert_eq!(outcome, Err(Error::ConnectionLost("b".into())));
+    assert!(waited < LONG, "{waited:?}");
+    a.shutdown();
+}
+
+#[test]
+fn traffic_resumes_when_a_peer_restarts_on_its_address() {
+    let ((a, za), (b, zb)) = pair(2);
+    let b_addr = zb.local_addr();
+    b.start_worker("greeter", Greeter).unwrap();
+    assert_eq!(
+        a.send_and_receive("b/greeter", "1", LONG).unwrap(),
+        "Hello, 1 from b!"
+    );
+    b.shutdown();
+    wait_until("a to see b go", LONG, || za.nodes("").is_empty());
+
+    let (b, _zb) = start(2, transport("b").listen(b_addr));
+    b.start_worker("greeter", Greeter).unwrap();
+    wait_for_nodes(&za, &["b"]);
+    wait_until("an answer from the new b", LONG, || {
+        a.send_and_receive("b/greeter", "2", LONG).as_deref() == Ok("Hello, 2 from b!")
+    });
+    assert!(za.stats().reconnects > 0);
+    a.shutdown();
+    b.shutdown();
+}
+
+#[test]
+fn a_peer_with_the_wrong_secret_is_rejected_with_nothing_delivered() {
+    let (b, zb) = start(1, transport("b"));
+    b.start_worker("counter", Counter::default()).unwrap();
+    let other_zone = zone_with("not the zone secret, but long");
+    let intruder = transport_in("c", other_zone).seed(zb.local_addr().to_string());
+    let (c, zc) = start(1, intruder);
+    wait_until("b to reject c", LONG, || {
+        zb.stats().links.handshake_failures >= 2
+    });
+    assert!(zc.stats().links.handshake_failures >= 1);
+    assert!(zb.nodes("").is_empty() && zc.nodes("").is_empty());
+    assert_eq!(
+        c.send_and_receive("b/counter", "hi", LONG),
+        Err(Error::NoRoute("b".into()))
+    );
+    assert_eq!(b.send_and_receive("counter", "count?", LONG).unwrap(), "0");
+    c.shutdown();
+    b.shutdown();
+}
+
+/// A raw connection to `addr`, with a read timeout.
+fn raw(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(LONG)).unwrap();
+    stream
+}
+
+/// Completes a handshake as node `raw` of the test zone over a plain socket.
+fn raw_handshake(addr: SocketAddr) -> (TcpStream, Box<Established>) {
+    let config = LinkConfig::new(
+        NodeName::new("raw").unwrap(),
+        StaticKeypair::generate().unwrap(),
+        zone_with(SECRET),
+    );
+    let mut stream = raw(addr);
+    let (mut handshake, first) = Handshake::initiator(&config).unwrap();
+    stream.write_all(&first).unwrap();
+    let mut buf = [0; 4096];
+    loop {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "the node closed the handshake");
+        match handshake.feed(&buf[..n]).unwrap() {
+            Step::Send(bytes) => stream.write_all(&bytes).unwrap(),
+            Step::Wait => {}
+            Step::Done(established) => return (stream, established),
+        }
+    }
+}
+
+/// Reads until the node closes the connection; panics if it does not.
+fn assert_closed_by_node(mut stream: TcpStream) {
+    let mut buf = [0; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+            Err(e) => panic!("the node kept the connection open: {e}"),
+        }
+    }
+}
+
+fn send_to_counter(link: &mut Established, text: &'static str) -> Vec<u8> {
+    let envelope = Envelope::new(Kind::Send, Some(WorkerAddr::from("counter")), text);
+    link.encoder.push(&envelope).unwrap();
+    link.encoder.flush().unwrap().to_vec()
+}
+
+#[test]
+fn garbage_truncated_and_tampered_frames_close_only_their_link() {
+    let ((a, _za), (b, zb)) = pair(1);
+    b.start_worker("greeter", Greeter).unwrap();
+    b.start_worker("counter", Counter::default()).unwrap();
+    let addr = zb.local_addr();
+
+    // Garbage instead of a handshake (framed as a 10-byte message).
+    let mut garbage = raw(addr);
+    garbage.write_all(&[0, 10]).unwrap();
+    garbage.write_all(&[0x5a; 300]).unwrap();
+    assert_closed_by_node(garbage);
+
+    // A handshake message cut short, then the end of the stream.
+    let mut truncated = raw(addr);
+    truncated.write_all(&[0, 48, 1, 2, 3]).unwrap();
+    truncated.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_closed_by_node(truncated);
+    wait_until("two failed handshakes", LONG, || {
+        zb.stats().links.handshake_failures == 2
+    });
+
+    // An authenticated peer: one good message, then a tampered frame.
+    let (mut stream, mut link) = raw_handshake(addr);
+    stream
+        .write_all(&send_to_counter(&mut link, "good"))
+        .unwrap();
+    let mut tampered = send_to_counter(&mut link, "evil");
+    let last = tampered.len() - 1;
+    tampered[last] ^= 0x01;
+    stream.write_all(&tampered).unwrap();
+    assert_closed_by_node(stream);
+    wait_until("one decrypt failure", LONG, || {
+        zb.stats().links.decrypt_failures == 1
+    });
+
+    // An authenticated peer whose data frame is cut short.
+    let (mut stream, _link) = raw_handshake(addr);
+    stream.write_all(&[0x01, 0x00, 7, 7, 7]).unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_closed_by_node(stream);
+
+    // Only the good message was delivered, and the real peer is still served.
+    assert_eq!(b.send_and_receive("counter", "count?", LONG).unwrap(), "1");
+    assert_eq!(
+        a.send_and_receive("b/greeter", "ok", LONG).unwrap(),
+        "Hello, ok from b!"
+    );
+    let stats = zb.stats();
+    assert_eq!(stats.links.handshake_failures, 2);
+    assert_eq!(stats.links.decrypt_failures, 1);
+    assert_eq!(stats.connected_peers(), ["a"]);
+    a.shutdown();
+    b.shutdown();
+}
+
+#[test]
+fn a_silent_peer_is_declared_dead_within_the_heartbeat_timeout() {
+    let (b, zb) = start(1, transport("b"));
+    let (stream, _link) = raw_handshake(zb.local_addr());
+    wait_for_nodes(&zb, &["raw"]);
+    // `raw` sends nothing at all, not even heartbeats.
+    let since = Instant::now();
+    wait_until("b to drop raw", LONG, || zb.nodes("").is_empty());
+    let waited = since.elapsed();
+    let timeout = Duration::from_millis(1000);
+    assert!(waited >= timeout / 2 && waited < timeout * 2, "{waited:?}");
+    drop(stream);
+    b.shutdown();
+}

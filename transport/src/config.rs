@@ -1,0 +1,303 @@
+//! [`TransportConfig`]: everything a node needs to join a zone — its name,
+//! keys, listen address, seeds, timings, limits, and the worker kinds other
+//! nodes may start on it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use myriad_engine::{Result, ShardHandle, Worker, WorkerRef};
+
+use crate::codec::DEFAULT_MAX_MESSAGE_SIZE;
+use crate::keys::StaticKeypair;
+use crate::node::TransportError;
+use crate::zone::{ZoneConfig, ZoneSecret};
+
+/// The port a node listens on unless told otherwise.
+pub const DEFAULT_PORT: u16 = 7700;
+
+/// Starts a worker of one registered kind under a name, on the shard it is
+/// called on.
+pub(crate) type Factory = Arc<
+    dyn Fn(ShardHandle, String) -> Pin<Box<dyn Future<Output = Result<WorkerRef>>>> + Send + Sync,
+>;
+
+/// How a node takes part in a zone. Start from [`TransportConfig::new`] and
+/// adjust; hand it to [`install`](crate::install) or
+/// [`start_node`](crate::start_node).
+///
+/// ```
+/// use std::time::Duration;
+/// use myriad_transport::{TransportConfig, ZoneConfig};
+///
+/// let config = TransportConfig::new(ZoneConfig::new("demo").unwrap())
+///     .node_name("runner-1")
+///     .listen("127.0.0.1:0".parse().unwrap())
+///     .seed("127.0.0.1:7700")
+///     .heartbeat(Duration::from_millis(500), Duration::from_secs(3));
+/// assert_eq!(config.heartbeat_timeout(), Duration::from_secs(3));
+/// ```
+#[derive(Clone)]
+pub struct TransportConfig {
+    pub(crate) name: Option<String>,
+    pub(crate) zone: ZoneConfig,
+    pub(crate) keypair: Option<StaticKeypair>,
+    pub(crate) listen: SocketAddr,
+    pub(crate) advertise: Option<SocketAddr>,
+    pub(crate) seeds: Vec<String>,
+    pub(crate) heartbeat_interval: Duration,
+    pub(crate) heartbeat_timeout: Duration,
+    pub(crate) gossip_interval: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) backoff: (Duration, Duration),
+    pub(crate) request_timeout: Duration,
+    pub(crate) forget_after: Duration,
+    pub(crate) max_message_size: u32,
+    pub(crate) outbound_buffer: usize,
+    pub(crate) socket_buffer: Option<usize>,
+    pub(crate) factories: HashMap<String, Factory>,
+}
+
+impl TransportConfig {
+    /// A node of `zone`, listening on `0.0.0.0:7700`, named by
+    /// `MYRIAD_NODE_NAME` or the host name, with a key generated in memory.
+    pub fn new(zone: ZoneConfig) -> Self {
+        TransportConfig {
+            name: None,
+            zone,
+            keypair: None,
+            listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_PORT)),
+            advertise: None,
+            seeds: Vec::new(),
+            heartbeat_interval: Duration::from_secs(1),
+            heartbeat_timeout: Duration::from_secs(5),
+            gossip_interval: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(3),
+            backoff: (Duration::from_millis(50), Duration::from_secs(5)),
+            request_timeout: Duration::from_secs(10),
+            forget_after: Duration::from_secs(60),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            outbound_buffer: 16 << 20,
+            socket_buffer: None,
+            factories: HashMap::new(),
+        }
+    }
+
+    /// A configuration from the environment, for containers:
+    ///
+    /// | variable | meaning | default |
+    /// | --- | --- | --- |
+    /// | `MYRIAD_NODE_NAME` | the node's name | the host name |
+    /// | `MYRIAD_ZONE` | the zone's name | `default` |
+    /// | `MYRIAD_ZONE_SECRET_FILE` | a file holding the zone secret | — |
+    /// | `MYRIAD_ZONE_SECRET` | the zone secret itself | — (no secret: trusted networks only) |
+    /// | `MYRIAD_LISTEN` | the listen address | `0.0.0.0:7700` |
+    /// | `MYRIAD_ADVERTISE` | the address to gossip | see [`advertise`](Self::advertise) |
+    /// | `MYRIAD_SEEDS` | comma-separated seeds (`ip:port` or `dns-name:port`) | none |
+    /// | `MYRIAD_KEY_FILE` | where the node's key is kept (created if missing) | a key in memory |
+    pub fn from_env() -> std::result::Result<Self, TransportError> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let zone_name = var("MYRIAD_ZONE").unwrap_or_else(|| "default".to_owned());
+        let mut zone = ZoneConfig::new(zone_name.trim())?;
+        if let Some(path) = var("MYRIAD_ZONE_SECRET_FILE") {
+            zone = zone.with_secret(&ZoneSecret::from_file(path.trim())?);
+        } else if var("MYRIAD_ZONE_SECRET").is_some() {
+            zone = zone.with_secret(&ZoneSecret::from_env("MYRIAD_ZONE_SECRET")?);
+        }
+        let mut config = TransportConfig::new(zone);
+        let addr = |name: &str, value: String| {
+            value.trim().parse::<SocketAddr>().map_err(|e| {
+                TransportError::Config(format!("{name}={value:?} is not an ip:port address: {e}"))
+            })
+        };
+        if let Some(listen) = var("MYRIAD_LISTEN") {
+            config = config.listen(addr("MYRIAD_LISTEN", listen)?);
+        }
+        if let Some(advertise) = var("MYRIAD_ADVERTISE") {
+            config = config.advertise(addr("MYRIAD_ADVERTISE", advertise)?);
+        }
+        for seed in var("MYRIAD_SEEDS").iter().flat_map(|s| s.split(',')) {
+            if !seed.trim().is_empty() {
+                config = config.seed(seed.trim());
+            }
+        }
+        if let Some(path) = var("MYRIAD_KEY_FILE") {
+            config = config.keypair(StaticKeypair::load_or_generate(path.trim())?);
+        }
+        Ok(config)
+    }
+
+    /// The node's name (else `MYRIAD_NODE_NAME`, else the host name; see
+    /// [`resolve_node_name`](crate::resolve_node_name)).
+    pub fn node_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The node's static key (default: generated in memory at start; use
+    /// [`StaticKeypair::load_or_generate`] to keep one in a file).
+    pub fn keypair(mut self, keypair: StaticKeypair) -> Self {
+        self.keypair = Some(keypair);
+        self
+    }
+
+    /// Where to accept links (default `0.0.0.0:7700`; port 0 picks a free port).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// The address other nodes should dial, as gossiped (default: the listen
+    /// address; with an unspecified IP such as `0.0.0.0`, peers use the IP
+    /// they see this node connect from).
+    pub fn advertise(mut self, addr: SocketAddr) -> Self {
+        self.advertise = Some(addr);
+        self
+    }
+
+    /// A seed: `ip:port`, or `dns-name:port`. A name is resolved again every
+    /// discovery round, and every address it resolves to is dialled (a
+    /// Kubernetes headless service lists all its pods this way).
+    pub fn seed(mut self, seed: impl Into<String>) -> Self {
+        self.seeds.push(seed.into());
+        self
+    }
+
+    /// Heartbeats: a link idle for `interval` sends one; a link that has
+    /// received nothing for `timeout` is declared dead (defaults 1 s and 5 s).
+    pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.heartbeat_interval = interval;
+        self.heartbeat_timeout = timeout;
+        self
+    }
+
+    /// How often the member list is gossiped and seeds are re-dialled (default 1 s).
+    pub fn gossip_interval(mut self, interval: Duration) -> Self {
+        self.gossip_interval = interval;
+        self
+    }
+
+    /// How long a connection attempt and its handshake may take (default 3 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Reconnection delays: the first retry waits about `min`, each failure
+    /// doubles it up to `max`, with random jitter (defaults 50 ms and 5 s).
+    pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.backoff = (min, max);
+        self
+    }
+
+    /// How long a remote `start_worker`, `stop_worker` or `list_workers` may
+    /// take (default 10 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// How long an unreachable node stays in the member list (and is
+    /// redialled) before it is forgotten (default 60 s).
+    pub fn forget_after(mut self, after: Duration) -> Self {
+        self.forget_after = after;
+        self
+    }
+
+    /// The largest message this node sends or accepts, in bytes (default
+    /// 16 MiB). A link uses the smaller of its two ends' limits.
+    pub fn max_message_size(mut self, bytes: u32) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Bytes of messages a link may hold unsent before sends to its node fail
+    /// with `Error::MailboxFull` (default 16 MiB; one message may overshoot).
+    pub fn outbound_buffer(mut self, bytes: usize) -> Self {
+        self.outbound_buffer = bytes;
+        self
+    }
+
+    /// SO_SNDBUF and SO_RCVBUF of every connection (default: the kernel's,
+    /// which autotunes).
+    pub fn socket_buffer(mut self, bytes: usize) -> Self {
+        self.socket_buffer = Some(bytes);
+        self
+    }
+
+    /// Registers a kind of worker that other nodes may start here by name
+    /// with `Zone::start_worker(node, name, kind)`. `make` gets the new
+    /// worker's name.
+    pub fn worker_kind<W, F>(mut self, kind: &str, make: F) -> Self
+    where
+        W: Worker + Send,
+        F: Fn(&str) -> W + Send + Sync + 'static,
+    {
+        let make = Arc::new(make);
+        let factory: Factory = Arc::new(move |shard: ShardHandle, name: String| {
+            let worker = make(&name);
+            Box::pin(async move { shard.start_worker(&name, worker).await })
+        });
+        self.factories.insert(kind.to_owned(), factory);
+        self
+    }
+
+    /// The heartbeat timeout.
+    pub fn heartbeat_timeout(&self) -> Duration {
+        self.heartbeat_timeout
+    }
+
+    /// Checks the timings and limits.
+    pub(crate) fn validate(&self) -> std::result::Result<(), String> {
+        if self.heartbeat_interval.is_zero() || self.heartbeat_timeout <= self.heartbeat_interval {
+            return Err(format!(
+                "the heartbeat timeout ({:?}) must exceed the heartbeat interval ({:?}), \
+                 which must not be zero",
+                self.heartbeat_timeout, self.heartbeat_interval
+            ));
+        }
+        if self.gossip_interval.is_zero() || self.connect_timeout.is_zero() {
+            return Err("the gossip interval and the connect timeout must not be zero".into());
+        }
+        if self.backoff.0.is_zero() || self.backoff.0 > self.backoff.1 {
+            return Err(format!(
+                "reconnect backoff: min {:?} must be positive and at most max {:?}",
+                self.backoff.0, self.backoff.1
+            ));
+        }
+        if self.max_message_size == 0 || self.outbound_buffer == 0 {
+            return Err("max_message_size and outbound_buffer must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for TransportConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut kinds: Vec<_> = self.factories.keys().collect();
+        kinds.sort();
+        f.debug_struct("TransportConfig")
+            .field("name", &self.name)
+            .field("zone", &self.zone)
+            .field("keypair", &self.keypair)
+            .field("listen", &self.listen)
+            .field("advertise", &self.advertise)
+            .field("seeds", &self.seeds)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("heartbeat_timeout", &self.heartbeat_timeout)
+            .field("gossip_interval", &self.gossip_interval)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("backoff", &self.backoff)
+            .field("request_timeout", &self.request_timeout)
+            .field("forget_after", &self.forget_after)
+            .field("max_message_size", &self.max_message_size)
+            .field("outbound_buffer", &self.outbound_buffer)
+            .field("socket_buffer", &self.socket_buffer)
+            .field("worker_kinds", &kinds)
+            .finish()
+    }
+}

@@ -1,0 +1,294 @@
+//! The I/O of one connection: the handshake, then three tasks until the
+//! connection ends — a reader (bytes → [`Decoder`] → envelopes → workers), a
+//! writer (the link's encoded frames → socket) and a heartbeat timer.
+//!
+//! Senders encode straight into the link's encoder, which packs small
+//! envelopes many to a frame. The writer runs when the shard's current work
+//! yields: it seals the frame being filled and writes everything encoded
+//! since its last write at once, so a burst of sends becomes one `write`.
+//! Reading and writing never wait for each other, so two busy nodes cannot
+//! deadlock on full socket buffers.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures_lite::future::{or, yield_now};
+use futures_lite::io::{split, AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use glommio::net::TcpStream;
+use myriad_engine::ShardHandle;
+
+use super::inbound::Inbound;
+use super::link::{Conn, Link, Phase};
+use super::{LinkError, ShardTransport};
+use crate::codec::{Decoder, ProtocolError};
+use crate::counters::PeerTraffic;
+use crate::handshake::{Established, Handshake, LinkConfig, Step};
+use crate::stats::Traffic;
+use crate::zone::NodeName;
+
+/// Bytes read from the socket at a time.
+const READ_BUFFER: usize = 256 << 10;
+
+/// Runs `work` unless `limit` passes first.
+async fn within<T>(
+    limit: Duration,
+    work: impl std::future::Future<Output = Result<T, LinkError>>,
+) -> Result<T, LinkError> {
+    or(work, async {
+        glommio::timer::sleep(limit).await;
+        Err(LinkError::HandshakeTimeout(limit))
+    })
+    .await
+}
+
+/// Runs the Noise handshake on a fresh connection, as the initiator (after
+/// connecting) or the responder (after accepting), within `limit`.
+pub(crate) async fn handshake(
+    stream: &mut TcpStream,
+    config: &LinkConfig,
+    initiator: bool,
+    limit: Duration,
+) -> Result<Box<Established>, LinkError> {
+    within(limit, async {
+        let mut handshake = if initiator {
+            let (handshake, first) = Handshake::initiator(config)?;
+            stream.write_all(&first).await?;
+            handshake
+        } else {
+            Handshake::responder(config)?
+        };
+        let mut buf = vec![0; 4096];
+        loop {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                return Err(LinkError::Handshake(handshake.peer_closed()));
+            }
+            match handshake.feed(&buf[..n])? {
+                Step::Send(bytes) => stream.write_all(&bytes).await?,
+                Step::Wait => {}
+                Step::Done(established) => return Ok(established),
+            }
+        }
+    })
+    .await
+}
+
+/// Adds what a codec counted since `reported` to `counters`.
+fn report(
+    now: Traffic,
+    reported: &mut Traffic,
+    node: &crate::counters::TrafficCounter,
+    peer: &crate::counters::TrafficCounter,
+) {
+    let delta = Traffic {
+        bytes: now.bytes - reported.bytes,
+        frames: now.frames - reported.frames,
+        envelopes: now.envelopes - reported.envelopes,
+    };
+    node.add(delta);
+    peer.add(delta);
+    *reported = now;
+}
+
+/// A link that is up: undone when dropped, even if the task running it is
+/// ended by the shard stopping.
+struct Up {
+    st: Rc<ShardTransport>,
+    link: Rc<Link>,
+    name: NodeName,
+    after: Phase,
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        self.st.drop_unsent(&self.link, self.after);
+        self.st.shared.membership.link_down(&self.name);
+    }
+}
+
+/// Runs an established connection of `link` until it ends; returns why.
+/// The link is up meanwhile, and afterwards in phase `after`.
+pub(crate) async fn run(
+    st: Rc<ShardTransport>,
+    shard: ShardHandle,
+    link: Rc<Link>,
+    stream: TcpStream,
+    established: Box<Established>,
+    after: Phase,
+) -> LinkError {
+    let Established {
+        peer,
+        encoder,
+        decoder,
+    } = *established;
+    let peer_addr = stream.peer_addr().ok();
+    let name = peer.name.clone();
+    let traffic = st.shared.membership.link_up(&name);
+    let conn = Rc::new(Conn::new(st.next_seq(), peer, peer_addr));
+    link.connected(conn.clone(), encoder);
+    let _up = Up {
+        st: st.clone(),
+        link: link.clone(),
+        name: name.clone(),
+        after,
+    };
+    tracing::debug!(peer = %name, link = link.id, shard = st.index, ?peer_addr, "link up");
+
+    let (input, output) = split(stream);
+    let reader = st.spawn(read_loop(
+        st.clone(),
+        shard,
+        link.clone(),
+        conn.clone(),
+        decoder,
+        input,
+        traffic.clone(),
+    ));
+    let heartbeat = st.spawn(heartbeat(st.clone(), link.clone(), conn.clone()));
+    if let Err(error) = write_loop(&st, &link, &conn, output, &traffic).await {
+        conn.close(error);
+    }
+    reader.await;
+    heartbeat.await;
+
+    let reason = conn.take_reason();
+    let counters = &st.shared.counters;
+    match &reason {
+        LinkError::Protocol(ProtocolError::Decrypt | ProtocolError::ShortFrame(_)) => {
+            counters.decrypt_failures.bump();
+            tracing::warn!(peer = %name, error = %reason, "link closed: a frame failed to decrypt");
+        }
+        LinkError::Protocol(_) => {
+            counters.protocol_errors.bump();
+            tracing::warn!(peer = %name, error = %reason, "link closed: protocol violation");
+        }
+        _ => tracing::info!(peer = %name, reason = %reason, "link down"),
+    }
+    reason
+}
+
+/// Reads until the connection ends, handing envelopes to [`Inbound`].
+async fn read_loop(
+    st: Rc<ShardTransport>,
+    shard: ShardHandle,
+    link: Rc<Link>,
+    conn: Rc<Conn>,
+    mut decoder: Decoder,
+    mut input: ReadHalf<TcpStream>,
+    traffic: std::sync::Arc<PeerTraffic>,
+) {
+    let mut inbound = Inbound::new(st.clone(), shard, link, conn.clone());
+    let mut buf = vec![0; READ_BUFFER];
+    let mut reported = Traffic::default();
+    let received = &st.shared.counters.traffic.received;
+    let result: Result<(), LinkError> = async {
+        loop {
+            while let Some(envelope) = decoder.next_envelope()? {
+                inbound.dispatch(envelope);
+            }
+            report(
+                decoder.traffic(),
+                &mut reported,
+                received,
+                &traffic.received,
+            );
+            let read = or(async { Some(input.read(&mut buf).await) }, async {
+                conn.closed.wait().await;
+                None
+            });
+            let n = match read.await {
+                None => return Ok(()),
+                Some(n) => n?,
+            };
+            if n == 0 {
+                return Err(LinkError::Closed);
+            }
+            conn.last_rx.set(Instant::now());
+            decoder.feed(&buf[..n]);
+            if n == buf.len() {
+                // More is probably waiting: let the workers run first.
+                yield_now().await;
+            }
+        }
+    }
+    .await;
+    if let Err(error) = result {
+        conn.close(error);
+    }
+}
+
+/// Writes what the link encodes until the connection ends.
+async fn write_loop(
+    st: &ShardTransport,
+    link: &Link,
+    conn: &Conn,
+    mut output: WriteHalf<TcpStream>,
+    traffic: &PeerTraffic,
+) -> Result<(), LinkError> {
+    let mut reported = Traffic::default();
+    let sent = &st.shared.counters.traffic.sent;
+    loop {
+        let bytes = link.take_output()?;
+        if bytes.is_empty() {
+            let woken = or(
+                async {
+                    link.writer.wait().await;
+                    true
+                },
+                async {
+                    conn.closed.wait().await;
+                    false
+                },
+            );
+            if !woken.await {
+                return Ok(());
+            }
+            continue;
+        }
+        link.set_writing(bytes.len());
+        let write = or(async { Some(output.write_all(&bytes).await) }, async {
+            conn.closed.wait().await;
+            None
+        });
+        let written = write.await;
+        link.set_writing(0);
+        match written {
+            None => return Ok(()),
+            Some(written) => written?,
+        }
+        conn.last_tx.set(Instant::now());
+        report(link.sent(), &mut reported, sent, &traffic.sent);
+    }
+}
+
+/// Sends a heartbeat when the link has been idle for the interval, and ends
+/// the connection when nothing arrived within the timeout.
+async fn heartbeat(st: Rc<ShardTransport>, link: Rc<Link>, conn: Rc<Conn>) {
+    let config = &st.shared.config;
+    let (interval, timeout) = (config.heartbeat_interval, config.heartbeat_timeout);
+    let tick = interval.min(timeout / 4);
+    loop {
+        let ticked = or(
+            async {
+                glommio::timer::sleep(tick).await;
+                true
+            },
+            async {
+                conn.closed.wait().await;
+                false
+            },
+        );
+        if !ticked.await {
+            return;
+        }
+        let now = Instant::now();
+        if now.duration_since(conn.last_rx.get()) > timeout {
+            conn.close(LinkError::Silent(timeout));
+            return;
+        }
+        if now.duration_since(conn.last_tx.get()) >= interval {
+            conn.last_tx.set(now);
+            link.heartbeat();
+        }
+    }
+}

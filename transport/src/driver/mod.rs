@@ -1,0 +1,348 @@
+//! The glommio driver: on every shard, a [`ShardTransport`] owns that
+//! shard's links, accepts connections, and is the engine's
+//! [`RemoteRouter`] for the shard. Shard 0 also runs discovery and gossip.
+//!
+//! Everything here is shard-local (`Rc`, `RefCell`): a remote send goes from
+//! the sending worker to its own shard's link without crossing cores. Other
+//! threads reach a shard through its command channel.
+
+mod connection;
+mod discovery;
+mod errors;
+mod inbound;
+mod lifecycle;
+mod link;
+mod listener;
+pub(crate) mod net;
+mod outbound;
+pub(crate) mod remote_ops;
+mod signal;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::time::Duration;
+
+use myriad_engine::{
+    Error, Message, RemoteAddress, RemoteRouter, Replier, Result, ShardHandle, WorkerRef,
+};
+
+use crate::codec::{EncodeError, ProtocolError};
+use crate::envelope::ControlOp;
+use crate::handshake::{HandshakeError, LinkConfig};
+use crate::node::Shared;
+use crate::zone::NodeName;
+use inbound::Completion;
+use link::Link;
+
+/// Work sent to a shard from another thread.
+pub(crate) type Command = Box<dyn FnOnce(&Rc<ShardTransport>) + Send>;
+
+/// Why a connection ended (or never started).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LinkError {
+    /// The peer closed the connection.
+    #[error("the peer closed the connection")]
+    Closed,
+    /// The socket failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+    /// The handshake failed.
+    #[error("handshake failed: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// Connecting and the handshake took too long.
+    #[error("no handshake within {0:?}")]
+    HandshakeTimeout(Duration),
+    /// The peer broke the protocol (or a frame failed to decrypt).
+    #[error("{0}")]
+    Protocol(#[from] ProtocolError),
+    /// Encryption failed.
+    #[error("{0}")]
+    Encode(EncodeError),
+    /// Nothing arrived within the heartbeat timeout.
+    #[error("nothing received for {0:?} (heartbeat timeout)")]
+    Silent(Duration),
+    /// The node's address is unknown.
+    #[error("the node's address is unknown")]
+    NoAddress,
+}
+
+thread_local! {
+    /// The transports running on this thread (one per node whose shard this is).
+    static LOCAL: RefCell<Vec<(u64, Weak<ShardTransport>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The transport of node `id` on this thread, if this thread is one of its shards.
+pub(crate) fn local(id: u64) -> Option<Rc<ShardTransport>> {
+    LOCAL.with(|local| {
+        local
+            .borrow()
+            .iter()
+            .find(|(node, _)| *node == id)
+            .and_then(|(_, st)| st.upgrade())
+    })
+}
+
+/// One shard's part of the transport.
+pub(crate) struct ShardTransport {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) index: usize,
+    pub(crate) link_config: LinkConfig,
+    /// Links this shard dialled, by node name.
+    outbound: RefCell<HashMap<Arc<str>, Rc<Link>>>,
+    /// Every link of this shard, by id.
+    links: RefCell<HashMap<u64, Rc<Link>>>,
+    next_id: Cell<u64>,
+    /// Where answers to the peers' asks come back to (from any shard).
+    pub(crate) completions: flume::Sender<Completion>,
+    tasks: lifecycle::Tasks,
+}
+
+impl ShardTransport {
+    /// A fresh id for a link or a connection.
+    pub(crate) fn next_seq(&self) -> u64 {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        id
+    }
+
+    /// A new link, registered by id.
+    pub(crate) fn new_link(&self, peer: Option<NodeName>) -> Rc<Link> {
+        let config = &self.shared.config;
+        let link = Rc::new(Link::new(
+            self.next_seq(),
+            peer,
+            config.outbound_buffer,
+            config.max_message_size,
+        ));
+        self.links.borrow_mut().insert(link.id, link.clone());
+        link
+    }
+
+    /// Unregisters a link that is over.
+    pub(crate) fn remove_link(&self, id: u64) {
+        self.links.borrow_mut().remove(&id);
+    }
+
+    /// Ends `link`'s connection or connection attempt (see
+    /// [`Link::disconnected`]), counting the sends that never left.
+    pub(crate) fn drop_unsent(&self, link: &Link, next: link::Phase) {
+        for _ in 0..link.disconnected(next) {
+            self.shared.counters.undeliverable.bump();
+        }
+    }
+
+    /// Drops the outbound link to a node that was forgotten.
+    pub(crate) fn forget(&self, name: &NodeName, link: &Rc<Link>) {
+        let mut outbound = self.outbound.borrow_mut();
+        if outbound
+            .get(name.as_str())
+            .is_some_and(|l| Rc::ptr_eq(l, link))
+        {
+            outbound.remove(name.as_str());
+        }
+        drop(outbound);
+        self.remove_link(link.id);
+    }
+
+    /// The outbound links of this shard.
+    pub(crate) fn outbound_links(&self) -> Vec<Rc<Link>> {
+        self.outbound.borrow().values().cloned().collect()
+    }
+
+    /// The outbound link to `node`, created (and dialled) if there is none.
+    /// Fails with `NoRoute` for a node that is not in the member list.
+    pub(crate) fn link_to(self: &Rc<Self>, node: &str) -> Result<Rc<Link>> {
+        if let Some(link) = self.outbound.borrow().get(node) {
+            return Ok(link.clone());
+        }
+        if self.is_stopping() {
+            return Err(Error::NodeStopped);
+        }
+        let no_route = || Error::NoRoute(node.to_owned());
+        let name = NodeName::new(node).map_err(|_| no_route())?;
+        if self.shared.membership.address_of(&name).is_none() {
+            return Err(no_route());
+        }
+        let shard = ShardHandle::current().ok_or(Error::NodeStopped)?;
+        Ok(self.spawn_outbound(&shard, name, None))
+    }
+
+    /// Registers an outbound link to `name` and starts its supervisor.
+    fn spawn_outbound(
+        self: &Rc<Self>,
+        shard: &ShardHandle,
+        name: NodeName,
+        first: Option<outbound::Connected>,
+    ) -> Rc<Link> {
+        let link = self.new_link(Some(name.clone()));
+        self.outbound
+            .borrow_mut()
+            .insert(Arc::from(name.as_str()), link.clone());
+        self.spawn(outbound::supervise(
+            self.clone(),
+            shard.clone(),
+            link.clone(),
+            name,
+            first,
+        ));
+        link
+    }
+
+    /// Uses a connection that discovery made to `name` as its outbound link,
+    /// unless there already is one.
+    pub(crate) fn adopt(
+        self: &Rc<Self>,
+        shard: &ShardHandle,
+        name: NodeName,
+        connected: outbound::Connected,
+    ) {
+        if !self.outbound.borrow().contains_key(name.as_str()) {
+            self.spawn_outbound(shard, name, Some(connected));
+        }
+    }
+
+    /// Sends remote operation `op` to `node`; its answer (or failure) goes to `reply`.
+    pub(crate) fn request(
+        self: &Rc<Self>,
+        node: &str,
+        op: ControlOp,
+        worker: Option<&str>,
+        body: Message,
+        reply: flume::Sender<Result<Message>>,
+    ) {
+        let sent = self.link_to(node).and_then(|link| {
+            link.request(op, worker, body, reply.clone())
+                .map(|id| (link, id))
+        });
+        match sent {
+            Ok((link, id)) => {
+                let after = self.shared.config.request_timeout;
+                self.spawn(async move {
+                    glommio::timer::sleep(after).await;
+                    link.expire(id, after);
+                });
+            }
+            Err(error) => {
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
+
+    /// Routes the answer to a peer's ask back onto its link.
+    fn complete(&self, completion: Completion) {
+        let link = self.links.borrow().get(&completion.link).cloned();
+        if let Some(link) = link {
+            let answer = inbound::to_wire(completion.result);
+            link.reply(completion.conn, completion.id, answer);
+        }
+    }
+}
+
+/// The engine's view of one shard's transport.
+struct Router {
+    st: Rc<ShardTransport>,
+    /// The last node sent to and its link: senders tend to repeat themselves.
+    last: RefCell<Option<(Arc<str>, Rc<Link>)>>,
+}
+
+impl Router {
+    fn link(&self, node: &Arc<str>) -> Result<Rc<Link>> {
+        if let Some((last, link)) = &*self.last.borrow() {
+            if (Arc::ptr_eq(last, node) || **last == **node) && link.phase() != link::Phase::Closed
+            {
+                return Ok(link.clone());
+            }
+        }
+        let link = self.st.link_to(node)?;
+        *self.last.borrow_mut() = Some((node.clone(), link.clone()));
+        Ok(link)
+    }
+}
+
+impl RemoteRouter for Router {
+    fn send(
+        &self,
+        to: &RemoteAddress,
+        msg: Message,
+        _from: Option<WorkerRef>,
+        reply: &mut Option<Replier>,
+    ) -> Result<()> {
+        self.link(&to.node)?.send(to, msg, reply)
+    }
+}
+
+/// What a shard needs from the node to start its transport.
+pub(crate) struct ShardStart {
+    pub(crate) listener: std::net::TcpListener,
+    pub(crate) commands: flume::Receiver<Command>,
+}
+
+/// Starts the transport of `shard` (on its thread) and returns its router.
+pub(crate) fn start_shard(
+    shared: &Arc<Shared>,
+    shard: ShardHandle,
+    start: Option<ShardStart>,
+) -> Rc<dyn RemoteRouter> {
+    let (completions, answers) = flume::unbounded();
+    let link_config = shared
+        .link
+        .clone()
+        .with_shard(shard_u16(shard.index()), shard_u16(shard.shards()));
+    let st = Rc::new(ShardTransport {
+        shared: shared.clone(),
+        index: shard.index(),
+        link_config,
+        outbound: RefCell::default(),
+        links: RefCell::default(),
+        next_id: Cell::new(1),
+        completions,
+        tasks: lifecycle::Tasks::default(),
+    });
+    LOCAL.with(|local| {
+        let mut local = local.borrow_mut();
+        local.retain(|(_, st)| st.strong_count() > 0);
+        local.push((shared.id, Rc::downgrade(&st)));
+    });
+    match start {
+        Some(ShardStart { listener, commands }) => {
+            let listener = net::glommio_listener(listener);
+            st.spawn(listener::accept_loop(st.clone(), shard.clone(), listener));
+            let commands_st = st.clone();
+            st.spawn(async move {
+                while let Ok(command) = commands.recv_async().await {
+                    command(&commands_st);
+                }
+            });
+        }
+        None => tracing::error!(
+            shard = shard.index(),
+            "this transport configuration was already used by another node: no listener"
+        ),
+    }
+    let answers_st = st.clone();
+    st.spawn(async move {
+        while let Ok(completion) = answers.recv_async().await {
+            answers_st.complete(completion);
+            for completion in answers.try_iter().take(1024) {
+                answers_st.complete(completion);
+            }
+        }
+    });
+    if shard.index() == 0 {
+        st.spawn(discovery::run(st.clone(), shard.clone()));
+    }
+    st.start_sentinel(shard);
+    Rc::new(Router {
+        st,
+        last: RefCell::new(None),
+    })
+}
+
+/// A shard index or count as the handshake carries it (the engine allows at
+/// most 65,535 shards).
+fn shard_u16(n: usize) -> u16 {
+    u16::try_from(n).unwrap_or(u16::MAX)
+}
