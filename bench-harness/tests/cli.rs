@@ -55,7 +55,7 @@ fn a_tiny_run_of_every_workload_succeeds_and_reports_each() {
     }
     let rows: Vec<&str> = lines.collect();
     for workload in [
-        "spawn", "skynet", "pingpong", "counting", "ring", "fanout", "ask", "agents",
+        "spawn", "skynet", "pingpong", "counting", "ring", "fanout", "ask", "agents", "remote",
     ] {
         assert!(
             rows.iter().any(|r| r.starts_with(workload)),
@@ -115,7 +115,7 @@ fn help_explains_each_workload_in_one_line() {
     assert!(out.status.success());
     let help = text(&out.stdout);
     for workload in [
-        "spawn", "skynet", "pingpong", "counting", "ring", "fanout", "ask", "agents",
+        "spawn", "skynet", "pingpong", "counting", "ring", "fanout", "ask", "agents", "remote",
     ] {
         let line = help
             .lines()

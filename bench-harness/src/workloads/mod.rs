@@ -17,6 +17,7 @@ mod ask;
 mod counting;
 mod fanout;
 mod pingpong;
+mod remote;
 mod ring;
 mod skynet;
 mod spawn;
@@ -40,11 +41,13 @@ pub enum Workload {
     Ask,
     /// N simulated LLM agents: think (a timer), call a tool worker, answer; engine-added latency
     Agents,
+    /// Two nodes on loopback, one Noise link: 64 B and 64 KiB one-way, asks with latency
+    Remote,
 }
 
 impl Workload {
     /// Every workload, in the order of the default suite.
-    pub const ALL: [Workload; 8] = [
+    pub const ALL: [Workload; 9] = [
         Workload::Spawn,
         Workload::Skynet,
         Workload::Pingpong,
@@ -53,6 +56,7 @@ impl Workload {
         Workload::Fanout,
         Workload::Ask,
         Workload::Agents,
+        Workload::Remote,
     ];
 
     /// The name used on the command line and in results.
@@ -66,6 +70,7 @@ impl Workload {
             Workload::Fanout => "fanout",
             Workload::Ask => "ask",
             Workload::Agents => "agents",
+            Workload::Remote => "remote",
         }
     }
 
@@ -80,6 +85,7 @@ impl Workload {
             Workload::Fanout => fanout::run(settings),
             Workload::Ask => ask::run(settings),
             Workload::Agents => agents::run(settings),
+            Workload::Remote => remote::run(settings),
         }
     }
 }
