@@ -5,6 +5,8 @@
 //! Until a router is installed, a message to `node/name` on another node
 //! fails with [`Error::NoRoute`].
 
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -28,6 +30,13 @@ pub trait RemoteRouter: 'static {
         from: Option<WorkerRef>,
         reply: &mut Option<Replier>,
     ) -> Result<()>;
+
+    /// Called once when the shard stops, after its idle workers ran
+    /// `on_stop`: close links and listeners and end the router's tasks (the
+    /// shard's executor does not drop tasks that are still waiting).
+    fn shutdown(&self) -> Pin<Box<dyn Future<Output = ()> + '_>> {
+        Box::pin(async {})
+    }
 }
 
 /// Builds the router of each shard, on that shard's thread, when the node

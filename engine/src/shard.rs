@@ -853,7 +853,7 @@ impl Shard {
     }
 
     /// Waits until the shard is asked to stop, then runs `on_stop` of every
-    /// idle worker.
+    /// idle worker and shuts the remote router down.
     pub(crate) async fn until_stopped(self: &Rc<Self>) {
         self.stop.wait().await;
         let idle: Vec<(WorkerRef, Box<dyn Runnable>)> = {
@@ -875,6 +875,10 @@ impl Shard {
         };
         for (me, worker) in idle {
             worker.stop(self.clone(), me).await;
+        }
+        let router = self.remote.get().cloned();
+        if let Some(router) = router {
+            router.shutdown().await;
         }
         // Free every worker and queued message now: glommio does not drop
         // tasks still pending when its executor ends, and a handler suspended

@@ -4,11 +4,8 @@
 //! still waiting when an executor exits: their sockets would stay open, and a
 //! node restarted on the same port would share it with a dead listener).
 //!
-//! The engine tells a router nothing when its shard stops, so each shard
-//! runs a tiny *sentinel* worker whose `on_stop` stops the shard's transport
-//! and waits (briefly) for its tasks to end. Its name starts with
-//! [`SENTINEL_PREFIX`]; it shows up in the node's own worker lists, not in
-//! those other nodes get.
+//! When the shard stops, the engine calls the router's `shutdown`, which
+//! stops the shard's transport and waits (briefly) for its tasks to end.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -17,13 +14,9 @@ use std::time::Duration;
 
 use futures_lite::future::or;
 use glommio::task::JoinHandle;
-use myriad_engine::{home_shard, BoxError, Context, Message, ShardHandle, Worker};
 
 use super::signal::{Latch, Notify};
 use super::ShardTransport;
-
-/// The start of the sentinel workers' names.
-pub(crate) const SENTINEL_PREFIX: &str = "_myriad_transport_";
 
 /// How long a stopping shard waits for its transport tasks to end.
 const STOP_GRACE: Duration = Duration::from_secs(1);
@@ -73,7 +66,7 @@ impl ShardTransport {
     }
 
     /// Ends every task and waits (at most [`STOP_GRACE`]) until they are gone.
-    async fn stop(&self) {
+    pub(crate) async fn stop(&self) {
         self.tasks.stopping.set();
         let all_done = async {
             while self.tasks.running.get() > 0 {
@@ -81,56 +74,5 @@ impl ShardTransport {
             }
         };
         or(all_done, glommio::timer::sleep(STOP_GRACE)).await;
-    }
-
-    /// Starts this shard's sentinel worker.
-    pub(crate) fn start_sentinel(self: &Rc<Self>, shard: ShardHandle) {
-        let name = sentinel_name(shard.index(), shard.shards());
-        let node = self.shared.id;
-        self.spawn(async move {
-            if let Err(error) = shard.start_worker(&name, Sentinel { node }).await {
-                tracing::error!(%error, "cannot start the transport's sentinel worker");
-            }
-        });
-    }
-}
-
-/// The first [`SENTINEL_PREFIX`]`<k>` name that lives on shard `shard`.
-fn sentinel_name(shard: usize, shards: usize) -> String {
-    (0..)
-        .map(|k| format!("{SENTINEL_PREFIX}{k}"))
-        .find(|name| home_shard(name, shards) == shard)
-        .unwrap_or_default()
-}
-
-/// Stops its shard's transport when the shard stops.
-struct Sentinel {
-    node: u64,
-}
-
-impl Worker for Sentinel {
-    async fn handle_message(&mut self, _ctx: &mut Context, _msg: Message) -> Result<(), BoxError> {
-        Ok(())
-    }
-
-    async fn on_stop(&mut self, _ctx: &mut Context) {
-        if let Some(st) = super::local(self.node) {
-            st.stop().await;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_shard_gets_its_own_sentinel() {
-        for shards in 1..8 {
-            let names: Vec<_> = (0..shards).map(|i| sentinel_name(i, shards)).collect();
-            for (i, name) in names.iter().enumerate() {
-                assert_eq!(home_shard(name, shards), i);
-            }
-        }
     }
 }

@@ -20,7 +20,9 @@ mod signal;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::Duration;
@@ -272,6 +274,10 @@ impl RemoteRouter for Router {
     ) -> Result<()> {
         self.link(&to.node)?.send(to, msg, reply)
     }
+
+    fn shutdown(&self) -> Pin<Box<dyn Future<Output = ()> + '_>> {
+        Box::pin(self.st.stop())
+    }
 }
 
 /// What a shard needs from the node to start its transport.
@@ -334,7 +340,6 @@ pub(crate) fn start_shard(
     if shard.index() == 0 {
         st.spawn(discovery::run(st.clone(), shard.clone()));
     }
-    st.start_sentinel(shard);
     Rc::new(Router {
         st,
         last: RefCell::new(None),

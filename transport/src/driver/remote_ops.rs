@@ -8,7 +8,7 @@ use std::sync::Arc;
 use myriad_engine::{Address, Message, ShardHandle, WorkerInfo};
 
 use super::inbound::{to_wire, Inbound};
-use super::{lifecycle, ShardTransport};
+use super::ShardTransport;
 use crate::envelope::{ControlOp, ErrorCode, WorkerAddr};
 
 /// A worker of a remote node, as `Zone::list_workers` reports it.
@@ -24,14 +24,11 @@ pub struct RemoteWorker {
     pub handled: u64,
 }
 
-/// The text of a worker list (without the transport's own sentinel workers).
+/// The text of a worker list.
 pub(crate) fn format_list(workers: &[WorkerInfo]) -> Message {
     let mut text = String::new();
     for w in workers {
         let name = w.name.clone().unwrap_or_else(|| w.id.to_string());
-        if name.starts_with(lifecycle::SENTINEL_PREFIX) {
-            continue;
-        }
         text.push_str(&format!(
             "{name} {} {} {}\n",
             w.shard, w.mailbox_len, w.handled
