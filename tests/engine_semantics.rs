@@ -2,12 +2,15 @@
 //! fails if its promise breaks.
 
 mod common;
+#[path = "common/sequence.rs"]
+mod sequence;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use myriad::{Address, BoxError, Context, Error, Message, Node, Replier, Worker, WorkerRef};
+use sequence::{SequenceChecker, SequenceSender};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -29,58 +32,6 @@ fn main_runs_as_a_worker_and_gets_its_answer() {
     })
     .unwrap();
     assert_eq!(reply.unwrap(), "Hello, world!");
-}
-
-/// Checks that messages from each sender arrive in sequence order, and
-/// answers `count` with `<received> <violations>`.
-#[derive(Default)]
-struct SequenceChecker {
-    next: std::collections::HashMap<String, u64>,
-    received: u64,
-    violations: u64,
-    waiting: Option<(u64, Replier)>,
-}
-
-impl Worker for SequenceChecker {
-    async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
-        if let Some(expected) = msg.strip_prefix("when ") {
-            let expected: u64 = expected.parse()?;
-            let replier = ctx.defer_reply().ok_or("`when` must be asked")?;
-            self.waiting = Some((expected, replier));
-        } else {
-            let (sender, seq) = msg.split_once(':').ok_or("expected sender:seq")?;
-            let seq: u64 = seq.parse()?;
-            let next = self.next.entry(sender.to_owned()).or_insert(0);
-            if seq != *next {
-                self.violations += 1;
-            }
-            *next = seq + 1;
-            self.received += 1;
-        }
-        if matches!(&self.waiting, Some((n, _)) if self.received >= *n) {
-            if let Some((_, replier)) = self.waiting.take() {
-                replier.complete(Ok(format!("{} {}", self.received, self.violations).into()));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// On `go <n>`, sends `<id>:0` .. `<id>:<n-1>` to `target`.
-struct SequenceSender {
-    id: &'static str,
-    target: Address,
-}
-
-impl Worker for SequenceSender {
-    async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
-        let n: u64 = msg.strip_prefix("go ").ok_or("expected go <n>")?.parse()?;
-        for seq in 0..n {
-            ctx.send(&self.target, format!("{}:{seq}", self.id))?;
-        }
-        ctx.reply("sent")?;
-        Ok(())
-    }
 }
 
 #[test]

@@ -2,67 +2,12 @@
 //! the maximum message size, and the statistics it keeps.
 
 mod cluster;
-
-use std::collections::HashMap;
+#[path = "common/sequence.rs"]
+mod sequence;
 
 use cluster::{pair, start, transport, wait_for_nodes, wait_until, Greeter, LONG};
-use myriad::{Address, BoxError, Context, Error, Message, Replier, Worker};
-
-/// Checks that messages from each sender arrive in sequence order, and
-/// answers `when <n>` with `<received> <violations>` once `n` arrived.
-#[derive(Default)]
-struct SequenceChecker {
-    next: HashMap<String, u64>,
-    received: u64,
-    violations: u64,
-    waiting: Option<(u64, Replier)>,
-}
-
-impl Worker for SequenceChecker {
-    async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
-        if let Some(expected) = msg.strip_prefix("when ") {
-            let replier = ctx.defer_reply().ok_or("`when` must be asked")?;
-            self.waiting = Some((expected.parse()?, replier));
-        } else {
-            let (sender, seq) = msg.split_once(':').ok_or("expected sender:seq")?;
-            let seq: u64 = seq.parse()?;
-            let next = self.next.entry(sender.to_owned()).or_insert(0);
-            if seq != *next {
-                self.violations += 1;
-            }
-            *next = seq + 1;
-            self.received += 1;
-        }
-        if matches!(&self.waiting, Some((n, _)) if self.received >= *n) {
-            if let Some((_, replier)) = self.waiting.take() {
-                let report = format!("{} {}", self.received, self.violations);
-                replier.complete(Ok(report.into()));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// On `go <n>`, sends `<id>:0` .. `<id>:<n-1>` to `target` (yielding the
-/// shard now and then, as a long-running handler should), then replies.
-struct SequenceSender {
-    id: &'static str,
-    target: Address,
-}
-
-impl Worker for SequenceSender {
-    async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
-        let n: u64 = msg.strip_prefix("go ").ok_or("expected go <n>")?.parse()?;
-        for seq in 0..n {
-            ctx.send(&self.target, format!("{}:{seq}", self.id))?;
-            if seq % 1000 == 999 {
-                futures_lite::future::yield_now().await;
-            }
-        }
-        ctx.reply("sent")?;
-        Ok(())
-    }
-}
+use myriad::{Address, BoxError, Context, Error, Message, Worker};
+use sequence::{SequenceChecker, SequenceSender};
 
 #[test]
 fn fifo_per_sender_holds_across_a_link_under_load() {
