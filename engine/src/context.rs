@@ -34,6 +34,17 @@ impl Context {
         }
     }
 
+    /// Starts handling a message from `from` (answered through `reply`).
+    pub(crate) fn begin(&mut self, from: Option<WorkerRef>, reply: Option<ReplyTo>) {
+        self.from = from;
+        self.reply = reply;
+    }
+
+    /// The shard this context belongs to.
+    pub(crate) fn shard_handle(&self) -> &Rc<Shard> {
+        &self.shard
+    }
+
     /// This worker's reference.
     pub fn me(&self) -> WorkerRef {
         self.me

@@ -97,24 +97,26 @@ impl<W: Worker> Runnable for W {
 }
 
 async fn run_worker<W: Worker>(mut worker: Box<W>, shard: Rc<Shard>, me: WorkerRef, first: bool) {
+    // One context serves the whole run; each message sets its sender and
+    // reply channel.
+    let mut ctx = Context::new(shard, me, None, None);
     if first {
-        let mut ctx = Context::new(shard.clone(), me, None, None);
         if let Err(panic) = AssertUnwindSafe(worker.on_start(&mut ctx))
             .catch_unwind()
             .await
         {
-            shard.worker_panicked(me, panic_text(&panic));
+            ctx.shard_handle().worker_panicked(me, panic_text(&panic));
             return;
         }
     }
     let mut handled = 0;
     for _ in 0..RUN_BUDGET {
-        let Some(delivery) = shard.next_delivery(me, handled) else {
+        let Some(delivery) = ctx.shard_handle().next_delivery(me, handled) else {
             handled = 0;
             break;
         };
         handled = 1;
-        let mut ctx = Context::new(shard.clone(), me, delivery.from, delivery.reply);
+        ctx.begin(delivery.from, delivery.reply);
         let outcome = AssertUnwindSafe(worker.handle_message(&mut ctx, delivery.msg))
             .catch_unwind()
             .await;
@@ -127,12 +129,12 @@ async fn run_worker<W: Worker>(mut worker: Box<W>, shard: Rc<Shard>, me: WorkerR
             Err(panic) => {
                 let reason = panic_text(&panic);
                 ctx.fail(reason.clone());
-                shard.worker_panicked(me, reason);
+                ctx.shard_handle().worker_panicked(me, reason);
                 return;
             }
         }
     }
-    shard.park(me, worker, handled);
+    ctx.shard_handle().park(me, worker, handled);
 }
 
 /// The text of a panic payload (`&str` or `String`), or a placeholder.
