@@ -43,6 +43,7 @@ mod node;
 mod remote;
 mod shard;
 mod signal;
+mod spare;
 mod worker;
 
 pub use address::{home_shard, validate_name, Address, RemoteAddress, WorkerRef, MAX_NAME_LEN};

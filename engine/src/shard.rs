@@ -26,7 +26,8 @@ use crate::link::{Inbound, Outbox};
 use crate::mailbox::{Mailbox, MailboxPool};
 use crate::remote::{RemoteRouter, Replier};
 use crate::signal::Signal;
-use crate::worker::{Run, Runnable};
+use crate::spare::{Run, Spares};
+use crate::worker::Runnable;
 use crate::{Address, Error, Message, Result, Worker, WorkerInfo, WorkerRef};
 
 /// How many runs the scheduler starts before it lets other tasks of the
@@ -69,6 +70,18 @@ struct Slot {
     stopping: bool,
 }
 
+/// What the scheduler does next with a worker taken from the run queue.
+enum Next {
+    /// Handle its messages.
+    Run {
+        worker: Box<dyn Runnable>,
+        me: WorkerRef,
+        first: bool,
+    },
+    /// Run its `on_stop`, then free its slot.
+    Stop(Run),
+}
+
 /// The directory entry of a name whose home is this shard.
 enum Binding {
     /// A start is in progress.
@@ -104,6 +117,7 @@ pub(crate) struct Shard {
     outboxes: Vec<Option<Outbox>>,
     inbound: Inbound,
     remote: OnceCell<Rc<dyn RemoteRouter>>,
+    spares: Spares,
     work: Signal,
     stop: Signal,
     closed: Cell<bool>,
@@ -126,6 +140,7 @@ impl Shard {
             outboxes,
             inbound,
             remote: OnceCell::new(),
+            spares: Spares::default(),
             work: Signal::default(),
             stop: Signal::default(),
             closed: Cell::new(false),
@@ -150,6 +165,11 @@ impl Shard {
 
     pub(crate) fn default_timeout(&self) -> Duration {
         self.node.default_timeout
+    }
+
+    /// The memory this shard's runs are polled in.
+    pub(crate) fn spares(&self) -> &Spares {
+        &self.spares
     }
 
     /// The outbox towards `peer` (another shard of this node).
@@ -437,30 +457,32 @@ impl Shard {
         }
     }
 
-    /// Counts the messages a running worker just handled and gives it the
-    /// next one, unless it is being stopped (one borrow per message).
-    pub(crate) fn next_delivery(&self, me: WorkerRef, handled: u64) -> Option<Delivery> {
-        let mut state = self.state.borrow_mut();
-        let State { slots, pool, .. } = &mut *state;
-        let slot = slots.get_mut(me.index as usize)?;
-        slot.handled += handled;
-        if slot.stopping {
-            return None;
-        }
-        pool.pop(&mut slot.mailbox)
-    }
-
-    /// Gives a worker back to its slot at the end of a run, with the count
-    /// of messages it handled and has not reported yet.
-    pub(crate) fn park(self: &Rc<Self>, me: WorkerRef, worker: Box<dyn Runnable>, handled: u64) {
+    /// Counts the messages a running worker just handled and gives it its
+    /// next one, with the worker. When the mailbox is empty, the run's budget
+    /// is spent (`more` is false) or the worker is being stopped, puts the
+    /// worker back in its slot instead (queued again if it still has work)
+    /// and returns `None`. One borrow per message.
+    pub(crate) fn next_or_park<W: Runnable>(
+        &self,
+        me: WorkerRef,
+        handled: u64,
+        more: bool,
+        worker: Box<W>,
+    ) -> Option<(Box<W>, Delivery)> {
         let mut state = self.state.borrow_mut();
         let State {
-            slots, run_queue, ..
+            slots,
+            pool,
+            run_queue,
+            ..
         } = &mut *state;
-        let Some(slot) = slots.get_mut(me.index as usize) else {
-            return;
-        };
+        let slot = slots.get_mut(me.index as usize)?;
         slot.handled += handled;
+        if more && !slot.stopping {
+            if let Some(delivery) = pool.pop(&mut slot.mailbox) {
+                return Some((worker, delivery));
+            }
+        }
         slot.worker = Some(worker);
         if slot.stopping || !slot.mailbox.is_empty() {
             slot.run = RunState::Queued;
@@ -469,6 +491,7 @@ impl Shard {
         } else {
             slot.run = RunState::Idle;
         }
+        None
     }
 
     /// Marks a worker of this shard to stop after its current message.
@@ -719,8 +742,8 @@ impl Shard {
 
     // ----- scheduling -----------------------------------------------------
 
-    /// Takes the next queued worker out of its slot and builds its run.
-    fn next_run(self: &Rc<Self>) -> Option<Run> {
+    /// Takes the next queued worker out of its slot.
+    fn next_run(self: &Rc<Self>) -> Option<Next> {
         let mut state = self.state.borrow_mut();
         loop {
             let (index, generation) = state.run_queue.pop_front()?;
@@ -743,14 +766,13 @@ impl Shard {
                 drop(state);
                 let shard = self.clone();
                 let on_stop = worker.stop(self.clone(), me);
-                return Some(Box::pin(async move {
+                return Some(Next::Stop(Box::pin(async move {
                     on_stop.await;
                     shard.remove_worker(me, Error::NoSuchWorker(format!("{me} (stopped)")));
-                }));
+                })));
             }
             let first = !std::mem::replace(&mut slot.started, true);
-            drop(state);
-            return Some(worker.run(self.clone(), me, first));
+            return Some(Next::Run { worker, me, first });
         }
     }
 
@@ -774,15 +796,20 @@ impl Shard {
         }
     }
 
-    /// Starts up to [`SCHEDULER_BATCH`] runs; returns how many.
+    /// Starts up to [`SCHEDULER_BATCH`] runs; returns how many. Each is
+    /// polled once here; one that suspends goes on as a glommio task.
     fn run_some(self: &Rc<Self>, cx: &mut std::task::Context<'_>) -> usize {
         let mut ran = 0;
         while ran < SCHEDULER_BATCH {
-            let Some(mut run) = self.next_run() else {
+            let Some(next) = self.next_run() else {
                 break;
             };
             ran += 1;
-            if run.as_mut().poll(cx).is_pending() {
+            let suspended = match next {
+                Next::Run { worker, me, first } => worker.run(self, me, first, cx),
+                Next::Stop(mut run) => run.as_mut().poll(cx).is_pending().then_some(run),
+            };
+            if let Some(run) = suspended {
                 glommio::spawn_local(run).detach();
             }
         }

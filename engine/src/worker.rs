@@ -11,12 +11,14 @@
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::rc::Rc;
+use std::task;
 
 use futures_lite::FutureExt;
 
+use crate::envelope::Delivery;
 use crate::shard::Shard;
+use crate::spare::Run;
 use crate::{BoxError, Context, Message, WorkerRef};
 
 /// How many messages one run handles before the worker goes to the back of
@@ -67,20 +69,32 @@ pub trait Worker: 'static {
     }
 }
 
-/// A run in progress: a worker's future, boxed because worker types differ.
-pub(crate) type Run = Pin<Box<dyn Future<Output = ()>>>;
-
 /// A worker with its type erased, as stored in a shard's slot.
 pub(crate) trait Runnable: 'static {
-    /// Builds the future that handles the worker's queued messages.
-    fn run(self: Box<Self>, shard: Rc<Shard>, me: WorkerRef, first: bool) -> Run;
+    /// Starts a run that handles the worker's queued messages and polls it
+    /// once, in one of the shard's spare blocks; returns the run if it
+    /// suspended.
+    fn run(
+        self: Box<Self>,
+        shard: &Rc<Shard>,
+        me: WorkerRef,
+        first: bool,
+        cx: &mut task::Context<'_>,
+    ) -> Option<Run>;
     /// Builds the future that runs `on_stop`.
     fn stop(self: Box<Self>, shard: Rc<Shard>, me: WorkerRef) -> Run;
 }
 
 impl<W: Worker> Runnable for W {
-    fn run(self: Box<Self>, shard: Rc<Shard>, me: WorkerRef, first: bool) -> Run {
-        Box::pin(run_worker(self, shard, me, first))
+    fn run(
+        self: Box<Self>,
+        shard: &Rc<Shard>,
+        me: WorkerRef,
+        first: bool,
+        cx: &mut task::Context<'_>,
+    ) -> Option<Run> {
+        let run = || run_worker(self, shard.clone(), me, first);
+        shard.spares().poll_in_place(run, cx)
     }
 
     fn stop(mut self: Box<Self>, shard: Rc<Shard>, me: WorkerRef) -> Run {
@@ -110,14 +124,18 @@ async fn run_worker<W: Worker>(mut worker: Box<W>, shard: Rc<Shard>, me: WorkerR
         }
     }
     let mut handled = 0;
-    for _ in 0..RUN_BUDGET {
-        let Some(delivery) = ctx.shard_handle().next_delivery(me, handled) else {
-            handled = 0;
-            break;
-        };
+    let mut budget = RUN_BUDGET;
+    // Taken apart at once, so that no whole delivery is kept in the run's
+    // state across the handler's `.await`.
+    while let Some((back, Delivery { msg, from, reply })) =
+        ctx.shard_handle()
+            .next_or_park(me, handled, budget > 0, worker)
+    {
+        worker = back;
         handled = 1;
-        ctx.begin(delivery.from, delivery.reply);
-        let outcome = AssertUnwindSafe(worker.handle_message(&mut ctx, delivery.msg))
+        budget -= 1;
+        ctx.begin(from, reply);
+        let outcome = AssertUnwindSafe(worker.handle_message(&mut ctx, msg))
             .catch_unwind()
             .await;
         match outcome {
@@ -134,7 +152,6 @@ async fn run_worker<W: Worker>(mut worker: Box<W>, shard: Rc<Shard>, me: WorkerR
             }
         }
     }
-    ctx.shard_handle().park(me, worker, handled);
 }
 
 /// The text of a panic payload (`&str` or `String`), or a placeholder.
