@@ -146,14 +146,18 @@ impl Worker for Sleepy {
 fn an_ask_times_out_with_a_timeout_error() {
     let outcome = Node::start(common::config(2), |ctx| async move {
         let sleepy = ctx.spawn(Sleepy);
+        let asked = std::time::Instant::now();
         let timed_out = ctx
             .send_and_receive(sleepy, "hang", Duration::from_millis(50))
             .await;
+        let waited = asked.elapsed();
         let other = ctx.spawn(Sleepy);
         let answered = ctx.send_and_receive(other, "hi", LONG).await;
-        (timed_out, answered)
+        (timed_out, answered, waited)
     })
     .unwrap();
+    // Deadlines are kept at 1 ms granularity, but never early.
+    assert!(outcome.2 >= Duration::from_millis(50), "{:?}", outcome.2);
     let err = outcome.0.unwrap_err();
     assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
     assert!(err.to_string().contains("timeout"), "{err}");

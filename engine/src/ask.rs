@@ -1,29 +1,98 @@
-//! The table of asks a shard is waiting on, and the future that waits for one.
+//! The table of asks a shard is waiting on, their deadlines, and the future
+//! that waits for one.
 //!
 //! An ask opens an entry (slot + generation); the reply, from this shard or
-//! another, fills it and wakes the asker. A timed-out or cancelled ask
-//! removes its entry, so a late reply finds a different generation and is
-//! dropped instead of reaching a newer ask.
+//! another, fills it and wakes the asker. A finished or cancelled ask removes
+//! its entry, so a late reply finds a different generation and is dropped
+//! instead of reaching a newer ask.
+//!
+//! Deadlines live in a hashed timing wheel threaded through the entries
+//! themselves (`prev`/`next` links, one list per bucket of [`TICK`]), so
+//! arming and cancelling a deadline is O(1) and allocation-free. One sweeper
+//! per shard ([`AskTable::sweep`]) sleeps on a single glommio timer until the
+//! next non-empty bucket comes due. A glommio timer per ask used to cost a
+//! B-tree insert and removal on every `send_and_receive`. Timeouts have a
+//! granularity of one tick: an ask never expires early, and at most about
+//! one tick late.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+use crate::signal::Signal;
 use crate::{Error, Message};
+
+/// The wheel's resolution.
+pub(crate) const TICK: Duration = Duration::from_nanos(TICK_NANOS);
+
+const TICK_NANOS: u64 = 1_000_000;
+
+/// Buckets in the wheel: a deadline further away than this many ticks is
+/// looked at once per turn until it is due.
+const BUCKETS: usize = 512;
+
+const NIL: u32 = u32::MAX;
+
+/// Where an ask stands.
+enum Outcome {
+    Waiting,
+    Answered(Result<Message, Error>),
+    Expired,
+}
 
 struct Entry {
     generation: u32,
-    result: Option<Result<Message, Error>>,
+    outcome: Outcome,
     waker: Option<Waker>,
+    /// The tick at which the ask expires.
+    deadline: u64,
+    /// Links of the wheel bucket the entry is in (`NIL` at the ends).
+    prev: u32,
+    next: u32,
+    /// Whether the entry is in a bucket.
+    armed: bool,
+}
+
+#[derive(Default)]
+struct Table {
+    entries: Slab<Entry>,
+    /// First entry of each bucket (`NIL` if empty).
+    buckets: Vec<u32>,
+    /// Entries in buckets.
+    armed: usize,
+    /// The last tick the sweeper has expired entries up to.
+    swept: u64,
 }
 
 /// Pending asks of one shard.
-#[derive(Default)]
 pub(crate) struct AskTable {
-    entries: RefCell<Slab<Entry>>,
-    next_generation: std::cell::Cell<u32>,
+    table: RefCell<Table>,
+    next_generation: Cell<u32>,
+    /// Ticks count from here.
+    epoch: Instant,
+    /// The tick the sweeper sleeps until (`u64::MAX` when it has nothing
+    /// to wait for).
+    planned: Cell<u64>,
+    /// Raised when a deadline earlier than `planned` is armed.
+    replan: Signal,
+}
+
+impl Default for AskTable {
+    fn default() -> Self {
+        AskTable {
+            table: RefCell::new(Table {
+                buckets: vec![NIL; BUCKETS],
+                ..Table::default()
+            }),
+            next_generation: Cell::new(0),
+            epoch: Instant::now(),
+            planned: Cell::new(u64::MAX),
+            replan: Signal::default(),
+        }
+    }
 }
 
 /// One open ask; dropping it closes the entry.
@@ -34,57 +103,178 @@ pub(crate) struct PendingAsk<'a> {
 }
 
 impl AskTable {
-    /// Opens an entry for a new ask.
-    pub(crate) fn open(&self) -> PendingAsk<'_> {
+    /// Opens an entry for a new ask that expires after `timeout`.
+    pub(crate) fn open(&self, timeout: Duration) -> PendingAsk<'_> {
         let generation = self.next_generation.get().wrapping_add(1);
         self.next_generation.set(generation);
-        let key = self.entries.borrow_mut().insert(Entry {
+        // Rounded up: an ask never expires before its timeout.
+        let deadline = self.ticks_at(Instant::now() + timeout + TICK);
+        let mut table = self.table.borrow_mut();
+        let key = table.entries.insert(Entry {
             generation,
-            result: None,
+            outcome: Outcome::Waiting,
             waker: None,
+            deadline,
+            prev: NIL,
+            next: NIL,
+            armed: false,
         });
+        let slot = u32::try_from(key).expect("more than 2^32 asks pending on one shard");
+        table.arm(slot);
+        drop(table);
+        if deadline < self.planned.get() {
+            self.replan.notify();
+        }
         PendingAsk {
             table: self,
-            slot: u32::try_from(key).expect("more than 2^32 asks pending on one shard"),
+            slot,
             generation,
         }
     }
 
     /// Delivers the answer to an ask, if it is still waiting.
     pub(crate) fn fulfil(&self, slot: u32, generation: u32, result: Result<Message, Error>) {
-        let mut entries = self.entries.borrow_mut();
-        let Some(entry) = entries.get_mut(slot as usize) else {
+        let mut table = self.table.borrow_mut();
+        let Some(entry) = table.entries.get_mut(slot as usize) else {
             return;
         };
-        if entry.generation != generation || entry.result.is_some() {
+        if entry.generation != generation || !matches!(entry.outcome, Outcome::Waiting) {
             return;
         }
-        entry.result = Some(result);
+        entry.outcome = Outcome::Answered(result);
         let waker = entry.waker.take();
-        drop(entries);
+        table.disarm(slot);
+        drop(table);
         if let Some(waker) = waker {
             waker.wake();
         }
     }
 
-    /// Number of asks still waiting.
+    /// Expires the asks whose deadline has passed by `now`, waking their
+    /// askers.
+    pub(crate) fn expire(&self, now: Instant) {
+        let now_tick = self.ticks_at(now);
+        let mut wakers = Vec::new();
+        let mut table = self.table.borrow_mut();
+        let from = table.swept + 1;
+        // One turn of the wheel visits every bucket.
+        let to = now_tick.min(table.swept + BUCKETS as u64);
+        for tick in from..=to {
+            let mut cursor = table.buckets[bucket(tick)];
+            while cursor != NIL {
+                let entry = &mut table.entries[cursor as usize];
+                let next = entry.next;
+                if entry.deadline <= now_tick {
+                    entry.outcome = Outcome::Expired;
+                    wakers.extend(entry.waker.take());
+                    table.disarm(cursor);
+                }
+                cursor = next;
+            }
+        }
+        table.swept = table.swept.max(now_tick);
+        drop(table);
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// The shard's sweeper: expires due asks, then sleeps until the next
+    /// non-empty bucket comes due or an earlier deadline is armed. Runs
+    /// until `stopped`.
+    pub(crate) async fn sweep(&self, stopped: impl Fn() -> bool) {
+        while !stopped() {
+            let now = Instant::now();
+            self.expire(now);
+            let due = self.table.borrow().next_due();
+            self.planned.set(due.unwrap_or(u64::MAX));
+            let Some(due) = due else {
+                self.replan.wait().await;
+                continue;
+            };
+            let at = self.epoch + Duration::from_nanos(due.saturating_mul(TICK_NANOS));
+            let sleep = glommio::timer::sleep(at.saturating_duration_since(now));
+            futures_lite::future::or(sleep, self.replan.wait()).await;
+        }
+    }
+
+    /// Wakes the sweeper (to let it see that the shard stops).
+    pub(crate) fn wake_sweeper(&self) {
+        self.replan.notify();
+    }
+
+    /// Whole ticks from the table's epoch to `at`.
+    fn ticks_at(&self, at: Instant) -> u64 {
+        let nanos = at.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(nanos / u128::from(TICK_NANOS)).unwrap_or(u64::MAX)
+    }
+
+    /// Number of asks still open.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.entries.borrow().len()
+        self.table.borrow().entries.len()
     }
 }
 
+impl Table {
+    /// The first tick after `swept` whose bucket holds an entry (which may
+    /// be due only on a later turn), if any entry is armed.
+    fn next_due(&self) -> Option<u64> {
+        if self.armed == 0 {
+            return None;
+        }
+        (self.swept + 1..=self.swept + BUCKETS as u64).find(|&t| self.buckets[bucket(t)] != NIL)
+    }
+
+    /// Links entry `slot` into the bucket of its deadline.
+    fn arm(&mut self, slot: u32) {
+        let b = bucket(self.entries[slot as usize].deadline);
+        let head = self.buckets[b];
+        if head != NIL {
+            self.entries[head as usize].prev = slot;
+        }
+        let entry = &mut self.entries[slot as usize];
+        entry.prev = NIL;
+        entry.next = head;
+        entry.armed = true;
+        self.buckets[b] = slot;
+        self.armed += 1;
+    }
+
+    /// Unlinks entry `slot` from its bucket, if it is in one.
+    fn disarm(&mut self, slot: u32) {
+        let entry = &mut self.entries[slot as usize];
+        if !entry.armed {
+            return;
+        }
+        entry.armed = false;
+        let (prev, next, deadline) = (entry.prev, entry.next, entry.deadline);
+        if prev == NIL {
+            self.buckets[bucket(deadline)] = next;
+        } else {
+            self.entries[prev as usize].next = next;
+        }
+        if next != NIL {
+            self.entries[next as usize].prev = prev;
+        }
+        self.armed -= 1;
+    }
+}
+
+fn bucket(tick: u64) -> usize {
+    (tick % BUCKETS as u64) as usize
+}
+
 impl PendingAsk<'_> {
-    /// Waits for the answer.
-    pub(crate) async fn answer(&self) -> Result<Message, Error> {
+    /// Waits for the answer; `None` if the ask expired first.
+    pub(crate) async fn answer(&self) -> Option<Result<Message, Error>> {
         poll_fn(|cx| {
-            let mut entries = self.table.entries.borrow_mut();
-            let Some(entry) = entries.get_mut(self.slot as usize) else {
-                return Poll::Ready(Err(Error::NodeStopped));
+            let mut table = self.table.table.borrow_mut();
+            let Some(entry) = table.entries.get_mut(self.slot as usize) else {
+                return Poll::Ready(Some(Err(Error::NodeStopped)));
             };
-            match entry.result.take() {
-                Some(result) => Poll::Ready(result),
-                None => {
+            match std::mem::replace(&mut entry.outcome, Outcome::Waiting) {
+                Outcome::Answered(result) => Poll::Ready(Some(result)),
+                Outcome::Expired => Poll::Ready(None),
+                Outcome::Waiting => {
                     entry.waker = Some(cx.waker().clone());
                     Poll::Pending
                 }
@@ -96,12 +286,14 @@ impl PendingAsk<'_> {
 
 impl Drop for PendingAsk<'_> {
     fn drop(&mut self) {
-        let mut entries = self.table.entries.borrow_mut();
-        if entries
+        let mut table = self.table.table.borrow_mut();
+        if table
+            .entries
             .get(self.slot as usize)
             .is_some_and(|e| e.generation == self.generation)
         {
-            entries.remove(self.slot as usize);
+            table.disarm(self.slot);
+            table.entries.remove(self.slot as usize);
         }
     }
 }
@@ -110,19 +302,80 @@ impl Drop for PendingAsk<'_> {
 mod tests {
     use super::*;
 
+    const LONG: Duration = Duration::from_secs(60);
+
+    fn answer_now(pending: &PendingAsk<'_>) -> Option<Result<Message, Error>> {
+        glommio::LocalExecutor::default().run(pending.answer())
+    }
+
     #[test]
     fn late_answer_after_close_reaches_nobody() {
         let table = AskTable::default();
         let (slot, generation) = {
-            let first = table.open();
+            let first = table.open(LONG);
             (first.slot, first.generation)
         };
         assert_eq!(table.len(), 0);
-        let second = table.open();
+        let second = table.open(LONG);
         assert_eq!(second.slot, slot, "the slot is reused");
         table.fulfil(slot, generation, Ok(Message::from("stale")));
         table.fulfil(second.slot, second.generation, Ok(Message::from("fresh")));
-        let answer = glommio::LocalExecutor::default().run(second.answer());
+        let answer = answer_now(&second).expect("answered, not expired");
         assert_eq!(answer.unwrap(), "fresh");
+    }
+
+    #[test]
+    fn an_ask_expires_at_its_deadline_and_not_before() {
+        let table = AskTable::default();
+        let start = table.epoch;
+        let short = table.open(Duration::from_millis(5));
+        let long = table.open(Duration::from_millis(700));
+        // Just before the deadline: nothing expires.
+        table.expire(start + Duration::from_millis(4));
+        table.fulfil(long.slot, long.generation, Ok("not yet".into()));
+        let long_answer = answer_now(&long).expect("answered");
+        assert_eq!(long_answer.unwrap(), "not yet");
+        let again = table.open(Duration::from_millis(700));
+        // Past the short deadline (the wheel turns more than once for the
+        // 700 ms one): only the short ask expires.
+        table.expire(start + Duration::from_millis(10));
+        assert!(answer_now(&short).is_none(), "expired");
+        table.expire(start + Duration::from_millis(600));
+        table.fulfil(again.slot, again.generation, Ok("in time".into()));
+        assert_eq!(answer_now(&again).expect("answered").unwrap(), "in time");
+        assert_eq!(table.table.borrow().armed, 0);
+    }
+
+    #[test]
+    fn a_deadline_a_few_turns_away_expires_on_time() {
+        let table = AskTable::default();
+        let start = table.epoch;
+        let pending = table.open(Duration::from_millis(3 * BUCKETS as u64 + 7));
+        let mut at = start;
+        // Sweep tick by tick, as the sweeper does, for a little over three turns.
+        while at < start + Duration::from_millis(3 * BUCKETS as u64 + 6) {
+            at += TICK;
+            table.expire(at);
+            assert_eq!(table.table.borrow().armed, 1, "expired early at {at:?}");
+        }
+        table.expire(at + 3 * TICK);
+        assert!(answer_now(&pending).is_none());
+    }
+
+    #[test]
+    fn answered_and_dropped_asks_leave_the_wheel() {
+        let table = AskTable::default();
+        let asks: Vec<_> = (0..10).map(|_| table.open(LONG)).collect();
+        assert_eq!(table.table.borrow().armed, 10);
+        // Answer every other one (unlinking from the middle of a bucket),
+        // drop the rest.
+        for ask in asks.iter().step_by(2) {
+            table.fulfil(ask.slot, ask.generation, Ok("x".into()));
+        }
+        assert_eq!(table.table.borrow().armed, 5);
+        drop(asks);
+        assert_eq!(table.table.borrow().armed, 0);
+        assert_eq!(table.len(), 0);
+        assert!(table.table.borrow().buckets.iter().all(|&b| b == NIL));
     }
 }

@@ -191,6 +191,7 @@ async fn run_shard(start: ShardStart) {
     // the default queue answered wakes from plain threads within 95 µs at
     // worst (200 handle asks to an idle node).
     glommio::spawn_local(shard.clone().schedule()).detach();
+    glommio::spawn_local(shard.clone().sweep_asks()).detach();
     glommio::spawn_local(drain_inbox(shard.clone(), start.inbox)).detach();
     // The node may already be gone if another shard failed to start.
     let _ = start.ready.send(start.index);

@@ -383,7 +383,7 @@ impl Shard {
         msg: Message,
         timeout: Duration,
     ) -> Result<Message> {
-        let pending = self.asks.open();
+        let pending = self.asks.open(timeout);
         let delivery = Delivery {
             msg,
             from: Some(me),
@@ -394,14 +394,17 @@ impl Shard {
             }),
         };
         self.route(&to, delivery).map_err(|u| u.error)?;
-        let expired = async {
-            glommio::timer::sleep(timeout).await;
+        pending.answer().await.unwrap_or_else(|| {
             Err(Error::Timeout {
                 worker: to.to_string(),
                 after: timeout,
             })
-        };
-        futures_lite::future::or(pending.answer(), expired).await
+        })
+    }
+
+    /// Expires this shard's asks on time, until the shard stops.
+    pub(crate) async fn sweep_asks(self: Rc<Self>) {
+        self.asks.sweep(|| self.closed.get()).await;
     }
 
     // ----- workers --------------------------------------------------------
@@ -875,6 +878,7 @@ impl Shard {
     /// Asks the shard to stop.
     pub(crate) fn request_shutdown(&self) {
         self.closed.set(true);
+        self.asks.wake_sweeper();
         self.work.notify();
         self.stop.notify();
     }
