@@ -41,7 +41,7 @@ impl Worker for Agent {
         let sent = msg.strip_prefix("task ").ok_or("agents take tasks")?;
         // Think: this is where a real agent would await its LLM.
         let think = think_time(&mut self.rng, self.median_think);
-        glommio::timer::sleep(think).await;
+        ctx.sleep(think).await;
         // Use a tool, and remember what it said.
         let found = ctx.send_and_receive(self.tool, "lookup", PATIENCE).await?;
         if self.memory.len() == 4 {

@@ -164,6 +164,45 @@ fn an_ask_times_out_with_a_timeout_error() {
     assert_eq!(outcome.1.unwrap(), "awake");
 }
 
+/// Sleeps with `ctx.sleep` for the milliseconds it is asked, then answers.
+struct Napper;
+
+impl Worker for Napper {
+    async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
+        let millis: u64 = msg.parse()?;
+        ctx.sleep(Duration::from_millis(millis)).await;
+        ctx.reply("rested")?;
+        Ok(())
+    }
+}
+
+#[test]
+fn ctx_sleep_lasts_its_duration_and_holds_up_only_its_worker() {
+    let nap = Duration::from_millis(200);
+    let (order, napped) = Node::start(common::config(1), move |ctx| async move {
+        let napper = ctx.spawn(Napper);
+        let other = ctx.spawn(Sleepy);
+        let order = std::cell::RefCell::new(Vec::new());
+        let started = std::time::Instant::now();
+        let napping = async {
+            let answer = ctx.send_and_receive(napper, nap.as_millis().to_string(), LONG);
+            assert_eq!(answer.await.unwrap(), "rested");
+            order.borrow_mut().push("napper");
+            started.elapsed()
+        };
+        let meanwhile = async {
+            // Asked after the napper fell asleep, on the same (only) shard.
+            assert_eq!(ctx.send_and_receive(other, "hi", LONG).await.unwrap(), "awake");
+            order.borrow_mut().push("other");
+        };
+        let (napped, ()) = futures_lite::future::zip(napping, meanwhile).await;
+        (order.into_inner(), napped)
+    })
+    .unwrap();
+    assert_eq!(order, ["other", "napper"], "the sleep blocked the shard");
+    assert!(napped >= nap, "woke early, after {napped:?}");
+}
+
 #[test]
 fn unknown_workers_fail_at_once_not_by_timeout() {
     let node = common::node(2);

@@ -32,7 +32,7 @@ const TICK_NANOS: u64 = 1_000_000;
 
 /// Buckets in the wheel: a deadline further away than this many ticks is
 /// looked at once per turn until it is due.
-const BUCKETS: usize = 512;
+const BUCKETS: usize = 4096;
 
 const NIL: u32 = u32::MAX;
 

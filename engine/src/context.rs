@@ -114,6 +114,31 @@ impl Context {
         self.send_and_receive(to, msg, timeout).await
     }
 
+    /// Waits `duration` without holding up the shard: only this worker
+    /// waits (its mailbox keeps filling).
+    ///
+    /// Cheaper than `glommio::timer::sleep` when many workers sleep at once
+    /// (an agent simulation): a sleep costs O(1) with no allocation in the
+    /// shard's deadline wheel, where a glommio timer is a B-tree entry. It
+    /// never ends early and has a granularity of 1 ms.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use myriad_engine::{BoxError, Context, Message, Worker};
+    /// struct Agent;
+    ///
+    /// impl Worker for Agent {
+    ///     async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
+    ///         ctx.sleep(Duration::from_millis(800)).await; // "thinking"
+    ///         ctx.reply(format!("thought about {msg}"))?;
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    pub async fn sleep(&self, duration: Duration) {
+        self.shard.sleep_for(duration).await;
+    }
+
     /// Answers the current ask. Fails with [`Error::NothingToReplyTo`] if the
     /// message was not an ask or was already answered.
     pub fn reply(&mut self, msg: impl Into<Message>) -> Result<()> {

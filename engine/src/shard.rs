@@ -402,6 +402,14 @@ impl Shard {
         })
     }
 
+    /// Waits `duration` on this shard's deadline wheel (see `ask.rs`): a
+    /// sleep is an ask that nobody answers.
+    pub(crate) async fn sleep_for(&self, duration: Duration) {
+        let wait = self.asks.open(duration);
+        // Only expiry or a stopping node can end it; both mean "time is up".
+        let _ = wait.answer().await;
+    }
+
     /// Expires this shard's asks on time, until the shard stops.
     pub(crate) async fn sweep_asks(self: Rc<Self>) {
         self.asks.sweep(|| self.closed.get()).await;

@@ -94,7 +94,7 @@ impl Worker for Agent {
     async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
         let sent = msg.strip_prefix("task ").expect("agents take tasks");
         let think = self.think.sample(&mut self.rng);
-        glommio::timer::sleep(think).await;
+        ctx.sleep(think).await;
         let found = harness::ask(ctx, self.tool, "lookup").await;
         self.memory[(self.turns % 4) as usize] = found.len() as u32;
         self.turns += 1;
