@@ -26,7 +26,7 @@ use crate::link::{Inbound, Outbox};
 use crate::mailbox::{Mailbox, MailboxPool};
 use crate::remote::{RemoteRouter, Replier};
 use crate::signal::Signal;
-use crate::spare::{Run, Spares};
+use crate::spare::Spares;
 use crate::worker::Runnable;
 use crate::{Address, Error, Message, Result, Worker, WorkerInfo, WorkerRef};
 
@@ -68,6 +68,8 @@ struct Slot {
     run: RunState,
     started: bool,
     stopping: bool,
+    /// Whether `State::names` has an entry for this slot.
+    named: bool,
 }
 
 /// What the scheduler does next with a worker taken from the run queue.
@@ -79,7 +81,10 @@ enum Next {
         first: bool,
     },
     /// Run its `on_stop`, then free its slot.
-    Stop(Run),
+    Stop {
+        worker: Box<dyn Runnable>,
+        me: WorkerRef,
+    },
 }
 
 /// The directory entry of a name whose home is this shard.
@@ -436,6 +441,7 @@ impl Shard {
             run: RunState::Idle,
             started: false,
             stopping: false,
+            named: name.is_some(),
         });
         let index = u32::try_from(key).expect("more than 2^32 workers on one shard");
         if let Some(name) = name {
@@ -534,7 +540,7 @@ impl Shard {
 
     /// Frees a worker's slot and name; its queued messages are rejected
     /// with `why`.
-    fn remove_worker(self: &Rc<Self>, me: WorkerRef, why: Error) {
+    pub(crate) fn remove_worker(self: &Rc<Self>, me: WorkerRef, why: Error) {
         let mut state = self.state.borrow_mut();
         let index = me.index as usize;
         if state
@@ -549,7 +555,11 @@ impl Shard {
         while let Some(delivery) = state.pool.pop(&mut slot.mailbox) {
             orphans.push(delivery);
         }
-        let name = state.names.remove(&me.index);
+        let name = if slot.named {
+            state.names.remove(&me.index)
+        } else {
+            None
+        };
         drop(state);
         for delivery in orphans {
             self.reject(Undelivered {
@@ -774,13 +784,7 @@ impl Shard {
                 shard: self.shard_id(),
             };
             if slot.stopping {
-                drop(state);
-                let shard = self.clone();
-                let on_stop = worker.stop(self.clone(), me);
-                return Some(Next::Stop(Box::pin(async move {
-                    on_stop.await;
-                    shard.remove_worker(me, Error::NoSuchWorker(format!("{me} (stopped)")));
-                })));
+                return Some(Next::Stop { worker, me });
             }
             let first = !std::mem::replace(&mut slot.started, true);
             return Some(Next::Run { worker, me, first });
@@ -818,7 +822,7 @@ impl Shard {
             ran += 1;
             let suspended = match next {
                 Next::Run { worker, me, first } => worker.run(self, me, first, cx),
-                Next::Stop(mut run) => run.as_mut().poll(cx).is_pending().then_some(run),
+                Next::Stop { worker, me } => worker.stop(self, me, cx),
             };
             if let Some(run) = suspended {
                 glommio::spawn_local(run).detach();
@@ -913,7 +917,7 @@ impl Shard {
                 .collect()
         };
         for (me, worker) in idle {
-            worker.stop(self.clone(), me).await;
+            worker.shut_down(self.clone(), me).await;
         }
         let router = self.remote.get().cloned();
         if let Some(router) = router {

@@ -19,7 +19,7 @@ use futures_lite::FutureExt;
 use crate::envelope::Delivery;
 use crate::shard::Shard;
 use crate::spare::Run;
-use crate::{BoxError, Context, Message, WorkerRef};
+use crate::{BoxError, Context, Error, Message, WorkerRef};
 
 /// How many messages one run handles before the worker goes to the back of
 /// the run queue, so that one busy worker cannot starve the others.
@@ -81,8 +81,18 @@ pub(crate) trait Runnable: 'static {
         first: bool,
         cx: &mut task::Context<'_>,
     ) -> Option<Run>;
-    /// Builds the future that runs `on_stop`.
-    fn stop(self: Box<Self>, shard: Rc<Shard>, me: WorkerRef) -> Run;
+    /// Starts the run that stops the worker (`on_stop`, then its slot is
+    /// freed) and polls it once in a spare block; returns it if it
+    /// suspended.
+    fn stop(
+        self: Box<Self>,
+        shard: &Rc<Shard>,
+        me: WorkerRef,
+        cx: &mut task::Context<'_>,
+    ) -> Option<Run>;
+
+    /// Builds the future that runs `on_stop` alone (the node is stopping).
+    fn shut_down(self: Box<Self>, shard: Rc<Shard>, me: WorkerRef) -> Run;
 }
 
 impl<W: Worker> Runnable for W {
@@ -97,17 +107,39 @@ impl<W: Worker> Runnable for W {
         shard.spares().poll_in_place(run, cx)
     }
 
-    fn stop(mut self: Box<Self>, shard: Rc<Shard>, me: WorkerRef) -> Run {
-        Box::pin(async move {
-            let mut ctx = Context::new(shard, me, None, None);
-            if let Err(panic) = AssertUnwindSafe(self.on_stop(&mut ctx))
-                .catch_unwind()
-                .await
-            {
-                tracing::error!(worker = %me, reason = %panic_text(&panic), "on_stop panicked");
+    fn stop(
+        self: Box<Self>,
+        shard: &Rc<Shard>,
+        me: WorkerRef,
+        cx: &mut task::Context<'_>,
+    ) -> Option<Run> {
+        let run = || {
+            let shard = shard.clone();
+            async move {
+                let shard = on_stop(self, shard, me).await;
+                shard.remove_worker(me, Error::NoSuchWorker(format!("{me} (stopped)")));
             }
+        };
+        shard.spares().poll_in_place(run, cx)
+    }
+
+    fn shut_down(self: Box<Self>, shard: Rc<Shard>, me: WorkerRef) -> Run {
+        Box::pin(async move {
+            on_stop(self, shard, me).await;
         })
     }
+}
+
+/// Runs a worker's `on_stop` (a panic in it is logged); gives the shard back.
+async fn on_stop<W: Worker>(mut worker: Box<W>, shard: Rc<Shard>, me: WorkerRef) -> Rc<Shard> {
+    let mut ctx = Context::new(shard, me, None, None);
+    if let Err(panic) = AssertUnwindSafe(worker.on_stop(&mut ctx))
+        .catch_unwind()
+        .await
+    {
+        tracing::error!(worker = %me, reason = %panic_text(&panic), "on_stop panicked");
+    }
+    ctx.shard_handle().clone()
 }
 
 async fn run_worker<W: Worker>(mut worker: Box<W>, shard: Rc<Shard>, me: WorkerRef, first: bool) {
