@@ -192,7 +192,10 @@ fn ctx_sleep_lasts_its_duration_and_holds_up_only_its_worker() {
         };
         let meanwhile = async {
             // Asked after the napper fell asleep, on the same (only) shard.
-            assert_eq!(ctx.send_and_receive(other, "hi", LONG).await.unwrap(), "awake");
+            assert_eq!(
+                ctx.send_and_receive(other, "hi", LONG).await.unwrap(),
+                "awake"
+            );
             order.borrow_mut().push("other");
         };
         let (napped, ()) = futures_lite::future::zip(napping, meanwhile).await;
