@@ -455,6 +455,31 @@ fn stop_worker_runs_on_stop_and_frees_the_name() {
     node.shutdown();
 }
 
+#[test]
+fn a_stopped_name_is_free_as_soon_as_stop_worker_returns() {
+    let node = common::node(2);
+    for round in 0..200 {
+        node.start_worker("phoenix", Greeter).unwrap();
+        node.stop_worker("phoenix").unwrap();
+        let err = node.send_and_receive("phoenix", "hi", LONG).unwrap_err();
+        assert!(
+            matches!(err, Error::NoSuchWorker(_)),
+            "round {round}: {err:?}"
+        );
+    }
+    node.shutdown();
+    // And from inside the node, stopping by reference.
+    let restarted = Node::start(common::config(2), |ctx| async move {
+        for _ in 0..200 {
+            let r = ctx.start_worker("ember", Greeter).await?;
+            ctx.stop_worker(r).await?;
+        }
+        ctx.start_worker("ember", Greeter).await
+    })
+    .unwrap();
+    assert!(restarted.is_ok(), "{restarted:?}");
+}
+
 /// Awaits a timer on every message, so its mailbox fills.
 struct Blocked;
 

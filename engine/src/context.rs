@@ -183,6 +183,12 @@ impl Context {
 
     /// Stops a worker: it finishes its current message, runs `on_stop`, and
     /// is gone; messages still queued for it are dropped (asks fail).
+    ///
+    /// Returns once the worker is marked to stop and its name is free: a
+    /// `start_worker` with the same name right after succeeds, and sends by
+    /// name fail with [`Error::NoSuchWorker`]. It does not wait for the
+    /// worker's current message or `on_stop`, so two workers may stop each
+    /// other without deadlock.
     pub async fn stop_worker(&self, who: impl Into<Address>) -> Result<()> {
         self.shard.stop_worker(who.into()).await
     }

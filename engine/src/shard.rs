@@ -574,14 +574,18 @@ impl Shard {
 
     fn unbind(&self, name: Arc<str>, r: WorkerRef) {
         let home = home_shard(&name, self.node.shards);
-        let job = move |shard: &Rc<Shard>| {
-            let mut state = shard.state.borrow_mut();
-            if matches!(state.directory.get(&name), Some(Binding::Bound(b)) if *b == r) {
-                state.directory.remove(&name);
-            }
-        };
+        let job = move |shard: &Rc<Shard>| shard.release_name(&name, r);
         if let Err(Packet::Run(job)) = self.post(home, Packet::Run(Box::new(job))) {
             job(&self.rc());
+        }
+    }
+
+    /// Removes `name` from this (its home) shard's directory if it is still
+    /// bound to `r` (a newer worker may have taken it since).
+    fn release_name(&self, name: &Arc<str>, r: WorkerRef) {
+        let mut state = self.state.borrow_mut();
+        if matches!(state.directory.get(name), Some(Binding::Bound(b)) if *b == r) {
+            state.directory.remove(name);
         }
     }
 
@@ -710,15 +714,28 @@ impl Shard {
     }
 
     /// Stops the worker `who` (see `Context::stop_worker`).
+    ///
+    /// Returns once the worker is marked to stop and its name, if any, is
+    /// free: the worker finishes its current message and runs `on_stop` on
+    /// its own, so a worker may stop another (or itself) without waiting
+    /// on it, while the name can be taken again at once.
     pub(crate) async fn stop_worker(&self, who: Address) -> Result<()> {
         let r = self.resolve(&who).await?;
         self.check_shard(r.shard())?;
-        let stopped = self.submit(r.shard(), move |s| s.request_stop(r)).await?;
-        if stopped {
-            Ok(())
-        } else {
-            Err(Error::NoSuchWorker(who.to_string()))
+        let stopping = self
+            .submit(r.shard(), move |s| {
+                s.request_stop(r)
+                    .then(|| s.state.borrow().names.get(&r.index).cloned())
+            })
+            .await?;
+        let Some(name) = stopping else {
+            return Err(Error::NoSuchWorker(who.to_string()));
+        };
+        if let Some(name) = name {
+            let home = home_shard(&name, self.node.shards);
+            self.submit(home, move |s| s.release_name(&name, r)).await?;
         }
+        Ok(())
     }
 
     /// The workers of this shard.
