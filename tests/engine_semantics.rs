@@ -480,6 +480,68 @@ fn a_stopped_name_is_free_as_soon_as_stop_worker_returns() {
     assert!(restarted.is_ok(), "{restarted:?}");
 }
 
+/// Keeps its shard busy: bounces every message (to `partner`, or back to
+/// its sender) until `stop` is raised or `MAX_VOLLEYS` were played.
+struct Rally {
+    partner: Option<WorkerRef>,
+    stop: Arc<AtomicBool>,
+    volleys: Arc<AtomicUsize>,
+}
+
+/// A safety net: the rally ends by itself after this many volleys.
+const MAX_VOLLEYS: usize = 50_000_000;
+
+impl Worker for Rally {
+    async fn handle_message(&mut self, ctx: &mut Context, _msg: Message) -> Result<(), BoxError> {
+        let played = self.volleys.fetch_add(1, Ordering::Relaxed);
+        if !self.stop.load(Ordering::Relaxed) && played < MAX_VOLLEYS {
+            if let Some(to) = self.partner.or(ctx.sender()) {
+                ctx.send(to, "volley")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Answers `far` once it has started a worker on shard 1.
+struct FarSpawner;
+
+impl Worker for FarSpawner {
+    async fn handle_message(&mut self, ctx: &mut Context, _msg: Message) -> Result<(), BoxError> {
+        let far = ctx.spawn_on(1, Greeter).await?;
+        ctx.reply(far.shard().to_string())?;
+        Ok(())
+    }
+}
+
+#[test]
+fn a_cross_shard_operation_completes_while_its_shard_stays_busy() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let volleys = Arc::new(AtomicUsize::new(0));
+    let (answer, played) = Node::start(common::config(2), move |ctx| async move {
+        let rally = |partner| Rally {
+            partner,
+            stop: stop.clone(),
+            volleys: volleys.clone(),
+        };
+        let a = ctx.spawn_on(0, rally(None)).await.unwrap();
+        let b = ctx.spawn_on(0, rally(Some(a))).await.unwrap();
+        let spawner = ctx.spawn_on(0, FarSpawner).await.unwrap();
+        ctx.send(b, "serve").unwrap();
+        // Shard 0 is now never idle; the spawner needs shard 1's answer.
+        let answer = ctx.send_and_receive(spawner, "far", LONG).await;
+        let played = volleys.load(Ordering::Relaxed);
+        stop.store(true, Ordering::Relaxed);
+        (answer, played)
+    })
+    .unwrap();
+    assert_eq!(answer.unwrap(), "1");
+    assert!(
+        played < MAX_VOLLEYS,
+        "the answer waited for the busy shard to go idle ({played} volleys)"
+    );
+}
+
 /// Awaits a timer on every message, so its mailbox fills.
 struct Blocked;
 

@@ -44,6 +44,7 @@ mod remote;
 mod shard;
 mod signal;
 mod spare;
+mod suspended;
 mod worker;
 
 pub use address::{home_shard, validate_name, Address, RemoteAddress, WorkerRef, MAX_NAME_LEN};

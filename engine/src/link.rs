@@ -97,7 +97,7 @@ pub(crate) struct Doorbell {
 
 impl Doorbell {
     /// Producer side, after a push: wakes the consumer if it sleeps.
-    fn ring(&self) {
+    pub(crate) fn ring(&self) {
         fence(Ordering::SeqCst);
         if self.parked.load(Ordering::Relaxed) {
             self.waker.wake();
@@ -211,7 +211,7 @@ impl Inbound {
     }
 
     /// This shard's doorbell.
-    pub(crate) fn doorbell(&self) -> &Doorbell {
+    pub(crate) fn doorbell(&self) -> &Arc<Doorbell> {
         &self.doorbell
     }
 }

@@ -27,6 +27,7 @@ use crate::mailbox::{Mailbox, MailboxPool};
 use crate::remote::{RemoteRouter, Replier};
 use crate::signal::Signal;
 use crate::spare::Spares;
+use crate::suspended::{self, Suspended};
 use crate::worker::Runnable;
 use crate::{Address, Error, Message, Result, Worker, WorkerInfo, WorkerRef};
 
@@ -123,6 +124,7 @@ pub(crate) struct Shard {
     inbound: Inbound,
     remote: OnceCell<Rc<dyn RemoteRouter>>,
     spares: Spares,
+    suspended: Suspended,
     work: Signal,
     stop: Signal,
     closed: Cell<bool>,
@@ -137,6 +139,7 @@ impl Shard {
         outboxes: Vec<Option<Outbox>>,
         inbound: Inbound,
     ) -> Self {
+        let suspended = Suspended::new(inbound.doorbell().clone());
         Shard {
             index,
             node,
@@ -146,6 +149,7 @@ impl Shard {
             inbound,
             remote: OnceCell::new(),
             spares: Spares::default(),
+            suspended,
             work: Signal::default(),
             stop: Signal::default(),
             closed: Cell::new(false),
@@ -817,9 +821,10 @@ impl Shard {
             // Everything a notification can stand for is looked at below.
             self.work.clear();
             let received = self.inbound.drain(|packet| self.accept(packet));
-            let ran = poll_fn(|cx| Poll::Ready(self.run_some(cx))).await;
+            let resumed = self.suspended.poll_ready();
+            let ran = self.run_some();
             let shipped = self.flush_outboxes();
-            if received + ran > 0 {
+            if received + resumed + ran > 0 {
                 futures_lite::future::yield_now().await;
             } else if !self.spin_for_work().await {
                 self.state.borrow_mut().pool.trim();
@@ -829,23 +834,37 @@ impl Shard {
     }
 
     /// Starts up to [`SCHEDULER_BATCH`] runs; returns how many. Each is
-    /// polled once here; one that suspends goes on as a glommio task.
-    fn run_some(self: &Rc<Self>, cx: &mut std::task::Context<'_>) -> usize {
+    /// polled once here, with the waker it keeps if it suspends; one that
+    /// suspends goes to the shard's table of suspended runs.
+    fn run_some(self: &Rc<Self>) -> usize {
         let mut ran = 0;
+        let mut waker = self.suspended.next_waker();
         while ran < SCHEDULER_BATCH {
             let Some(next) = self.next_run() else {
                 break;
             };
             ran += 1;
+            let mut cx = std::task::Context::from_waker(&waker);
             let suspended = match next {
-                Next::Run { worker, me, first } => worker.run(self, me, first, cx),
-                Next::Stop { worker, me } => worker.stop(self, me, cx),
+                Next::Run { worker, me, first } => worker.run(self, me, first, &mut cx),
+                Next::Stop { worker, me } => worker.stop(self, me, &mut cx),
             };
             if let Some(run) = suspended {
-                glommio::spawn_local(run).detach();
+                self.suspended.keep(run);
+                waker = self.suspended.next_waker();
             }
         }
         ran
+    }
+
+    /// On this shard's thread: queues the suspended run `key` of `table`
+    /// if that table is this shard's, and tells the scheduler.
+    pub(crate) fn wake_suspended(&self, table: &Arc<suspended::Shared>, key: u32) -> bool {
+        let queued = self.suspended.wake_local(table, key);
+        if queued {
+            self.work.notify();
+        }
+        queued
     }
 
     /// Ships every outbox; `false` if a ring was full and something waits.
@@ -866,7 +885,8 @@ impl Shard {
     /// own spin (`NodeConfig::spin_before_park`) follows, and handles timers
     /// and doorbell wake-ups.
     async fn spin_for_work(&self) -> bool {
-        let has_work = || self.work.is_set() || self.inbound.pending();
+        let has_work =
+            || self.work.is_set() || self.inbound.pending() || self.suspended.has_ready();
         let deadline = Instant::now() + RING_SPIN;
         loop {
             if has_work() {
@@ -888,7 +908,7 @@ impl Shard {
             }
             let doorbell = self.inbound.doorbell();
             doorbell.arm(cx.waker());
-            if self.inbound.pending() {
+            if self.inbound.pending() || self.suspended.has_foreign_ready() {
                 return Poll::Ready(());
             }
             Poll::Pending
@@ -940,6 +960,9 @@ impl Shard {
         if let Some(router) = router {
             router.shutdown().await;
         }
+        // Handlers still suspended end here (their workers do not run
+        // `on_stop`, as they are in the middle of a message).
+        drop(self.suspended.take_all());
         // Free every worker and queued message now: glommio does not drop
         // tasks still pending when its executor ends, and a handler suspended
         // at shutdown keeps this shard alive through its `Rc`.
