@@ -5,8 +5,8 @@
 //! mailbox gets a message, the shard's scheduler builds a *run*: one future
 //! that owns the worker, handles up to [`RUN_BUDGET`] messages one at a time,
 //! and gives the worker back to its slot. The scheduler polls the run inline;
-//! only a run that suspends (a timer, an ask) becomes a glommio task, and only
-//! until it finishes.
+//! only a run that suspends (a sleep, an ask) is kept, in the shard's table
+//! of suspended runs (`suspended.rs`), and only until it finishes.
 
 use std::any::Any;
 use std::future::Future;
