@@ -150,6 +150,16 @@ impl AskTable {
         }
     }
 
+    /// Whether the ask `slot`/`generation` still waits for its answer (it
+    /// has not been answered, timed out or dropped).
+    pub(crate) fn is_waiting(&self, slot: u32, generation: u32) -> bool {
+        self.table
+            .borrow()
+            .entries
+            .get(slot as usize)
+            .is_some_and(|e| e.generation == generation && matches!(e.outcome, Outcome::Waiting))
+    }
+
     /// Expires the asks whose deadline has passed by `now`, waking their
     /// askers.
     pub(crate) fn expire(&self, now: Instant) {
@@ -360,6 +370,23 @@ mod tests {
         }
         table.expire(at + 3 * TICK);
         assert!(answer_now(&pending).is_none());
+    }
+
+    #[test]
+    fn an_ask_waits_until_answered_expired_or_dropped() {
+        let table = AskTable::default();
+        let answered = table.open(LONG);
+        let expiring = table.open(Duration::from_millis(1));
+        let dropped = table.open(LONG);
+        let ids = |p: &PendingAsk<'_>| (p.slot, p.generation);
+        let (a, e, d) = (ids(&answered), ids(&expiring), ids(&dropped));
+        assert!(table.is_waiting(a.0, a.1) && table.is_waiting(e.0, e.1));
+        table.fulfil(a.0, a.1, Ok("done".into()));
+        table.expire(table.epoch + Duration::from_millis(10));
+        drop(dropped);
+        assert!(!table.is_waiting(a.0, a.1), "answered");
+        assert!(!table.is_waiting(e.0, e.1), "expired");
+        assert!(!table.is_waiting(d.0, d.1), "dropped");
     }
 
     #[test]

@@ -95,6 +95,28 @@ impl Replier {
         self.reply.take()
     }
 
+    /// Whether the asker is known to have stopped waiting (its ask timed out
+    /// or was cancelled), so that the answer would be discarded: a router
+    /// may then forget the ask. Only an ask from a worker of the shard this
+    /// is called on can be told; for any other it returns `false`.
+    pub fn is_abandoned(&self) -> bool {
+        let Some(ReplyTo::Shard {
+            shard,
+            slot,
+            generation,
+        }) = &self.reply
+        else {
+            return false;
+        };
+        CURRENT.with(|c| {
+            c.borrow().as_ref().is_some_and(|s| {
+                Arc::ptr_eq(s.node(), &self.node)
+                    && s.index() == usize::from(*shard)
+                    && !s.ask_is_waiting(*slot, *generation)
+            })
+        })
+    }
+
     /// Hands the answer (or the failure) to the asker.
     pub fn complete(mut self, result: Result<Message>) {
         if let Some(reply) = self.reply.take() {

@@ -419,6 +419,11 @@ impl Shard {
         let _ = wait.answer().await;
     }
 
+    /// Whether this shard's ask `slot`/`generation` still waits.
+    pub(crate) fn ask_is_waiting(&self, slot: u32, generation: u32) -> bool {
+        self.asks.is_waiting(slot, generation)
+    }
+
     /// Expires this shard's asks on time, until the shard stops.
     pub(crate) async fn sweep_asks(self: Rc<Self>) {
         self.asks.sweep(|| self.closed.get()).await;

@@ -49,6 +49,13 @@ impl Count {
         self.0.fetch_add(1, Relaxed);
     }
 
+    /// Counts `n` events.
+    pub(crate) fn add(&self, n: u64) {
+        if n > 0 {
+            self.0.fetch_add(n, Relaxed);
+        }
+    }
+
     /// Events so far.
     pub(crate) fn get(&self) -> u64 {
         self.0.load(Relaxed)
@@ -64,4 +71,5 @@ pub(crate) struct NodeCounters {
     pub(crate) protocol_errors: Count,
     pub(crate) reconnects: Count,
     pub(crate) undeliverable: Count,
+    pub(crate) abandoned_asks: Count,
 }

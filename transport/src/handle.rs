@@ -44,6 +44,10 @@ pub struct TransportStats {
     /// does not exist (or whose mailbox was full), or accepted for a link
     /// whose connection attempt then failed.
     pub undeliverable: u64,
+    /// Asks sent to other nodes that a link forgot unanswered because their
+    /// askers had stopped waiting (timed out), checked at each heartbeat
+    /// tick.
+    pub abandoned_asks: u64,
     /// Every known peer, live or not, by name.
     pub peers: Vec<PeerStats>,
 }
@@ -118,6 +122,7 @@ impl Zone {
             },
             reconnects: counters.reconnects.get(),
             undeliverable: counters.undeliverable.get(),
+            abandoned_asks: counters.abandoned_asks.get(),
             peers,
         }
     }

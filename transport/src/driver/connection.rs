@@ -290,5 +290,7 @@ async fn heartbeat(st: Rc<ShardTransport>, link: Rc<Link>, conn: Rc<Conn>) {
             conn.last_tx.set(now);
             link.heartbeat();
         }
+        let forgotten = link.forget_abandoned_asks();
+        st.shared.counters.abandoned_asks.add(forgotten as u64);
     }
 }

@@ -361,6 +361,26 @@ impl Link {
         }
     }
 
+    /// Forgets the asks whose askers stopped waiting (timed out or
+    /// cancelled): their answers would be discarded anyway, and a peer that
+    /// never answers must not grow this table. Returns how many.
+    pub(crate) fn forget_abandoned_asks(&self) -> usize {
+        let abandoned: Vec<Pending> = {
+            let mut pending = self.pending.borrow_mut();
+            let ids: Vec<u64> = pending
+                .iter()
+                .filter(
+                    |(_, p)| matches!(p, Pending::Ask { replier, .. } if replier.is_abandoned()),
+                )
+                .map(|(&id, _)| id)
+                .collect();
+            ids.iter().filter_map(|id| pending.remove(id)).collect()
+        };
+        // Dropped after the table's borrow ends: a dropped replier answers
+        // `NoReply`, which its gone asker ignores.
+        abandoned.len()
+    }
+
     /// Sends a heartbeat.
     pub(crate) fn heartbeat(&self) {
         if let Err(error) = self.push(Envelope::heartbeat()) {
