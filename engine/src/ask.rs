@@ -28,11 +28,11 @@ use crate::{Error, Message};
 /// The wheel's resolution.
 pub(crate) const TICK: Duration = Duration::from_nanos(TICK_NANOS);
 
-const TICK_NANOS: u64 = 1_000_000;
+const TICK_NANOS: u64 = 250_000;
 
 /// Buckets in the wheel: a deadline further away than this many ticks is
 /// looked at once per turn until it is due.
-const BUCKETS: usize = 4096;
+const BUCKETS: usize = 16384;
 
 const NIL: u32 = u32::MAX;
 
@@ -360,10 +360,11 @@ mod tests {
     fn a_deadline_a_few_turns_away_expires_on_time() {
         let table = AskTable::default();
         let start = table.epoch;
-        let pending = table.open(Duration::from_millis(3 * BUCKETS as u64 + 7));
+        let three_turns = 3 * BUCKETS as u32;
+        let pending = table.open(TICK * (three_turns + 7));
         let mut at = start;
         // Sweep tick by tick, as the sweeper does, for a little over three turns.
-        while at < start + Duration::from_millis(3 * BUCKETS as u64 + 6) {
+        while at < start + TICK * (three_turns + 6) {
             at += TICK;
             table.expire(at);
             assert_eq!(table.table.borrow().armed, 1, "expired early at {at:?}");

@@ -120,7 +120,7 @@ impl Context {
     /// Cheaper than `glommio::timer::sleep` when many workers sleep at once
     /// (an agent simulation): a sleep costs O(1) with no allocation in the
     /// shard's deadline wheel, where a glommio timer is a B-tree entry. It
-    /// never ends early and has a granularity of 1 ms.
+    /// never ends early and has a granularity of 250 µs.
     ///
     /// ```no_run
     /// # use std::time::Duration;
