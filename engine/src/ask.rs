@@ -123,6 +123,8 @@ impl AskTable {
         table.arm(slot);
         drop(table);
         if deadline < self.planned.get() {
+            // The sweeper sleeps until later: it moves its wake-up here.
+            self.planned.set(deadline);
             self.replan.notify();
         }
         PendingAsk {
@@ -166,6 +168,11 @@ impl AskTable {
         let now_tick = self.ticks_at(now);
         let mut wakers = Vec::new();
         let mut table = self.table.borrow_mut();
+        if table.armed == 0 {
+            // Nothing can expire: skip the empty buckets.
+            table.swept = table.swept.max(now_tick);
+            return;
+        }
         let from = table.swept + 1;
         // One turn of the wheel visits every bucket.
         let to = now_tick.min(table.swept + BUCKETS as u64);
@@ -192,17 +199,28 @@ impl AskTable {
     /// until `stopped`.
     pub(crate) async fn sweep(&self, stopped: impl Fn() -> bool) {
         while !stopped() {
-            let now = Instant::now();
-            self.expire(now);
-            let due = self.table.borrow().next_due();
-            self.planned.set(due.unwrap_or(u64::MAX));
-            let Some(due) = due else {
+            let planned = self.planned.get();
+            if planned == u64::MAX {
+                // Nothing armed: `open` sets `planned` and wakes us.
                 self.replan.wait().await;
                 continue;
-            };
-            let at = self.epoch + Duration::from_nanos(due.saturating_mul(TICK_NANOS));
-            let sleep = glommio::timer::sleep(at.saturating_duration_since(now));
-            futures_lite::future::or(sleep, self.replan.wait()).await;
+            }
+            let at = self.epoch + Duration::from_nanos(planned.saturating_mul(TICK_NANOS));
+            let now = Instant::now();
+            if at > now {
+                let sleep = glommio::timer::sleep(at - now);
+                futures_lite::future::or(sleep, self.replan.wait()).await;
+                // Woken early: by an earlier deadline (sleep until it
+                // instead) or to stop; either way, look again.
+                if Instant::now() < at {
+                    continue;
+                }
+            }
+            self.expire(Instant::now());
+            // The first bucket after the swept ticks that holds an entry,
+            // found once per wake-up, not once per ask.
+            let due = self.table.borrow().next_due();
+            self.planned.set(due.unwrap_or(u64::MAX));
         }
     }
 
