@@ -165,13 +165,13 @@ impl Outbox {
     /// is full and they stay pending.
     pub(crate) fn flush(&self) -> bool {
         let mut pending = self.pending.borrow_mut();
-        let entry = match pending.len() {
-            0 => return true,
-            1 => match pending.pop() {
-                Some(packet) => Entry::One(packet),
-                None => return true,
-            },
-            n => Entry::Many(std::mem::replace(&mut *pending, self.ring.fresh_batch(n))),
+        let entry = if pending.len() > 1 {
+            let next = self.ring.fresh_batch(pending.len());
+            Entry::Many(std::mem::replace(&mut *pending, next))
+        } else if let Some(packet) = pending.pop() {
+            Entry::One(packet)
+        } else {
+            return true;
         };
         match self.ring.batches.push(entry) {
             Ok(()) => {

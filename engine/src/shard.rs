@@ -843,20 +843,23 @@ impl Shard {
     /// suspends goes to the shard's table of suspended runs.
     fn run_some(self: &Rc<Self>) -> usize {
         let mut ran = 0;
-        let mut waker = self.suspended.next_waker();
+        // Made when the first run needs it (most passes of a busy
+        // scheduler have no run), and again after a run was kept.
+        let mut waker: Option<std::task::Waker> = None;
         while ran < SCHEDULER_BATCH {
             let Some(next) = self.next_run() else {
                 break;
             };
             ran += 1;
-            let mut cx = std::task::Context::from_waker(&waker);
+            let waker = waker.get_or_insert_with(|| self.suspended.next_waker());
+            let mut cx = std::task::Context::from_waker(waker);
             let suspended = match next {
                 Next::Run { worker, me, first } => worker.run(self, me, first, &mut cx),
                 Next::Stop { worker, me } => worker.stop(self, me, &mut cx),
             };
             if let Some(run) = suspended {
                 self.suspended.keep(run);
-                waker = self.suspended.next_waker();
+                *waker = self.suspended.next_waker();
             }
         }
         ran
