@@ -1327,19 +1327,23 @@ impl LocalExecutor {
     /// returned `false` when it was preempted *before* running anything, and
     /// the caller then parked with runnable task queues, forever (the work
     /// behind an active queue is the executor's own: nobody writes its
-    /// eventfd). The same fix is glommio/glommio#53.
+    /// eventfd). Reporting "ran" instead is not enough on its own: with a
+    /// preempt timer that has always expired by the time the queues run (a
+    /// 1 ns timer does), the executor would poll I/O and come back here
+    /// without running a task, forever. So at least one task queue runs
+    /// (and in it at least one task, see `run_one_task_queue`) on every call
+    /// that finds work.
     fn run_task_queues(&self) -> bool {
         let mut ran = false;
         loop {
             self.reactor.sys.install_eventfd();
-            if self.need_preempt() {
-                return ran || !self.queues.borrow().active_executors.is_empty();
+            if ran && self.need_preempt() {
+                return true;
             }
             if !self.run_one_task_queue() {
                 return false;
-            } else {
-                ran = true;
             }
+            ran = true;
         }
     }
 
@@ -1380,7 +1384,9 @@ impl LocalExecutor {
             let mut tasks_executed_this_loop = 0;
             loop {
                 let mut queue_ref = queue.borrow_mut();
-                if self.need_preempt() || queue_ref.yielded() {
+                // Myriad patch: a queue picked to run runs at least one task,
+                // even when preemption is already due (see run_task_queues).
+                if (tasks_executed_this_loop > 0 && self.need_preempt()) || queue_ref.yielded() {
                     break;
                 }
 
