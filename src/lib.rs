@@ -10,3 +10,10 @@
 
 pub use myriad_engine::*;
 pub use myriad_transport as transport;
+
+/// The executor Myriad's shards run on: `myriad-glommio`, glommio 0.9.0 with
+/// the fix for an executor that parks with runnable work
+/// (`vendor/glommio/MYRIAD-PATCH.md`). A handler that needs glommio's own
+/// I/O or timers should use this one: crates.io's `glommio` is a different
+/// crate, and its calls find no executor on a Myriad shard.
+pub use glommio;
