@@ -208,14 +208,18 @@ fn garbage_truncated_and_tampered_frames_close_only_their_link() {
 #[test]
 fn a_silent_peer_is_declared_dead_within_the_heartbeat_timeout() {
     let (b, zb) = start(1, transport("b"));
+    // Taken before the handshake, so before anything `b` receives from `raw`:
+    // `b` may declare `raw` dead only a full timeout after that.
+    let since = Instant::now();
     let (stream, _link) = raw_handshake(zb.local_addr());
     wait_for_nodes(&zb, &["raw"]);
     // `raw` sends nothing at all, not even heartbeats.
-    let since = Instant::now();
     wait_until("b to drop raw", LONG, || zb.nodes("").is_empty());
     let waited = since.elapsed();
+    // Never early. (How late is load-dependent: the link core's unit tests
+    // check the deadline itself on a fake clock.)
     let timeout = Duration::from_millis(1000);
-    assert!(waited >= timeout / 2 && waited < timeout * 2, "{waited:?}");
+    assert!(waited >= timeout, "declared dead after only {waited:?}");
     drop(stream);
     b.shutdown();
 }

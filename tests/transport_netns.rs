@@ -4,7 +4,9 @@
 //! asker must notice within the heartbeat timeout and the ask must fail with
 //! `ConnectionLost` (not `Timeout`).
 //!
-//! Needs root (CI runs as root); without it the test says why and passes.
+//! Needs root. Without it the test says loudly that it was skipped (on the
+//! terminal, past the test harness's capture) and passes, except under CI
+//! (`CI` set), which runs as root: there a skip is a failure.
 //! Each node is a child process: this test binary, re-run inside
 //! `ip netns exec` with `--exact netns_node --ignored` and its role in
 //! `MYRIAD_NETNS_ROLE`. The namespaces are removed at the end, even when
@@ -20,9 +22,6 @@ use std::time::{Duration, Instant};
 
 use cluster::{start, transport, wait_for_nodes, Greeter, LONG};
 use myriad::{BoxError, Context, Error, Message, Replier, Worker};
-
-/// The nodes' heartbeat timeout (see `cluster::transport`).
-const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// How long the parent waits for any one line from a child.
 const STEP: Duration = Duration::from_secs(30);
@@ -180,7 +179,15 @@ fn a_cut_link_is_noticed_within_the_heartbeat_timeout() {
         })
         .unwrap_or(false);
     if !root {
-        println!("skipped: creating network namespaces needs root");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root, so this test must run there, yet this process is not root"
+        );
+        // Past libtest's capture, so that the skip shows in a plain `cargo test`.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED a_cut_link_is_noticed_within_the_heartbeat_timeout: network namespaces need root"
+        );
         return;
     }
     let net = Net::create().expect("network namespaces (ip netns) are available");
@@ -200,12 +207,11 @@ fn a_cut_link_is_noticed_within_the_heartbeat_timeout() {
 
     let noticed = Duration::from_millis(noticed);
     println!("the waiting ask failed with {outcome:?}; b was gone after {noticed:?}");
+    // The ask itself would wait far longer (`LONG`): failing with
+    // `ConnectionLost` means the heartbeat noticed the cut. How soon (about the
+    // 1 s heartbeat timeout of `cluster::transport`) is a figure printed above, not an assertion; the
+    // link core's unit tests check the deadline on a fake clock.
     assert_eq!(outcome, Error::ConnectionLost("b".into()).to_string());
-    // Within the timeout, plus one heartbeat check (a quarter of it) of slack.
-    assert!(
-        noticed <= HEARTBEAT_TIMEOUT + HEARTBEAT_TIMEOUT / 4 + Duration::from_millis(100),
-        "noticed after {noticed:?}"
-    );
 }
 
 /// Answers of `Hold` workers: kept so that nothing answers them.
