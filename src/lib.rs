@@ -9,6 +9,16 @@
 //! `docs/guide.md` walks through the rest.
 
 pub use myriad_engine::*;
+
+/// The user's guide (`docs/guide.md`), here so that its examples are
+/// compiled and run as doctests and can never drift from the code.
+#[doc = include_str!("../docs/guide.md")]
+pub mod guide {}
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 pub use myriad_transport as transport;
 
 /// The executor Myriad's shards run on: `myriad-glommio`, glommio 0.9.0 with
