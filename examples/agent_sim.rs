@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 
 use myriad::{BoxError, Context, Message, Node, NodeConfig, Replier, Worker, WorkerRef};
 
+#[path = "support/logging.rs"]
+mod logging;
+
 /// How long a single wait of `main` may take.
 const PATIENCE: Duration = Duration::from_secs(600);
 
@@ -163,6 +166,7 @@ impl Rng {
 }
 
 fn main() -> Result<(), BoxError> {
+    logging::init();
     let mut args = std::env::args().skip(1).map(|a| a.parse::<u64>());
     let agents = args.next().transpose()?.unwrap_or(10_000);
     let turns = u32::try_from(args.next().transpose()?.unwrap_or(3))?;

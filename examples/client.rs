@@ -15,7 +15,11 @@ use std::time::{Duration, Instant};
 use myriad::transport::{install, TransportConfig};
 use myriad::{BoxError, Error, Node, NodeConfig};
 
+#[path = "support/logging.rs"]
+mod logging;
+
 fn main() -> Result<(), BoxError> {
+    logging::init();
     let mut config = TransportConfig::from_env()?;
     if std::env::var_os("MYRIAD_NODE_NAME").is_none() {
         config = config.node_name(format!("client-{}", std::process::id()));
@@ -39,7 +43,7 @@ fn main() -> Result<(), BoxError> {
             if runners.len() >= expect || since.elapsed() > Duration::from_secs(30) {
                 break runners;
             }
-            glommio::timer::sleep(Duration::from_millis(100)).await;
+            ctx.sleep(Duration::from_millis(100)).await;
         };
         if runners.is_empty() {
             return Err(Error::NoRoute("no node named runner* was found".into()));

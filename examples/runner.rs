@@ -18,6 +18,9 @@ use std::time::Duration;
 use myriad::transport::{start_node, TransportConfig};
 use myriad::{BoxError, Context, Message, NodeConfig, Worker};
 
+#[path = "support/logging.rs"]
+mod logging;
+
 /// Greets whoever writes to it, saying who and where it is.
 struct Greeter {
     name: String,
@@ -32,6 +35,7 @@ impl Worker for Greeter {
 }
 
 fn main() -> Result<(), BoxError> {
+    logging::init();
     let mut args = std::env::args().skip(1);
     let mut config = TransportConfig::from_env()?.worker_kind("greeter", |name| Greeter {
         name: name.to_owned(),

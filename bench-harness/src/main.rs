@@ -7,6 +7,9 @@
 mod cli;
 mod harness;
 mod json;
+// The same subscriber as the examples': RUST_LOG, default info, to stderr.
+#[path = "../../examples/support/logging.rs"]
+mod logging;
 mod memory;
 mod progress;
 mod report;
@@ -23,6 +26,7 @@ use crate::json::JsonLines;
 
 fn main() -> ExitCode {
     let settings = cli::parse();
+    logging::init();
     let mut json = match settings.json.as_deref().map(JsonLines::create).transpose() {
         Ok(json) => json,
         Err(e) => {
