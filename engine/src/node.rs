@@ -18,8 +18,9 @@ use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 use crate::address::home_shard;
 use crate::envelope::{Delivery, Packet, ReplyTo};
 use crate::link::{Doorbell, Inbound, Outbox, Ring, RING_CAPACITY};
-use crate::remote::{RemoteRouterFactory, ShardHandle};
-use crate::shard::{NodeShared, Shard, CURRENT};
+use crate::remote::{self, RemoteRouterFactory, ShardHandle};
+use crate::shard::{NodeShared, Shard};
+use crate::suspended;
 use crate::worker::panic_text;
 use crate::{Address, Context, Error, Message, NodeConfig, Result, Worker, WorkerRef};
 
@@ -181,7 +182,8 @@ async fn run_shard(start: ShardStart) {
         return;
     };
     let shard = Rc::new(Shard::new(start.index, start.shared, outboxes, inbound));
-    CURRENT.with(|c| *c.borrow_mut() = Some(shard.clone()));
+    remote::enter(shard.clone());
+    suspended::enter(shard.clone());
     if let Some(factory) = start.remote {
         shard.install_remote(factory(ShardHandle::new(shard.clone())));
     }
@@ -196,7 +198,8 @@ async fn run_shard(start: ShardStart) {
     // The node may already be gone if another shard failed to start.
     let _ = start.ready.send(start.index);
     shard.until_stopped().await;
-    CURRENT.with(|c| c.borrow_mut().take());
+    suspended::leave();
+    remote::leave();
 }
 
 async fn drain_inbox(shard: Rc<Shard>, inbox: flume::Receiver<Packet>) {

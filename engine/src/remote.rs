@@ -5,14 +5,32 @@
 //! Until a router is installed, a message to `node/name` on another node
 //! fails with [`Error::NoRoute`].
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::envelope::{Delivery, Packet, ReplyTo};
-use crate::shard::{NodeShared, Shard, CURRENT};
+use crate::shard::{NodeShared, Shard};
 use crate::{Address, Error, Message, RemoteAddress, Result, Worker, WorkerInfo, WorkerRef};
+
+thread_local! {
+    /// The shard that runs on this thread, if any: a [`Replier`] may be
+    /// completed or dropped on any thread, and finds its way from there.
+    static CURRENT: RefCell<Option<Rc<Shard>>> = const { RefCell::new(None) };
+}
+
+/// Makes `shard` this thread's shard (for repliers and
+/// [`ShardHandle::current`]), until [`leave`].
+pub(crate) fn enter(shard: Rc<Shard>) {
+    CURRENT.with(|c| *c.borrow_mut() = Some(shard));
+}
+
+/// Undoes [`enter`] (the shard stops).
+pub(crate) fn leave() {
+    CURRENT.with(|c| c.borrow_mut().take());
+}
 
 /// Carries messages to workers of other nodes; one per shard.
 pub trait RemoteRouter: 'static {

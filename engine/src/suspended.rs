@@ -18,6 +18,7 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Wake, Waker};
@@ -26,12 +27,37 @@ use crossbeam::queue::SegQueue;
 use slab::Slab;
 
 use crate::link::Doorbell;
-use crate::shard::CURRENT;
 use crate::spare::Run;
 
 /// Most woken runs polled per call of [`Suspended::poll_ready`], so that
 /// they take turns with the run queue.
 const POLL_BUDGET: usize = 128;
+
+/// Takes the wakes of runs made on its own thread: the shard, which queues
+/// the run if the table is its own and tells its scheduler.
+pub(crate) trait WakeHere {
+    /// Queues run `key` of `table` if `table` is this thread's; `false`
+    /// sends the wake the foreign way.
+    fn wake_here(&self, table: &Arc<Shared>, key: u32) -> bool;
+}
+
+thread_local! {
+    /// Who takes the wakes made on this thread (a shard's thread has its
+    /// shard). A waker is called by arbitrary code with no way to pass it
+    /// along, hence a thread-local; the shard registers itself here rather
+    /// than this module reaching into the shard.
+    static HERE: RefCell<Option<Rc<dyn WakeHere>>> = const { RefCell::new(None) };
+}
+
+/// Makes `here` take the wakes made on this thread, until [`leave`].
+pub(crate) fn enter(here: Rc<dyn WakeHere>) {
+    HERE.with(|h| *h.borrow_mut() = Some(here));
+}
+
+/// Undoes [`enter`] (the shard stops).
+pub(crate) fn leave() {
+    HERE.with(|h| h.borrow_mut().take());
+}
 
 /// What a waker needs to reach its shard from any thread.
 pub(crate) struct Shared {
@@ -58,10 +84,11 @@ impl Wake for RunWaker {
         if self.queued.swap(true, Ordering::AcqRel) {
             return;
         }
-        let local = CURRENT.with(|current| {
-            let current = current.try_borrow().ok()?;
-            let shard = current.as_ref()?;
-            shard.wake_suspended(&self.shared, self.key).then_some(())
+        let local = HERE.with(|here| {
+            let here = here.try_borrow().ok()?;
+            here.as_ref()?
+                .wake_here(&self.shared, self.key)
+                .then_some(())
         });
         if local.is_none() {
             self.shared.foreign.push(self.key);
