@@ -17,7 +17,8 @@ use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 use crate::address::home_shard;
 use crate::envelope::{Delivery, Packet, ReplyTo};
-use crate::link::{Doorbell, Inbound, Outbox, Ring, RING_CAPACITY};
+use crate::doorbell::Doorbell;
+use crate::link::{Inbound, Outbox, Ring, RING_CAPACITY};
 use crate::remote::{self, RemoteRouterFactory, ShardHandle};
 use crate::shard::{NodeShared, Shard};
 use crate::suspended;

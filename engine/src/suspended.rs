@@ -19,15 +19,14 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Wake, Waker};
 
-use crossbeam::queue::SegQueue;
 use slab::Slab;
 
-use crate::link::Doorbell;
+use crate::doorbell::Doorbell;
 use crate::spare::Run;
+use crate::sync::{AtomicBool, Ordering, Queue};
 
 /// Most woken runs polled per call of [`Suspended::poll_ready`], so that
 /// they take turns with the run queue.
@@ -62,7 +61,7 @@ pub(crate) fn leave() {
 /// What a waker needs to reach its shard from any thread.
 pub(crate) struct Shared {
     /// Keys woken from other threads.
-    foreign: SegQueue<u32>,
+    foreign: Queue<u32>,
     /// Wakes the shard if it sleeps.
     doorbell: Arc<Doorbell>,
 }
@@ -115,7 +114,7 @@ impl Suspended {
             wakers: RefCell::default(),
             local: RefCell::default(),
             shared: Arc::new(Shared {
-                foreign: SegQueue::new(),
+                foreign: Queue::new(),
                 doorbell,
             }),
         }
@@ -145,8 +144,11 @@ impl Suspended {
             };
             polled += 1;
             let waker = self.waker_arc(key);
-            // From here on a wake queues the run again.
-            waker.queued.store(false, Ordering::Release);
+            // From here on a wake queues the run again. A swap, not a
+            // store: a wake that found the flag still up and queued nothing
+            // must happen-before the poll below, or the poll may miss what
+            // that wake announced (found by loom: `loom_tests`).
+            waker.queued.swap(false, Ordering::AcqRel);
             let taken = self
                 .runs
                 .borrow_mut()
@@ -338,5 +340,52 @@ mod tests {
         }
         assert_eq!(table.take_all().len(), 3);
         assert_eq!(table.len(), 0);
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    //! The wake flag of a suspended run under loom: a wake from another
+    //! thread is never lost, even when it finds the run queued already and
+    //! the scheduler is about to poll it.
+
+    use super::*;
+    use loom::sync::atomic::AtomicUsize;
+    use std::future::poll_fn;
+    use std::task::Poll;
+
+    #[test]
+    fn loom_a_wake_during_a_poll_is_not_lost() {
+        loom::model(|| {
+            let table = Suspended::new(Arc::new(Doorbell::default()));
+            // What the other thread's wake stands for (an answer arrived).
+            let ready = Arc::new(loom::sync::Arc::new(AtomicUsize::new(0)));
+            let waker = table.next_waker();
+            let run: Run = {
+                let ready = ready.clone();
+                Box::pin(poll_fn(move |_| {
+                    if ready.load(Ordering::Relaxed) == 1 {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending
+                    }
+                }))
+            };
+            table.keep(run);
+            // Woken once already: its key waits on the ready list.
+            waker.wake_by_ref();
+            let answer = {
+                let (ready, waker) = (ready.clone(), waker.clone());
+                loom::thread::spawn(move || {
+                    ready.store(1, Ordering::Relaxed);
+                    waker.wake();
+                })
+            };
+            table.poll_ready();
+            answer.join().unwrap();
+            // The scheduler polls whatever was woken since.
+            table.poll_ready();
+            assert_eq!(table.len(), 0, "the run saw its answer or was woken again");
+        });
     }
 }
