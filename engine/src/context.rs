@@ -19,6 +19,17 @@ pub struct Context {
     reply: Option<ReplyTo>,
 }
 
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("me", &self.me)
+            .field("shard", &self.shard.index())
+            .field("sender", &self.from)
+            .field("is_ask", &self.is_ask())
+            .finish()
+    }
+}
+
 impl Context {
     pub(crate) fn new(
         shard: Rc<Shard>,

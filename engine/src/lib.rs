@@ -30,6 +30,7 @@
 //! See `docs/architecture.md` for how shards, mailboxes and cross-shard rings
 //! fit together.
 
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 // A `cfg(loom)` build uses only what its model tests need.
 #![cfg_attr(loom, allow(dead_code))]
 
@@ -57,17 +58,18 @@ not_under_loom! {
     mod mailbox;
     mod message;
     mod node;
+    pub mod plugin;
     mod remote;
     mod shard;
     mod signal;
     mod slots;
     mod worker;
-    pub use address::{home_shard, validate_name, Address, RemoteAddress, WorkerRef, MAX_NAME_LEN};
+    pub use address::{validate_name, Address, RemoteAddress, WorkerRef, MAX_NAME_LEN};
     pub use config::NodeConfig;
     pub use context::Context;
     pub use error::{BoxError, Error, Result};
     pub use message::Message;
     pub use node::{Node, NodeHandle, WorkerInfo};
-    pub use remote::{RemoteRouter, RemoteRouterFactory, Replier, ShardHandle};
+    pub use remote::Replier;
     pub use worker::Worker;
 }

@@ -72,8 +72,12 @@ impl Ring {
 }
 
 /// Capacity, in entries (a lone packet or a batch), of each cross-shard
-/// ring: 256 slots of 104 bytes, 26 KiB per ordered pair of shards.
+/// ring: 256 slots of 104 bytes (a 96-byte entry and crossbeam's 8-byte
+/// stamp), 26 KiB per ordered pair of shards.
 pub(crate) const RING_CAPACITY: usize = 256;
+
+// The entry size `RING_CAPACITY` and docs/architecture.md quote.
+const _: () = assert!(std::mem::size_of::<Entry>() == 96);
 
 /// Deliveries waiting in one outbox before sends to that shard fail with
 /// `MailboxFull` (replies and control packets are never refused).

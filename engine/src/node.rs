@@ -30,6 +30,7 @@ use crate::{Address, Context, Error, Message, NodeConfig, Result, Worker, Worker
 const INBOX_CAPACITY: usize = 1 << 16;
 
 /// Entry points that start a node.
+#[derive(Debug)]
 pub struct Node;
 
 impl Node {
@@ -233,6 +234,16 @@ struct NodeInner {
     next_spawn: AtomicUsize,
     /// Set once shutdown begins: every later call fails with `NodeStopped`.
     stopped: AtomicBool,
+}
+
+impl std::fmt::Debug for NodeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeHandle")
+            .field("name", &self.name())
+            .field("shards", &self.shards())
+            .field("stopped", &self.inner.stopped.load(Ordering::Relaxed))
+            .finish()
+    }
 }
 
 impl NodeInner {

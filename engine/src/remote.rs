@@ -71,6 +71,20 @@ pub struct Replier {
     node: Arc<NodeShared>,
 }
 
+impl std::fmt::Debug for Replier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let asker = match &self.reply {
+            Some(ReplyTo::Shard { shard, .. }) => format!("a worker of shard {shard}"),
+            Some(ReplyTo::Callback(_)) => "a thread or link outside the shards".to_owned(),
+            None => "nobody (answered)".to_owned(),
+        };
+        f.debug_struct("Replier")
+            .field("node", &self.node.name)
+            .field("asker", &asker)
+            .finish()
+    }
+}
+
 impl Replier {
     pub(crate) fn new(reply: ReplyTo, shard: &Shard) -> Self {
         Replier {
@@ -156,6 +170,16 @@ impl Drop for Replier {
 #[derive(Clone)]
 pub struct ShardHandle {
     shard: Rc<Shard>,
+}
+
+impl std::fmt::Debug for ShardHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardHandle")
+            .field("node", &self.node_name())
+            .field("index", &self.index())
+            .field("shards", &self.shards())
+            .finish()
+    }
 }
 
 impl ShardHandle {

@@ -58,6 +58,11 @@ struct Slot<T> {
     named: bool,
 }
 
+// The sizes docs/architecture.md quotes: a slot of 48 bytes with a
+// 12-byte mailbox.
+const _: () = assert!(std::mem::size_of::<Slot<Box<dyn crate::worker::Runnable>>>() == 48);
+const _: () = assert!(std::mem::size_of::<Mailbox>() == 12);
+
 /// What the scheduler does next with a worker taken from the run queue.
 pub(crate) enum Next<T> {
     /// Handle its messages (`first`: run `on_start` before).
