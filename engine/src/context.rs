@@ -93,6 +93,14 @@ impl Context {
     /// Fails at once with [`Error::NoSuchWorker`] or [`Error::MailboxFull`]
     /// when the receiver is on this shard; a message to another shard that
     /// turns out undeliverable there is dropped and counted.
+    ///
+    /// Messages from one sender to one address arrive in the order they
+    /// were sent. Sends to one worker by name and by [`WorkerRef`] share
+    /// that order when the worker lives on its name's home shard (every
+    /// worker started with `start_worker`) or the sender runs on that home
+    /// shard. A worker placed elsewhere (`start_worker_on`) is found by name
+    /// through its home shard, so a send by name from a third shard may
+    /// arrive after a later send by reference.
     pub fn send(&self, to: impl Into<Address>, msg: impl Into<Message>) -> Result<()> {
         let delivery = Delivery {
             msg: msg.into(),

@@ -34,8 +34,21 @@ const INBOX_CAPACITY: usize = 1 << 16;
 pub struct Node;
 
 impl Node {
-    /// Starts a node, runs `main` as a worker on shard 0, stops the node when
-    /// `main` returns, and returns what `main` returned.
+    /// Starts a node, runs `main` on shard 0, stops the node when `main`
+    /// returns, and returns what `main` returned (or
+    /// [`Error::WorkerFailed`] if it panicked).
+    ///
+    /// `main` is not a worker: it is a task of shard 0 with a [`Context`] of
+    /// its own, and no slot or mailbox. It may do whatever a handler may do
+    /// that needs no current message: start, stop and list workers, send,
+    /// ask (its answers come back through shard 0's ask table), sleep. But
+    /// nothing can be sent to it: `ctx.me()` is a placeholder reference that
+    /// names no worker, so a message to it fails with
+    /// [`Error::NoSuchWorker`] (or, sent from another shard, is dropped and
+    /// counted), and a worker that gets a message from `main` sees that
+    /// placeholder as `ctx.sender()`. `ctx.reply` fails with
+    /// [`Error::NothingToReplyTo`] and `ctx.stop()` does nothing. To receive
+    /// messages, start a worker and ask it.
     ///
     /// ```no_run
     /// use std::time::Duration;
