@@ -54,6 +54,7 @@ mod loom_tests {
     use super::*;
     use loom::sync::atomic::AtomicUsize;
     use loom::sync::Arc;
+    use loom::thread::JoinHandle;
     use std::task::Wake;
 
     /// Counts its wakes in a loom atomic.
@@ -69,20 +70,29 @@ mod loom_tests {
         }
     }
 
+    /// A doorbell, and a producer thread that pushes `pushes` times (the
+    /// queue's length, as a counter) and rings after each push.
+    fn producer(pushes: usize) -> (Arc<Doorbell>, Arc<AtomicUsize>, JoinHandle<()>) {
+        let bell = Arc::new(Doorbell::default());
+        let pushed = Arc::new(AtomicUsize::new(0));
+        let thread = {
+            let (bell, pushed) = (bell.clone(), pushed.clone());
+            loom::thread::spawn(move || {
+                for n in 1..=pushes {
+                    pushed.store(n, Ordering::Relaxed);
+                    bell.ring();
+                }
+            })
+        };
+        (bell, pushed, thread)
+    }
+
     /// A producer pushes and rings while the consumer parks: the consumer
     /// either sees the push in its last check or is woken.
     #[test]
     fn loom_a_parking_consumer_never_misses_a_push() {
         loom::model(|| {
-            let bell = Arc::new(Doorbell::default());
-            let pushed = Arc::new(AtomicUsize::new(0));
-            let producer = {
-                let (bell, pushed) = (bell.clone(), pushed.clone());
-                loom::thread::spawn(move || {
-                    pushed.store(1, Ordering::Relaxed);
-                    bell.ring();
-                })
-            };
+            let (bell, pushed, producer) = producer(1);
             let woken = std::sync::Arc::new(Counting(AtomicUsize::new(0)));
             bell.arm(&Waker::from(woken.clone()));
             let seen = pushed.load(Ordering::Relaxed) == 1;
@@ -99,17 +109,7 @@ mod loom_tests {
     #[test]
     fn loom_a_consumer_that_parks_again_is_woken_again() {
         loom::model(|| {
-            let bell = Arc::new(Doorbell::default());
-            let pushed = Arc::new(AtomicUsize::new(0));
-            let producer = {
-                let (bell, pushed) = (bell.clone(), pushed.clone());
-                loom::thread::spawn(move || {
-                    for n in 1..=2 {
-                        pushed.store(n, Ordering::Relaxed);
-                        bell.ring();
-                    }
-                })
-            };
+            let (bell, pushed, producer) = producer(2);
             let woken = std::sync::Arc::new(Counting(AtomicUsize::new(0)));
             let waker = Waker::from(woken.clone());
             let mut seen = 0;
