@@ -52,23 +52,10 @@ mod loom_tests {
     //! `SegQueue`) could offer: the fences alone must carry the handshake.
 
     use super::*;
+    use crate::sync::CountingWaker;
     use loom::sync::atomic::AtomicUsize;
     use loom::sync::Arc;
     use loom::thread::JoinHandle;
-    use std::task::Wake;
-
-    /// Counts its wakes in a loom atomic.
-    struct Counting(AtomicUsize);
-
-    impl Wake for Counting {
-        fn wake(self: std::sync::Arc<Self>) {
-            self.wake_by_ref();
-        }
-
-        fn wake_by_ref(self: &std::sync::Arc<Self>) {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
 
     /// A doorbell, and a producer thread that pushes `pushes` times (the
     /// queue's length, as a counter) and rings after each push.
@@ -93,11 +80,11 @@ mod loom_tests {
     fn loom_a_parking_consumer_never_misses_a_push() {
         loom::model(|| {
             let (bell, pushed, producer) = producer(1);
-            let woken = std::sync::Arc::new(Counting(AtomicUsize::new(0)));
-            bell.arm(&Waker::from(woken.clone()));
+            let (waker, woken) = CountingWaker::new();
+            bell.arm(&waker);
             let seen = pushed.load(Ordering::Relaxed) == 1;
             producer.join().unwrap();
-            let wakes = woken.0.load(Ordering::Relaxed);
+            let wakes = woken.wakes();
             assert!(seen || wakes == 1, "lost wake-up: push unseen, no wake");
             bell.disarm();
         });
@@ -110,11 +97,10 @@ mod loom_tests {
     fn loom_a_consumer_that_parks_again_is_woken_again() {
         loom::model(|| {
             let (bell, pushed, producer) = producer(2);
-            let woken = std::sync::Arc::new(Counting(AtomicUsize::new(0)));
-            let waker = Waker::from(woken.clone());
+            let (waker, woken) = CountingWaker::new();
             let mut seen = 0;
             while seen < 2 {
-                let wakes_before = woken.0.load(Ordering::Relaxed);
+                let wakes_before = woken.wakes();
                 bell.arm(&waker);
                 let now = pushed.load(Ordering::Relaxed);
                 if now > seen {
@@ -124,7 +110,7 @@ mod loom_tests {
                 }
                 // Nothing new: the consumer sleeps, armed, until woken.
                 producer.join().unwrap();
-                let wakes = woken.0.load(Ordering::Relaxed);
+                let wakes = woken.wakes();
                 assert!(wakes > wakes_before, "asleep with push {} unseen", seen + 1);
                 return;
             }

@@ -210,16 +210,7 @@ impl Inbound {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::{Wake, Waker};
-
-    struct CountingWaker(AtomicUsize);
-
-    impl Wake for CountingWaker {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::sync::CountingWaker;
 
     fn packet() -> Packet {
         Packet::Run(Box::new(|_| {}))
@@ -231,14 +222,13 @@ mod tests {
         let bell = Arc::new(Doorbell::default());
         let outbox = Outbox::new(ring.clone(), bell.clone());
         let inbound = Inbound::new(vec![ring], bell.clone());
-        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
-        let waker = Waker::from(counter.clone());
+        let (waker, counter) = CountingWaker::new();
 
         // Awake consumer: no wake-up is paid for.
         assert!(outbox.push(packet()));
         assert!(!outbox.push(packet()));
         assert!(outbox.flush());
-        assert_eq!(counter.0.load(Ordering::SeqCst), 0);
+        assert_eq!(counter.wakes(), 0);
         let mut seen = 0;
         assert_eq!(inbound.drain(|_| seen += 1), 1);
         assert_eq!(seen, 2);
@@ -248,7 +238,7 @@ mod tests {
         assert!(!inbound.pending());
         outbox.push(packet());
         assert!(outbox.flush());
-        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        assert_eq!(counter.wakes(), 1);
         assert!(inbound.pending());
         bell.disarm();
     }

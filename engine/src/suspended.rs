@@ -234,9 +234,9 @@ mod tests {
     //! engine's integration tests, where every ask and sleep suspends.
 
     use super::*;
+    use crate::sync::CountingWaker;
     use std::cell::Cell;
     use std::rc::Rc;
-    use std::sync::atomic::AtomicUsize;
     use std::sync::Mutex;
     use std::task::Poll;
 
@@ -265,14 +265,6 @@ mod tests {
             .is_pending()
         {
             table.keep(run);
-        }
-    }
-
-    struct CountingWaker(AtomicUsize);
-
-    impl Wake for CountingWaker {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
         }
     }
 
@@ -319,12 +311,12 @@ mod tests {
         let table = Suspended::new(doorbell.clone());
         let (polls, waker) = (Rc::default(), Arc::default());
         start(&table, run(&polls, 2, &waker));
-        let sleeper = Arc::new(CountingWaker(AtomicUsize::new(0)));
-        doorbell.arm(&Waker::from(sleeper.clone()));
+        let (waker_of_shard, sleeper) = CountingWaker::new();
+        doorbell.arm(&waker_of_shard);
         assert!(!table.has_foreign_ready());
         let remote = waker.lock().unwrap().clone().unwrap();
         std::thread::spawn(move || remote.wake()).join().unwrap();
-        assert_eq!(sleeper.0.load(Ordering::SeqCst), 1, "the shard was woken");
+        assert_eq!(sleeper.wakes(), 1, "the shard was woken");
         assert!(table.has_foreign_ready());
         doorbell.disarm();
         assert_eq!(table.poll_ready(), 1);
@@ -350,6 +342,7 @@ mod loom_tests {
     //! the scheduler is about to poll it.
 
     use super::*;
+    use crate::sync::CountingWaker;
     use loom::sync::atomic::AtomicUsize;
     use std::future::poll_fn;
     use std::task::Poll;
@@ -386,6 +379,28 @@ mod loom_tests {
             // The scheduler polls whatever was woken since.
             table.poll_ready();
             assert_eq!(table.len(), 0, "the run saw its answer or was woken again");
+        });
+    }
+
+    /// A wake from another thread while the scheduler parks (arms the
+    /// doorbell, then looks for foreign wakes once more, as
+    /// `Shard::sleep` does): the scheduler sees the woken run or is woken.
+    #[test]
+    fn loom_a_foreign_wake_reaches_a_parking_scheduler() {
+        loom::model(|| {
+            let doorbell = Arc::new(Doorbell::default());
+            let table = Suspended::new(doorbell.clone());
+            let waker = table.next_waker();
+            table.keep(Box::pin(std::future::pending()));
+            let remote = loom::thread::spawn(move || waker.wake());
+            let (waker_of_scheduler, scheduler) = CountingWaker::new();
+            doorbell.arm(&waker_of_scheduler);
+            let seen = table.has_foreign_ready();
+            remote.join().unwrap();
+            let woken = scheduler.wakes() > 0;
+            assert!(seen || woken, "the wake was lost");
+            doorbell.disarm();
+            drop(table.take_all());
         });
     }
 }

@@ -64,3 +64,41 @@ impl<T> Queue<T> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+/// A waker that counts its wakes (with loom's atomics in a `cfg(loom)`
+/// build), for the tests of the primitives.
+#[cfg(test)]
+#[derive(Debug)]
+pub(crate) struct CountingWaker {
+    #[cfg(not(loom))]
+    wakes: std::sync::atomic::AtomicUsize,
+    #[cfg(loom)]
+    wakes: loom::sync::atomic::AtomicUsize,
+}
+
+#[cfg(test)]
+impl CountingWaker {
+    /// A waker that has not been woken, and its counter.
+    pub(crate) fn new() -> (std::task::Waker, std::sync::Arc<Self>) {
+        let counter = std::sync::Arc::new(CountingWaker {
+            wakes: Default::default(),
+        });
+        (std::task::Waker::from(counter.clone()), counter)
+    }
+
+    /// How often it was woken.
+    pub(crate) fn wakes(&self) -> usize {
+        self.wakes.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+impl std::task::Wake for CountingWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        self.wakes.fetch_add(1, Ordering::Relaxed);
+    }
+}
