@@ -5,6 +5,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::envelope::{Delivery, ReplyTo};
+use crate::inbox::Inbox;
 use crate::shard::Shard;
 use crate::{Address, Error, Message, Replier, Result, Worker, WorkerInfo, WorkerRef};
 
@@ -17,6 +18,8 @@ pub struct Context {
     me: WorkerRef,
     from: Option<WorkerRef>,
     reply: Option<ReplyTo>,
+    /// `main`'s messages (`None` for a worker's context).
+    inbox: Option<Rc<Inbox>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -42,6 +45,16 @@ impl Context {
             me,
             from,
             reply,
+            inbox: None,
+        }
+    }
+
+    /// The context of `main`, whose worker `me` queues its messages in
+    /// `inbox`.
+    pub(crate) fn main(shard: Rc<Shard>, me: WorkerRef, inbox: Rc<Inbox>) -> Self {
+        Context {
+            inbox: Some(inbox),
+            ..Context::new(shard, me, None, None)
         }
     }
 
@@ -210,6 +223,16 @@ impl Context {
     /// other without deadlock.
     pub async fn stop_worker(&self, who: impl Into<Address>) -> Result<()> {
         self.shard.stop_worker(who.into()).await
+    }
+
+    /// In `main` (`Node::start`): waits for the next message sent to
+    /// `ctx.me()`, in arrival order. `None` once `main`'s worker was
+    /// stopped (`ctx.stop()`, `stop_worker`) and every message received,
+    /// and at once in a worker's context: a worker receives through
+    /// `handle_message`. An ask sent to `main` is answered
+    /// [`Error::NoReply`] at once; its message still arrives here.
+    pub async fn receive(&self) -> Option<Message> {
+        self.inbox.as_ref()?.receive().await
     }
 
     /// Stops this worker once the current message is handled.

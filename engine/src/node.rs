@@ -17,6 +17,7 @@ use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 use crate::address::home_shard;
 use crate::envelope::{Delivery, Packet, ReplyTo};
+use crate::inbox::{Inbox, MainWorker};
 use crate::doorbell::Doorbell;
 use crate::link::{Inbound, Outbox, Ring, RING_CAPACITY};
 use crate::remote::{self, RemoteRouterFactory, ShardHandle};
@@ -38,17 +39,15 @@ impl Node {
     /// returns, and returns what `main` returned (or
     /// [`Error::WorkerFailed`] if it panicked).
     ///
-    /// `main` is not a worker: it is a task of shard 0 with a [`Context`] of
-    /// its own, and no slot or mailbox. It may do whatever a handler may do
-    /// that needs no current message: start, stop and list workers, send,
-    /// ask (its answers come back through shard 0's ask table), sleep. But
-    /// nothing can be sent to it: `ctx.me()` is a placeholder reference that
-    /// names no worker, so a message to it fails with
-    /// [`Error::NoSuchWorker`] (or, sent from another shard, is dropped and
-    /// counted), and a worker that gets a message from `main` sees that
-    /// placeholder as `ctx.sender()`. `ctx.reply` fails with
-    /// [`Error::NothingToReplyTo`] and `ctx.stop()` does nothing. To receive
-    /// messages, start a worker and ask it.
+    /// `main` is a worker of shard 0 (it is listed by `list_workers`, with
+    /// no name) whose handler is a future rather than a method: it may start,
+    /// stop and list workers, send, ask and sleep as any handler does, and it
+    /// has a real address, `ctx.me()`, that workers see as `ctx.sender()`
+    /// and may send to. It takes those messages in arrival order with
+    /// [`Context::receive`]. It has no current message: `ctx.reply` fails
+    /// with [`Error::NothingToReplyTo`], and an ask sent to `main` is
+    /// answered [`Error::NoReply`] at once (its message is still received).
+    /// `ctx.stop()` stops only its mailbox: `receive` then returns `None`.
     ///
     /// ```no_run
     /// use std::time::Duration;
@@ -76,12 +75,9 @@ impl Node {
     {
         let node = Node::spawn(config)?;
         let outcome = node.call_async(0, move |shard| async move {
-            let me = WorkerRef {
-                index: u32::MAX,
-                generation: 0,
-                shard: 0,
-            };
-            let ctx = Context::new(shard, me, None, None);
+            let inbox = Rc::new(Inbox::default());
+            let me = shard.insert_worker(Box::new(MainWorker(inbox.clone())), None, true);
+            let ctx = Context::main(shard, me, inbox);
             AssertUnwindSafe(main(ctx))
                 .catch_unwind()
                 .await
