@@ -851,7 +851,7 @@ fn a_named_worker_placed_away_from_its_home_shard_is_reached_by_name() {
     // the home shard's directory and are forwarded.
     let name = (0..)
         .map(|i| format!("away{i}"))
-        .find(|n| myriad::home_shard(n, 2) == 0)
+        .find(|n| myriad::plugin::home_shard(n, 2) == 0)
         .unwrap();
     let r = node.start_worker_on(1, &name, Greeter).unwrap();
     assert_eq!(r.shard(), 1);

@@ -7,9 +7,10 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use myriad::plugin::{RemoteRouter, ShardHandle};
 use myriad::{
     Address, BoxError, Context, Error, Message, Node, NodeConfig, NodeHandle, RemoteAddress,
-    RemoteRouter, Replier, Result, ShardHandle, Worker, WorkerRef,
+    Replier, Result, Worker, WorkerRef,
 };
 
 const LONG: Duration = Duration::from_secs(30);

@@ -5,6 +5,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::envelope::{Delivery, ReplyTo};
+use crate::inbox::Inbox;
 use crate::shard::Shard;
 use crate::{Address, Error, Message, Replier, Result, Worker, WorkerInfo, WorkerRef};
 
@@ -17,6 +18,19 @@ pub struct Context {
     me: WorkerRef,
     from: Option<WorkerRef>,
     reply: Option<ReplyTo>,
+    /// `main`'s messages (`None` for a worker's context).
+    inbox: Option<Rc<Inbox>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("me", &self.me)
+            .field("shard", &self.shard.index())
+            .field("sender", &self.from)
+            .field("is_ask", &self.is_ask())
+            .finish()
+    }
 }
 
 impl Context {
@@ -31,6 +45,16 @@ impl Context {
             me,
             from,
             reply,
+            inbox: None,
+        }
+    }
+
+    /// The context of `main`, whose worker `me` queues its messages in
+    /// `inbox`.
+    pub(crate) fn main(shard: Rc<Shard>, me: WorkerRef, inbox: Rc<Inbox>) -> Self {
+        Context {
+            inbox: Some(inbox),
+            ..Context::new(shard, me, None, None)
         }
     }
 
@@ -82,6 +106,14 @@ impl Context {
     /// Fails at once with [`Error::NoSuchWorker`] or [`Error::MailboxFull`]
     /// when the receiver is on this shard; a message to another shard that
     /// turns out undeliverable there is dropped and counted.
+    ///
+    /// Messages from one sender to one address arrive in the order they
+    /// were sent. Sends to one worker by name and by [`WorkerRef`] share
+    /// that order when the worker lives on its name's home shard (every
+    /// worker started with `start_worker`) or the sender runs on that home
+    /// shard. A worker placed elsewhere (`start_worker_on`) is found by name
+    /// through its home shard, so a send by name from a third shard may
+    /// arrive after a later send by reference.
     pub fn send(&self, to: impl Into<Address>, msg: impl Into<Message>) -> Result<()> {
         let delivery = Delivery {
             msg: msg.into(),
@@ -191,6 +223,16 @@ impl Context {
     /// other without deadlock.
     pub async fn stop_worker(&self, who: impl Into<Address>) -> Result<()> {
         self.shard.stop_worker(who.into()).await
+    }
+
+    /// In `main` (`Node::start`): waits for the next message sent to
+    /// `ctx.me()`, in arrival order. `None` once `main`'s worker was
+    /// stopped (`ctx.stop()`, `stop_worker`) and every message received,
+    /// and at once in a worker's context: a worker receives through
+    /// `handle_message`. An ask sent to `main` is answered
+    /// [`Error::NoReply`] at once; its message still arrives here.
+    pub async fn receive(&self) -> Option<Message> {
+        self.inbox.as_ref()?.receive().await
     }
 
     /// Stops this worker once the current message is handled.

@@ -33,6 +33,20 @@ pub(crate) enum Target {
     Name(Arc<str>),
 }
 
+/// A message that could not be delivered, with the reason.
+pub(crate) struct Undelivered {
+    pub error: Error,
+    pub delivery: Delivery,
+}
+
+impl std::fmt::Debug for Undelivered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Undelivered")
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A closure run on another shard.
 pub(crate) type Job = Box<dyn FnOnce(&Rc<Shard>) + Send>;
 

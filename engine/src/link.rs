@@ -1,5 +1,5 @@
-//! Cross-shard links: one bounded lock-free SPSC ring per ordered pair of
-//! shards, carrying *batches* of packets, and a doorbell per shard.
+//! Cross-shard links: one bounded lock-free ring per ordered pair of shards,
+//! carrying *batches* of packets, and a doorbell per shard.
 //!
 //! A shard never pushes single packets into a ring: sends to another shard
 //! append to a local [`Outbox`], and the shard's scheduler ships each outbox
@@ -8,21 +8,17 @@
 //! a busy or recently busy shard picks up cross-shard traffic with a few
 //! atomic loads and no wake-up at all.
 //!
-//! Parking is a Dekker handshake: the consumer registers its waker, raises
-//! `parked`, issues a SeqCst fence and checks its rings once more; a producer
-//! pushes, issues a SeqCst fence and rings the doorbell only if `parked` is
-//! up. Either the consumer sees the batch or the producer sees the flag, so
-//! no wake-up is lost, and a producer pays for a wake-up (an eventfd write
-//! inside glommio) only when the consumer really sleeps.
+//! A ring is crossbeam's `ArrayQueue`, a multi-producer multi-consumer
+//! queue, used here as SPSC: only the source shard pushes and only the
+//! target shard pops. A consumer about to park is woken through its
+//! [`Doorbell`] (`doorbell.rs`).
 
 use std::cell::RefCell;
-use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::Waker;
 
-use atomic_waker::AtomicWaker;
 use crossbeam::queue::ArrayQueue;
 
+use crate::doorbell::Doorbell;
 use crate::envelope::Packet;
 
 /// A batch of packets: one entry of a cross-shard ring.
@@ -76,8 +72,12 @@ impl Ring {
 }
 
 /// Capacity, in entries (a lone packet or a batch), of each cross-shard
-/// ring: 256 slots of 104 bytes, 26 KiB per ordered pair of shards.
+/// ring: 256 slots of 104 bytes (a 96-byte entry and crossbeam's 8-byte
+/// stamp), 26 KiB per ordered pair of shards.
 pub(crate) const RING_CAPACITY: usize = 256;
+
+// The entry size `RING_CAPACITY` and docs/architecture.md quote.
+const _: () = assert!(std::mem::size_of::<Entry>() == 96);
 
 /// Deliveries waiting in one outbox before sends to that shard fail with
 /// `MailboxFull` (replies and control packets are never refused).
@@ -96,36 +96,6 @@ const SPARE_BATCH_CAPACITY: usize = 256;
 /// Most batches taken from one ring per drain, so one busy peer cannot keep
 /// a shard from its own work.
 const DRAIN_BUDGET: usize = 64;
-
-/// How a shard that is about to sleep is woken by the other shards.
-#[derive(Default)]
-pub(crate) struct Doorbell {
-    waker: AtomicWaker,
-    parked: AtomicBool,
-}
-
-impl Doorbell {
-    /// Producer side, after a push: wakes the consumer if it sleeps.
-    pub(crate) fn ring(&self) {
-        fence(Ordering::SeqCst);
-        if self.parked.load(Ordering::Relaxed) {
-            self.waker.wake();
-        }
-    }
-
-    /// Consumer side, before its last check of the rings: from now on a
-    /// producer will wake `waker`.
-    pub(crate) fn arm(&self, waker: &Waker) {
-        self.waker.register(waker);
-        self.parked.store(true, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
-    }
-
-    /// Consumer side, once awake.
-    pub(crate) fn disarm(&self) {
-        self.parked.store(false, Ordering::Relaxed);
-    }
-}
 
 /// The sending half of a link, owned by the source shard.
 pub(crate) struct Outbox {
@@ -240,16 +210,7 @@ impl Inbound {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
-    use std::task::Wake;
-
-    struct CountingWaker(AtomicUsize);
-
-    impl Wake for CountingWaker {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::sync::CountingWaker;
 
     fn packet() -> Packet {
         Packet::Run(Box::new(|_| {}))
@@ -261,14 +222,13 @@ mod tests {
         let bell = Arc::new(Doorbell::default());
         let outbox = Outbox::new(ring.clone(), bell.clone());
         let inbound = Inbound::new(vec![ring], bell.clone());
-        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
-        let waker = Waker::from(counter.clone());
+        let (waker, counter) = CountingWaker::new();
 
         // Awake consumer: no wake-up is paid for.
         assert!(outbox.push(packet()));
         assert!(!outbox.push(packet()));
         assert!(outbox.flush());
-        assert_eq!(counter.0.load(Ordering::SeqCst), 0);
+        assert_eq!(counter.wakes(), 0);
         let mut seen = 0;
         assert_eq!(inbound.drain(|_| seen += 1), 1);
         assert_eq!(seen, 2);
@@ -278,7 +238,7 @@ mod tests {
         assert!(!inbound.pending());
         outbox.push(packet());
         assert!(outbox.flush());
-        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        assert_eq!(counter.wakes(), 1);
         assert!(inbound.pending());
         bell.disarm();
     }

@@ -17,9 +17,12 @@ use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 use crate::address::home_shard;
 use crate::envelope::{Delivery, Packet, ReplyTo};
-use crate::link::{Doorbell, Inbound, Outbox, Ring, RING_CAPACITY};
-use crate::remote::{RemoteRouterFactory, ShardHandle};
-use crate::shard::{NodeShared, Shard, CURRENT};
+use crate::inbox::{Inbox, MainWorker};
+use crate::doorbell::Doorbell;
+use crate::link::{Inbound, Outbox, Ring, RING_CAPACITY};
+use crate::remote::{self, RemoteRouterFactory, ShardHandle};
+use crate::shard::{NodeShared, Shard};
+use crate::suspended;
 use crate::worker::panic_text;
 use crate::{Address, Context, Error, Message, NodeConfig, Result, Worker, WorkerRef};
 
@@ -28,11 +31,23 @@ use crate::{Address, Context, Error, Message, NodeConfig, Result, Worker, Worker
 const INBOX_CAPACITY: usize = 1 << 16;
 
 /// Entry points that start a node.
+#[derive(Debug)]
 pub struct Node;
 
 impl Node {
-    /// Starts a node, runs `main` as a worker on shard 0, stops the node when
-    /// `main` returns, and returns what `main` returned.
+    /// Starts a node, runs `main` on shard 0, stops the node when `main`
+    /// returns, and returns what `main` returned (or
+    /// [`Error::WorkerFailed`] if it panicked).
+    ///
+    /// `main` is a worker of shard 0 (it is listed by `list_workers`, with
+    /// no name) whose handler is a future rather than a method: it may start,
+    /// stop and list workers, send, ask and sleep as any handler does, and it
+    /// has a real address, `ctx.me()`, that workers see as `ctx.sender()`
+    /// and may send to. It takes those messages in arrival order with
+    /// [`Context::receive`]. It has no current message: `ctx.reply` fails
+    /// with [`Error::NothingToReplyTo`], and an ask sent to `main` is
+    /// answered [`Error::NoReply`] at once (its message is still received).
+    /// `ctx.stop()` stops only its mailbox: `receive` then returns `None`.
     ///
     /// ```no_run
     /// use std::time::Duration;
@@ -60,12 +75,9 @@ impl Node {
     {
         let node = Node::spawn(config)?;
         let outcome = node.call_async(0, move |shard| async move {
-            let me = WorkerRef {
-                index: u32::MAX,
-                generation: 0,
-                shard: 0,
-            };
-            let ctx = Context::new(shard, me, None, None);
+            let inbox = Rc::new(Inbox::default());
+            let me = shard.insert_worker(Box::new(MainWorker(inbox.clone())), None, true);
+            let ctx = Context::main(shard, me, inbox);
             AssertUnwindSafe(main(ctx))
                 .catch_unwind()
                 .await
@@ -181,7 +193,8 @@ async fn run_shard(start: ShardStart) {
         return;
     };
     let shard = Rc::new(Shard::new(start.index, start.shared, outboxes, inbound));
-    CURRENT.with(|c| *c.borrow_mut() = Some(shard.clone()));
+    remote::enter(shard.clone());
+    suspended::enter(shard.clone());
     if let Some(factory) = start.remote {
         shard.install_remote(factory(ShardHandle::new(shard.clone())));
     }
@@ -196,7 +209,8 @@ async fn run_shard(start: ShardStart) {
     // The node may already be gone if another shard failed to start.
     let _ = start.ready.send(start.index);
     shard.until_stopped().await;
-    CURRENT.with(|c| c.borrow_mut().take());
+    suspended::leave();
+    remote::leave();
 }
 
 async fn drain_inbox(shard: Rc<Shard>, inbox: flume::Receiver<Packet>) {
@@ -229,6 +243,16 @@ struct NodeInner {
     next_spawn: AtomicUsize,
     /// Set once shutdown begins: every later call fails with `NodeStopped`.
     stopped: AtomicBool,
+}
+
+impl std::fmt::Debug for NodeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeHandle")
+            .field("name", &self.name())
+            .field("shards", &self.shards())
+            .field("stopped", &self.inner.stopped.load(Ordering::Relaxed))
+            .finish()
+    }
 }
 
 impl NodeInner {

@@ -5,14 +5,32 @@
 //! Until a router is installed, a message to `node/name` on another node
 //! fails with [`Error::NoRoute`].
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::envelope::{Delivery, Packet, ReplyTo};
-use crate::shard::{NodeShared, Shard, CURRENT};
+use crate::shard::{NodeShared, Shard};
 use crate::{Address, Error, Message, RemoteAddress, Result, Worker, WorkerInfo, WorkerRef};
+
+thread_local! {
+    /// The shard that runs on this thread, if any: a [`Replier`] may be
+    /// completed or dropped on any thread, and finds its way from there.
+    static CURRENT: RefCell<Option<Rc<Shard>>> = const { RefCell::new(None) };
+}
+
+/// Makes `shard` this thread's shard (for repliers and
+/// [`ShardHandle::current`]), until [`leave`].
+pub(crate) fn enter(shard: Rc<Shard>) {
+    CURRENT.with(|c| *c.borrow_mut() = Some(shard));
+}
+
+/// Undoes [`enter`] (the shard stops).
+pub(crate) fn leave() {
+    CURRENT.with(|c| c.borrow_mut().take());
+}
 
 /// Carries messages to workers of other nodes; one per shard.
 pub trait RemoteRouter: 'static {
@@ -51,6 +69,20 @@ pub type RemoteRouterFactory = Arc<dyn Fn(ShardHandle) -> Rc<dyn RemoteRouter> +
 pub struct Replier {
     reply: Option<ReplyTo>,
     node: Arc<NodeShared>,
+}
+
+impl std::fmt::Debug for Replier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let asker = match &self.reply {
+            Some(ReplyTo::Shard { shard, .. }) => format!("a worker of shard {shard}"),
+            Some(ReplyTo::Callback(_)) => "a thread or link outside the shards".to_owned(),
+            None => "nobody (answered)".to_owned(),
+        };
+        f.debug_struct("Replier")
+            .field("node", &self.node.name)
+            .field("asker", &asker)
+            .finish()
+    }
 }
 
 impl Replier {
@@ -138,6 +170,16 @@ impl Drop for Replier {
 #[derive(Clone)]
 pub struct ShardHandle {
     shard: Rc<Shard>,
+}
+
+impl std::fmt::Debug for ShardHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardHandle")
+            .field("node", &self.node_name())
+            .field("index", &self.index())
+            .field("shards", &self.shards())
+            .finish()
+    }
 }
 
 impl ShardHandle {

@@ -3,22 +3,33 @@
 //! `notify` sets the flag and wakes the waiting task, if any; `poll_wait`
 //! clears a set flag, or registers the waiter. Notifications coalesce: many
 //! `notify` calls before a wait wake it once. It parks a shard's scheduler
-//! until a worker becomes runnable or an outbox needs flushing.
+//! until a worker becomes runnable or an outbox needs flushing, and is
+//! offered to transports (`plugin::Signal`) for their own tasks.
 
 use std::cell::Cell;
 use std::future::poll_fn;
 use std::task::{Context, Poll, Waker};
 
-/// A coalescing, single-waiter wake-up flag (not thread-safe, by design).
+/// A coalescing, single-waiter wake-up flag for the tasks of one thread
+/// (neither `Send` nor `Sync`, by design): a notification that arrives while
+/// nobody waits is kept, once, for the next wait.
 #[derive(Default)]
-pub(crate) struct Signal {
+pub struct Signal {
     notified: Cell<bool>,
     waiter: Cell<Option<Waker>>,
 }
 
+impl std::fmt::Debug for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signal")
+            .field("notified", &self.notified.get())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Signal {
     /// Sets the flag and wakes the waiter.
-    pub(crate) fn notify(&self) {
+    pub fn notify(&self) {
         self.notified.set(true);
         if let Some(waker) = self.waiter.take() {
             waker.wake();
@@ -26,18 +37,18 @@ impl Signal {
     }
 
     /// Clears the flag (the caller is about to look at all of its work).
-    pub(crate) fn clear(&self) {
+    pub fn clear(&self) {
         self.notified.set(false);
     }
 
     /// Whether the flag is set (without clearing it).
-    pub(crate) fn is_set(&self) -> bool {
+    pub fn is_set(&self) -> bool {
         self.notified.get()
     }
 
     /// Clears the flag if it is set and returns `Ready`; otherwise registers
     /// the task's waker and returns `Pending`.
-    pub(crate) fn poll_wait(&self, cx: &mut Context<'_>) -> Poll<()> {
+    pub fn poll_wait(&self, cx: &mut Context<'_>) -> Poll<()> {
         if self.notified.replace(false) {
             Poll::Ready(())
         } else {
@@ -47,7 +58,7 @@ impl Signal {
     }
 
     /// Waits until the flag is set, then clears it.
-    pub(crate) async fn wait(&self) {
+    pub async fn wait(&self) {
         poll_fn(|cx| self.poll_wait(cx)).await
     }
 }

@@ -147,6 +147,7 @@ mod tests {
 
     use super::*;
     use std::cell::Cell;
+    use std::panic::AssertUnwindSafe;
     use std::rc::Rc;
     use std::task::Waker;
 
@@ -226,6 +227,51 @@ mod tests {
         assert!(suspended.is_some());
         drop(suspended);
         assert_eq!(drops.get(), 1);
+    }
+
+    /// Where the last leaked run lived: a pointer into its block, so that
+    /// LeakSanitizer (the ASan run) sees the block as reachable.
+    static LEAKED_RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    /// A run that records where it lives (in its spare block) and panics
+    /// on its first poll if `panics`.
+    fn located(
+        at: &Rc<Cell<usize>>,
+        drops: &Rc<Cell<usize>>,
+        panics: bool,
+    ) -> impl Future<Output = ()> + 'static {
+        let (at, guard) = (at.clone(), DropCount(drops.clone()));
+        let payload = [7u64; 8];
+        std::future::poll_fn(move |_| {
+            let _keep = &guard;
+            at.set(std::ptr::from_ref(&payload) as usize);
+            assert!(!panics, "the run panics");
+            Poll::Ready(())
+        })
+    }
+
+    #[test]
+    fn a_block_whose_poll_panicked_is_leaked_never_reused() {
+        let spares = Spares::default();
+        let (at, drops) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(0)));
+        let mut cx = Context::from_waker(Waker::noop());
+        let panicked = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            spares.poll_in_place(|| located(&at, &drops, true), &mut cx)
+        }));
+        assert!(panicked.is_err());
+        let leaked = at.get();
+        LEAKED_RUN.store(leaked, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(spares.kept(), 0, "the block was not given back");
+        assert_eq!(drops.get(), 0, "the half-polled run is not dropped");
+        assert!(spares
+            .poll_in_place(|| located(&at, &drops, false), &mut cx)
+            .is_none());
+        assert_ne!(
+            at.get(),
+            leaked,
+            "the next run of that layout got a new block"
+        );
+        assert_eq!((spares.kept(), drops.get()), (1, 1));
     }
 
     #[test]

@@ -18,25 +18,50 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Wake, Waker};
 
-use crossbeam::queue::SegQueue;
 use slab::Slab;
 
-use crate::link::Doorbell;
-use crate::shard::CURRENT;
+use crate::doorbell::Doorbell;
 use crate::spare::Run;
+use crate::sync::{AtomicBool, Ordering, Queue};
 
 /// Most woken runs polled per call of [`Suspended::poll_ready`], so that
 /// they take turns with the run queue.
 const POLL_BUDGET: usize = 128;
 
+/// Takes the wakes of runs made on its own thread: the shard, which queues
+/// the run if the table is its own and tells its scheduler.
+pub(crate) trait WakeHere {
+    /// Queues run `key` of `table` if `table` is this thread's; `false`
+    /// sends the wake the foreign way.
+    fn wake_here(&self, table: &Arc<Shared>, key: u32) -> bool;
+}
+
+thread_local! {
+    /// Who takes the wakes made on this thread (a shard's thread has its
+    /// shard). A waker is called by arbitrary code with no way to pass it
+    /// along, hence a thread-local; the shard registers itself here rather
+    /// than this module reaching into the shard.
+    static HERE: RefCell<Option<Rc<dyn WakeHere>>> = const { RefCell::new(None) };
+}
+
+/// Makes `here` take the wakes made on this thread, until [`leave`].
+pub(crate) fn enter(here: Rc<dyn WakeHere>) {
+    HERE.with(|h| *h.borrow_mut() = Some(here));
+}
+
+/// Undoes [`enter`] (the shard stops).
+pub(crate) fn leave() {
+    HERE.with(|h| h.borrow_mut().take());
+}
+
 /// What a waker needs to reach its shard from any thread.
 pub(crate) struct Shared {
     /// Keys woken from other threads.
-    foreign: SegQueue<u32>,
+    foreign: Queue<u32>,
     /// Wakes the shard if it sleeps.
     doorbell: Arc<Doorbell>,
 }
@@ -58,10 +83,11 @@ impl Wake for RunWaker {
         if self.queued.swap(true, Ordering::AcqRel) {
             return;
         }
-        let local = CURRENT.with(|current| {
-            let current = current.try_borrow().ok()?;
-            let shard = current.as_ref()?;
-            shard.wake_suspended(&self.shared, self.key).then_some(())
+        let local = HERE.with(|here| {
+            let here = here.try_borrow().ok()?;
+            here.as_ref()?
+                .wake_here(&self.shared, self.key)
+                .then_some(())
         });
         if local.is_none() {
             self.shared.foreign.push(self.key);
@@ -88,7 +114,7 @@ impl Suspended {
             wakers: RefCell::default(),
             local: RefCell::default(),
             shared: Arc::new(Shared {
-                foreign: SegQueue::new(),
+                foreign: Queue::new(),
                 doorbell,
             }),
         }
@@ -118,8 +144,11 @@ impl Suspended {
             };
             polled += 1;
             let waker = self.waker_arc(key);
-            // From here on a wake queues the run again.
-            waker.queued.store(false, Ordering::Release);
+            // From here on a wake queues the run again. A swap, not a
+            // store: a wake that found the flag still up and queued nothing
+            // must happen-before the poll below, or the poll may miss what
+            // that wake announced (found by loom: `loom_tests`).
+            waker.queued.swap(false, Ordering::AcqRel);
             let taken = self
                 .runs
                 .borrow_mut()
@@ -205,9 +234,9 @@ mod tests {
     //! engine's integration tests, where every ask and sleep suspends.
 
     use super::*;
+    use crate::sync::CountingWaker;
     use std::cell::Cell;
     use std::rc::Rc;
-    use std::sync::atomic::AtomicUsize;
     use std::sync::Mutex;
     use std::task::Poll;
 
@@ -236,14 +265,6 @@ mod tests {
             .is_pending()
         {
             table.keep(run);
-        }
-    }
-
-    struct CountingWaker(AtomicUsize);
-
-    impl Wake for CountingWaker {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
         }
     }
 
@@ -290,12 +311,12 @@ mod tests {
         let table = Suspended::new(doorbell.clone());
         let (polls, waker) = (Rc::default(), Arc::default());
         start(&table, run(&polls, 2, &waker));
-        let sleeper = Arc::new(CountingWaker(AtomicUsize::new(0)));
-        doorbell.arm(&Waker::from(sleeper.clone()));
+        let (waker_of_shard, sleeper) = CountingWaker::new();
+        doorbell.arm(&waker_of_shard);
         assert!(!table.has_foreign_ready());
         let remote = waker.lock().unwrap().clone().unwrap();
         std::thread::spawn(move || remote.wake()).join().unwrap();
-        assert_eq!(sleeper.0.load(Ordering::SeqCst), 1, "the shard was woken");
+        assert_eq!(sleeper.wakes(), 1, "the shard was woken");
         assert!(table.has_foreign_ready());
         doorbell.disarm();
         assert_eq!(table.poll_ready(), 1);
@@ -311,5 +332,75 @@ mod tests {
         }
         assert_eq!(table.take_all().len(), 3);
         assert_eq!(table.len(), 0);
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    //! The wake flag of a suspended run under loom: a wake from another
+    //! thread is never lost, even when it finds the run queued already and
+    //! the scheduler is about to poll it.
+
+    use super::*;
+    use crate::sync::CountingWaker;
+    use loom::sync::atomic::AtomicUsize;
+    use std::future::poll_fn;
+    use std::task::Poll;
+
+    #[test]
+    fn loom_a_wake_during_a_poll_is_not_lost() {
+        loom::model(|| {
+            let table = Suspended::new(Arc::new(Doorbell::default()));
+            // What the other thread's wake stands for (an answer arrived).
+            let ready = Arc::new(loom::sync::Arc::new(AtomicUsize::new(0)));
+            let waker = table.next_waker();
+            let run: Run = {
+                let ready = ready.clone();
+                Box::pin(poll_fn(move |_| {
+                    if ready.load(Ordering::Relaxed) == 1 {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending
+                    }
+                }))
+            };
+            table.keep(run);
+            // Woken once already: its key waits on the ready list.
+            waker.wake_by_ref();
+            let answer = {
+                let (ready, waker) = (ready.clone(), waker.clone());
+                loom::thread::spawn(move || {
+                    ready.store(1, Ordering::Relaxed);
+                    waker.wake();
+                })
+            };
+            table.poll_ready();
+            answer.join().unwrap();
+            // The scheduler polls whatever was woken since.
+            table.poll_ready();
+            assert_eq!(table.len(), 0, "the run saw its answer or was woken again");
+        });
+    }
+
+    /// A wake from another thread while the scheduler parks (arms the
+    /// doorbell, then looks for foreign wakes once more, as
+    /// `Shard::sleep` does): the scheduler sees the woken run or is woken.
+    #[test]
+    fn loom_a_foreign_wake_reaches_a_parking_scheduler() {
+        loom::model(|| {
+            let doorbell = Arc::new(Doorbell::default());
+            let table = Suspended::new(doorbell.clone());
+            let waker = table.next_waker();
+            table.keep(Box::pin(std::future::pending()));
+            let remote = loom::thread::spawn(move || waker.wake());
+            let (waker_of_scheduler, scheduler) = CountingWaker::new();
+            doorbell.arm(&waker_of_scheduler);
+            let seen = table.has_foreign_ready();
+            remote.join().unwrap();
+            let woken = scheduler.wakes() > 0;
+            assert!(seen || woken, "the wake was lost");
+            doorbell.disarm();
+            drop(table.take_all());
+        });
     }
 }

@@ -10,7 +10,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use myriad_engine::{Result, ShardHandle, Worker, WorkerRef};
+use myriad_engine::plugin::ShardHandle;
+use myriad_engine::{Result, Worker, WorkerRef};
 
 use crate::codec::DEFAULT_MAX_MESSAGE_SIZE;
 use crate::keys::StaticKeypair;

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use myriad_engine::{Node, NodeConfig, NodeHandle, RemoteRouter, ShardHandle};
+use myriad_engine::plugin::{RemoteRouter, ShardHandle};
+use myriad_engine::{Node, NodeConfig, NodeHandle};
 
 use crate::config::TransportConfig;
 use crate::counters::NodeCounters;

@@ -73,7 +73,6 @@ impl Worker for Blaster {
                 futures_lite::future::yield_now().await;
             }
         }
-        ctx.reply("sent")?;
         Ok(())
     }
 }

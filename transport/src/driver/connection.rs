@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use futures_lite::future::{or, yield_now};
 use futures_lite::io::{split, AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use glommio::net::TcpStream;
-use myriad_engine::ShardHandle;
+use myriad_engine::plugin::ShardHandle;
 
 use super::inbound::Inbound;
 use super::link::{Conn, Link, Phase};

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 
-use myriad_engine::ShardHandle;
+use myriad_engine::plugin::ShardHandle;
 
 use super::link::Phase;
 use super::outbound::{count_failure, dial};

@@ -9,7 +9,8 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use myriad_engine::{Address, Error, Message, Result, ShardHandle};
+use myriad_engine::plugin::ShardHandle;
+use myriad_engine::{Address, Error, Message, Result};
 
 use super::link::{Conn, Link};
 use super::{errors, remote_ops, ShardTransport};

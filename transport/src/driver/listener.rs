@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use glommio::net::{TcpListener, TcpStream};
-use myriad_engine::ShardHandle;
+use myriad_engine::plugin::ShardHandle;
 
 use super::link::Phase;
 use super::outbound::count_failure;

@@ -27,9 +27,8 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::Duration;
 
-use myriad_engine::{
-    Error, Message, RemoteAddress, RemoteRouter, Replier, Result, ShardHandle, WorkerRef,
-};
+use myriad_engine::plugin::{RemoteRouter, ShardHandle};
+use myriad_engine::{Error, Message, RemoteAddress, Replier, Result, WorkerRef};
 
 use crate::codec::{EncodeError, ProtocolError};
 use crate::envelope::ControlOp;

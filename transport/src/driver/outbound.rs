@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use glommio::net::TcpStream;
-use myriad_engine::ShardHandle;
+use myriad_engine::plugin::ShardHandle;
 
 use super::link::{Link, Phase};
 use super::{connection, net, LinkError, ShardTransport};

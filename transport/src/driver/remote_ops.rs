@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use myriad_engine::{Address, Message, ShardHandle, WorkerInfo};
+use myriad_engine::plugin::ShardHandle;
+use myriad_engine::{Address, Message, WorkerInfo};
 
 use super::inbound::{to_wire, Inbound};
 use super::ShardTransport;

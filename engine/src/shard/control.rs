@@ -1,0 +1,142 @@
+//! Operations across the shards of the node, as Seastar's `submit_to`:
+//! a job runs on the shard that owns the state it touches. Starting a named
+//! worker goes through the name's home shard's directory; stopping and
+//! listing reach whichever shards hold the workers.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::address::{home_shard, validate_name};
+use crate::envelope::Packet;
+use crate::{Address, Error, Result, Worker, WorkerInfo, WorkerRef};
+
+use super::Shard;
+
+impl Shard {
+    /// Runs `job` on shard `shard` and returns its result (Seastar's
+    /// `submit_to`). On this shard it runs at once.
+    pub(crate) async fn submit<R, F>(self: &Rc<Self>, shard: usize, job: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Rc<Shard>) -> R + Send + 'static,
+    {
+        self.check_shard(shard)?;
+        if shard == self.index {
+            return Ok(job(self));
+        }
+        let (tx, rx) = flume::bounded(1);
+        let packet = Packet::Run(Box::new(move |s: &Rc<Shard>| {
+            // The asker may have gone away (node stopping): nothing to do.
+            let _ = tx.send(job(s));
+        }));
+        self.post(shard, packet).map_err(|_| Error::NodeStopped)?;
+        rx.recv_async().await.map_err(|_| Error::NodeStopped)
+    }
+
+    /// Starts an anonymous worker on any shard of this node.
+    pub(crate) async fn spawn_on<W: Worker + Send>(
+        self: &Rc<Self>,
+        shard: usize,
+        worker: W,
+    ) -> Result<WorkerRef> {
+        self.submit(shard, move |s| {
+            s.insert_worker(Box::new(worker), None, true)
+        })
+        .await
+    }
+
+    /// Starts a named worker: reserve the name on its home shard, create the
+    /// worker (inactive) on its shard, bind the name, then let it run.
+    pub(crate) async fn start_named<W: Worker + Send>(
+        self: &Rc<Self>,
+        name: &str,
+        placement: Option<usize>,
+        worker: W,
+    ) -> Result<WorkerRef> {
+        validate_name(name)?;
+        let home = home_shard(name, self.node.shards);
+        let target = placement.unwrap_or(home);
+        self.check_shard(target)?;
+        let name: Arc<str> = Arc::from(name);
+        let reserve = name.clone();
+        self.submit(home, move |s| {
+            s.state.borrow_mut().directory.reserve(reserve)
+        })
+        .await??;
+        let named = name.clone();
+        let created = self
+            .submit(target, move |s| {
+                s.insert_worker(Box::new(worker), Some(named), false)
+            })
+            .await;
+        let bound = self
+            .submit(home, move |s| {
+                s.state.borrow_mut().directory.bind(name, created.ok())
+            })
+            .await?;
+        let r = bound.ok_or(Error::NodeStopped)?;
+        self.submit(target, move |s| s.activate(r)).await?;
+        Ok(r)
+    }
+
+    /// Frees `name` in its home shard's directory if it is still `r`'s.
+    pub(super) fn unbind(self: &Rc<Self>, name: Arc<str>, r: WorkerRef) {
+        let home = home_shard(&name, self.node.shards);
+        let job = move |shard: &Rc<Shard>| shard.state.borrow_mut().directory.release(&name, r);
+        if let Err(Packet::Run(job)) = self.post(home, Packet::Run(Box::new(job))) {
+            job(self);
+        }
+    }
+
+    /// Finds which worker an address means, asking its home shard for names.
+    async fn resolve(self: &Rc<Self>, who: &Address) -> Result<WorkerRef> {
+        let name = match who {
+            Address::Worker(r) => return Ok(*r),
+            Address::Name(name) => name.clone(),
+            Address::Remote(remote) if *remote.node == *self.node.name => remote.worker.clone(),
+            Address::Remote(remote) => return Err(Error::NoRoute(remote.node.to_string())),
+        };
+        let home = home_shard(&name, self.node.shards);
+        let lookup = name.clone();
+        let found = self
+            .submit(home, move |s| s.state.borrow().directory.lookup(&lookup))
+            .await?;
+        found.ok_or_else(|| Error::NoSuchWorker(name.to_string()))
+    }
+
+    /// Stops the worker `who` (see `Context::stop_worker`).
+    ///
+    /// Returns once the worker is marked to stop and its name, if any, is
+    /// free: the worker finishes its current message and runs `on_stop` on
+    /// its own, so a worker may stop another (or itself) without waiting
+    /// on it, while the name can be taken again at once.
+    pub(crate) async fn stop_worker(self: &Rc<Self>, who: Address) -> Result<()> {
+        let r = self.resolve(&who).await?;
+        self.check_shard(r.shard())?;
+        let stopping = self
+            .submit(r.shard(), move |s| s.request_stop(r).then(|| s.name_of(r)))
+            .await?;
+        let Some(name) = stopping else {
+            return Err(Error::NoSuchWorker(who.to_string()));
+        };
+        if let Some(name) = name {
+            let home = home_shard(&name, self.node.shards);
+            self.submit(home, move |s| {
+                s.state.borrow_mut().directory.release(&name, r);
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The workers of every shard of the node.
+    pub(crate) async fn list_all(self: &Rc<Self>) -> Vec<WorkerInfo> {
+        let mut all = Vec::new();
+        for shard in 0..self.node.shards {
+            if let Ok(mut some) = self.submit(shard, |s| s.list_here()).await {
+                all.append(&mut some);
+            }
+        }
+        all
+    }
+}

@@ -1,0 +1,182 @@
+//! A shard: one core's worth of workers, and what it does with them, one
+//! job per submodule:
+//!
+//! * `route`: where a delivery goes (this shard, another shard, another
+//!   node), and where the answer of an ask goes;
+//! * `asks`: asks from this shard's workers and their sleeps, on the
+//!   shard's ask table (`ask.rs`);
+//! * `workers`: the workers of this shard, their slots (`slots.rs`) and
+//!   their runs' hand-over with the slot table;
+//! * `control`: operations across shards (Seastar's `submit_to`): starting
+//!   named workers through the name directory (`directory.rs`), stopping
+//!   and listing workers;
+//! * `scheduler`: the loop that runs queued workers, drains the rings,
+//!   ships the outboxes, spins and parks;
+//! * `shutdown`: stopping the shard.
+//!
+//! Everything here lives on one glommio executor thread. The shard's state
+//! sits in one `RefCell` that is never borrowed across an `.await` or a call
+//! into worker code: a delivery to a worker of this shard is one borrow.
+
+use std::cell::{Cell, OnceCell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::ask::AskTable;
+use crate::directory::Directory;
+use crate::envelope::Packet;
+use crate::link::{Inbound, Outbox};
+use crate::remote::RemoteRouter;
+use crate::signal::Signal;
+use crate::slots::Slots;
+use crate::spare::Spares;
+use crate::suspended::Suspended;
+use crate::worker::Runnable;
+use crate::{Error, Result};
+
+mod asks;
+mod control;
+mod route;
+mod scheduler;
+mod shutdown;
+mod workers;
+
+/// What every shard of a node knows about the node.
+pub(crate) struct NodeShared {
+    pub name: Arc<str>,
+    pub shards: usize,
+    pub mailbox_capacity: usize,
+    pub default_timeout: Duration,
+    /// Each shard's channel from outside its thread.
+    pub inboxes: Vec<flume::Sender<Packet>>,
+}
+
+/// The shard's mutable state, borrowed once per operation.
+struct State {
+    /// The workers that live on this shard.
+    slots: Slots<Box<dyn Runnable>>,
+    /// The names whose home is this shard.
+    directory: Directory,
+}
+
+impl State {
+    fn new(shard: u16) -> Self {
+        State {
+            slots: Slots::new(shard),
+            directory: Directory::default(),
+        }
+    }
+}
+
+/// One shard of a node.
+pub(crate) struct Shard {
+    index: usize,
+    node: Arc<NodeShared>,
+    state: RefCell<State>,
+    /// Messages dropped because nobody could take them.
+    dropped: Cell<u64>,
+    asks: AskTable,
+    outboxes: Vec<Option<Outbox>>,
+    inbound: Inbound,
+    remote: OnceCell<Rc<dyn RemoteRouter>>,
+    spares: Spares,
+    suspended: Suspended,
+    /// Raised when a worker is queued or an outbox needs shipping.
+    work: Signal,
+    stop: Signal,
+    closed: Cell<bool>,
+}
+
+impl Shard {
+    /// A shard with its outboxes (indexed by peer shard; `None` for itself)
+    /// and its incoming rings.
+    pub(crate) fn new(
+        index: usize,
+        node: Arc<NodeShared>,
+        outboxes: Vec<Option<Outbox>>,
+        inbound: Inbound,
+    ) -> Self {
+        let suspended = Suspended::new(inbound.doorbell().clone());
+        Shard {
+            // The node refuses more than u16::MAX shards at start-up.
+            state: RefCell::new(State::new(index as u16)),
+            index,
+            node,
+            dropped: Cell::new(0),
+            asks: AskTable::default(),
+            outboxes,
+            inbound,
+            remote: OnceCell::new(),
+            spares: Spares::default(),
+            suspended,
+            work: Signal::default(),
+            stop: Signal::default(),
+            closed: Cell::new(false),
+        }
+    }
+
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
+    pub(crate) fn node(&self) -> &Arc<NodeShared> {
+        &self.node
+    }
+
+    pub(crate) fn shard_count(&self) -> usize {
+        self.node.shards
+    }
+
+    pub(crate) fn node_name(&self) -> &str {
+        &self.node.name
+    }
+
+    pub(crate) fn default_timeout(&self) -> Duration {
+        self.node.default_timeout
+    }
+
+    /// The memory this shard's runs are polled in.
+    pub(crate) fn spares(&self) -> &Spares {
+        &self.spares
+    }
+
+    pub(crate) fn install_remote(&self, router: Rc<dyn RemoteRouter>) {
+        // Installed once at shard start; a second call is a programming error
+        // of the node builder and is ignored.
+        let _ = self.remote.set(router);
+    }
+
+    /// The outbox towards `peer` (another shard of this node).
+    fn outbox(&self, peer: usize) -> Option<&Outbox> {
+        self.outboxes.get(peer).and_then(Option::as_ref)
+    }
+
+    /// Queues a reply or control packet for shard `peer` (never refused).
+    /// Returns the packet if `peer` is this shard or does not exist.
+    fn post(&self, peer: usize, packet: Packet) -> Result<(), Packet> {
+        let Some(outbox) = self.outbox(peer) else {
+            return Err(packet);
+        };
+        if outbox.push(packet) {
+            self.work.notify();
+        }
+        Ok(())
+    }
+
+    fn shard_id(&self) -> u16 {
+        // The node refuses more than u16::MAX shards at start-up.
+        self.index as u16
+    }
+
+    fn check_shard(&self, shard: usize) -> Result<()> {
+        if shard < self.node.shards {
+            Ok(())
+        } else {
+            Err(Error::NoSuchShard {
+                shard,
+                shards: self.node.shards,
+            })
+        }
+    }
+}

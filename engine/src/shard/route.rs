@@ -1,0 +1,167 @@
+//! Where a delivery goes: into a mailbox of this shard, into the outbox
+//! towards another shard, or to the remote router for another node; and
+//! where the answer of an ask goes.
+
+use std::rc::Rc;
+
+use crate::address::home_shard;
+use crate::envelope::{Delivery, Packet, ReplyTo, Target, Undelivered};
+use crate::remote::Replier;
+use crate::{Address, Error, Message, Result};
+
+use super::Shard;
+
+impl Shard {
+    /// Sends `delivery` towards `to`, wherever it lives.
+    pub(crate) fn route(&self, to: &Address, delivery: Delivery) -> Result<(), Undelivered> {
+        match to {
+            Address::Worker(r) => self.route_to_shard(r.shard(), Target::Worker(*r), delivery),
+            Address::Name(name) => {
+                let home = home_shard(name, self.node.shards);
+                self.route_to_shard(home, Target::Name(name.clone()), delivery)
+            }
+            Address::Remote(remote) if *remote.node == *self.node.name => {
+                let home = home_shard(&remote.worker, self.node.shards);
+                self.route_to_shard(home, Target::Name(remote.worker.clone()), delivery)
+            }
+            Address::Remote(remote) => match self.remote.get() {
+                Some(router) => {
+                    let Delivery { msg, from, reply } = delivery;
+                    let mut replier = reply.map(|r| Replier::new(r, self));
+                    router
+                        .send(remote, msg, from, &mut replier)
+                        .map_err(|error| Undelivered {
+                            error,
+                            delivery: Delivery {
+                                msg: Message::default(),
+                                from,
+                                reply: replier.and_then(Replier::into_reply_to),
+                            },
+                        })
+                }
+                None => Err(Undelivered {
+                    error: Error::NoRoute(remote.node.to_string()),
+                    delivery,
+                }),
+            },
+        }
+    }
+
+    fn route_to_shard(
+        &self,
+        shard: usize,
+        to: Target,
+        delivery: Delivery,
+    ) -> Result<(), Undelivered> {
+        if shard == self.index {
+            return self.deliver_here(to, delivery);
+        }
+        let Some(outbox) = self.outbox(shard) else {
+            let error = Error::NoSuchWorker(describe_target(&to));
+            return Err(Undelivered { error, delivery });
+        };
+        outbox
+            .push_delivery(Packet::Deliver { to, delivery })
+            .map(|was_empty| {
+                if was_empty {
+                    self.work.notify();
+                }
+            })
+            .map_err(|packet| match packet {
+                Packet::Deliver { to, delivery } => Undelivered {
+                    error: Error::MailboxFull(describe_target(&to)),
+                    delivery,
+                },
+                // push_delivery gives back exactly the packet it was given.
+                _ => unreachable!("outbox returned a different packet"),
+            })
+    }
+
+    /// Puts `delivery` into a mailbox of this shard (or forwards a name to
+    /// the shard its worker was explicitly placed on).
+    fn deliver_here(&self, to: Target, delivery: Delivery) -> Result<(), Undelivered> {
+        let mut state = self.state.borrow_mut();
+        let r = match to {
+            Target::Worker(r) => r,
+            Target::Name(name) => match state.directory.lookup(&name) {
+                Some(r) => r,
+                None => {
+                    let error = Error::NoSuchWorker(name.to_string());
+                    return Err(Undelivered { error, delivery });
+                }
+            },
+        };
+        if r.shard() != self.index {
+            drop(state);
+            return self.route_to_shard(r.shard(), Target::Worker(r), delivery);
+        }
+        let queued = state.slots.push(r, delivery, self.node.mailbox_capacity)?;
+        if queued {
+            self.work.notify();
+        }
+        Ok(())
+    }
+
+    /// Handles a packet from another shard or from outside the node.
+    pub(crate) fn accept(self: &Rc<Self>, packet: Packet) {
+        match packet {
+            Packet::Deliver { to, delivery } => {
+                if let Err(undelivered) = self.deliver_here(to, delivery) {
+                    self.reject(undelivered);
+                }
+            }
+            Packet::Reply {
+                slot,
+                generation,
+                result,
+            } => self.asks.fulfil(slot, generation, result),
+            Packet::Run(job) => job(self),
+        }
+    }
+
+    /// A delivery that cannot be made: an ask learns why at once; a plain
+    /// message is dropped and counted.
+    pub(crate) fn reject(&self, undelivered: Undelivered) {
+        let Undelivered { error, delivery } = undelivered;
+        match delivery.reply {
+            Some(reply) => self.complete(reply, Err(error)),
+            None => {
+                self.dropped.set(self.dropped.get() + 1);
+                tracing::debug!(shard = self.index, %error, "message dropped");
+            }
+        }
+    }
+
+    /// Messages dropped on this shard because nobody could take them.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.get()
+    }
+
+    /// Sends the answer of an ask to whoever waits for it.
+    pub(crate) fn complete(&self, reply: ReplyTo, result: Result<Message>) {
+        match reply {
+            ReplyTo::Shard {
+                shard,
+                slot,
+                generation,
+            } => {
+                let packet = Packet::Reply {
+                    slot,
+                    generation,
+                    result,
+                };
+                if let Err(Packet::Reply { result, .. }) = self.post(usize::from(shard), packet) {
+                    self.asks.fulfil(slot, generation, result);
+                }
+            }
+            ReplyTo::Callback(callback) => callback(result),
+        }
+    }
+}
+
+fn describe_target(to: &Target) -> String {
+    match to {
+        Target::Worker(r) => r.to_string(),
+        Target::Name(name) => name.to_string(),
+    }
+}

@@ -1,0 +1,118 @@
+//! The workers of this shard: adding them, handing a run its next message,
+//! stopping them and freeing their slots. The slot table itself and its
+//! run states are `slots.rs`; this module tells the scheduler when a worker
+//! was queued and sends what a freed slot leaves behind where it belongs.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::envelope::{Delivery, Undelivered};
+use crate::slots::Step;
+use crate::worker::Runnable;
+use crate::{Error, WorkerInfo, WorkerRef};
+
+use super::Shard;
+
+impl Shard {
+    /// Adds a worker to this shard. An active worker is queued at once so its
+    /// `on_start` runs; an inactive one waits for [`Shard::activate`].
+    pub(crate) fn insert_worker(
+        &self,
+        worker: Box<dyn Runnable>,
+        name: Option<Arc<str>>,
+        active: bool,
+    ) -> WorkerRef {
+        let r = self.state.borrow_mut().slots.insert(worker, name);
+        if active {
+            self.activate(r);
+        }
+        r
+    }
+
+    /// Lets a worker inserted inactive start running.
+    pub(crate) fn activate(&self, r: WorkerRef) {
+        if self.state.borrow_mut().slots.activate(r) {
+            self.work.notify();
+        }
+    }
+
+    /// Counts the messages a running worker just handled and gives it its
+    /// next one, with the worker. When the mailbox is empty, the run's budget
+    /// is spent (`more` is false) or the worker is being stopped, puts the
+    /// worker back in its slot instead (queued again if it still has work)
+    /// and returns `None`. One borrow per message.
+    pub(crate) fn next_or_park<W: Runnable>(
+        &self,
+        me: WorkerRef,
+        handled: u64,
+        more: bool,
+        worker: Box<W>,
+    ) -> Option<(Box<W>, Delivery)> {
+        let step = self.state.borrow_mut().slots.next_or_park(
+            me,
+            handled,
+            more,
+            worker,
+            |w| -> Box<dyn Runnable> { w },
+        );
+        match step {
+            Step::Handle(worker, delivery) => Some((worker, delivery)),
+            Step::Parked { requeued } => {
+                if requeued {
+                    self.work.notify();
+                }
+                None
+            }
+        }
+    }
+
+    /// Marks a worker of this shard to stop after its current message;
+    /// `false` if it is not a live worker here.
+    pub(crate) fn request_stop(&self, me: WorkerRef) -> bool {
+        let marked = self.state.borrow_mut().slots.request_stop(me);
+        if marked == Some(true) {
+            self.work.notify();
+        }
+        marked.is_some()
+    }
+
+    /// Stops a worker after a panic; asks queued for it fail with the reason.
+    pub(crate) fn worker_panicked(self: &Rc<Self>, me: WorkerRef, reason: String) {
+        let worker = self.describe(me);
+        tracing::error!(%worker, %reason, "worker panicked and was stopped");
+        self.remove_worker(me, Error::WorkerFailed { worker, reason });
+    }
+
+    /// Frees a worker's slot and name; its queued messages are rejected
+    /// with `why`.
+    pub(crate) fn remove_worker(self: &Rc<Self>, me: WorkerRef, why: Error) {
+        let removed = self.state.borrow_mut().slots.remove(me);
+        let Some((orphans, name)) = removed else {
+            return;
+        };
+        for delivery in orphans {
+            self.reject(Undelivered {
+                error: why.clone(),
+                delivery,
+            });
+        }
+        if let Some(name) = name {
+            self.unbind(name, me);
+        }
+    }
+
+    /// `name` if the worker has one, else its reference.
+    pub(crate) fn describe(&self, r: WorkerRef) -> String {
+        self.state.borrow().slots.describe(r)
+    }
+
+    /// The name of worker `r` of this shard, if it has one.
+    pub(crate) fn name_of(&self, r: WorkerRef) -> Option<Arc<str>> {
+        self.state.borrow().slots.name(r).cloned()
+    }
+
+    /// The workers of this shard.
+    pub(crate) fn list_here(&self) -> Vec<WorkerInfo> {
+        self.state.borrow().slots.list()
+    }
+}

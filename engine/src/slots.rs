@@ -1,0 +1,490 @@
+//! A shard's worker slots, their mailboxes, the run queue, and each slot's
+//! run state.
+//!
+//! A worker is a slot of a `slab`: its boxed state (while it is not
+//! running), a 12-byte mailbox into the shard's shared pool, a generation
+//! and a few flags. The run queue holds the slots that have work. Each slot
+//! moves through one small state machine:
+//!
+//! ```text
+//!            message, activate, stop request
+//!   Idle ───────────────────────────────────▶ Queued
+//!    ▲                                          │ taken by the scheduler
+//!    │ parked, mailbox empty                    ▼
+//!    └──────────────────────────────────────── Running
+//!            parked with work left, or stopping: back to Queued
+//! ```
+//!
+//! A slot is in the run queue exactly while it is `Queued` (stale queue
+//! entries of freed slots are skipped), so a worker is never queued twice
+//! and never run twice at once. `stopping` is a flag on top: a stopping
+//! slot takes no more messages and is next run to stop, not to handle.
+//!
+//! This module is plain data (no glommio, no `RefCell`): the shard keeps it
+//! behind one borrow and tells its scheduler when a method says a slot was
+//! queued. It is generic over the worker it holds so that its tests need no
+//! worker type.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use slab::Slab;
+
+use crate::envelope::{Delivery, Undelivered};
+use crate::mailbox::{Mailbox, MailboxPool};
+use crate::{Error, WorkerInfo, WorkerRef};
+
+/// Where a slot stands with the scheduler.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum RunState {
+    /// In its slot, nothing to do.
+    Idle,
+    /// In its slot and in the run queue.
+    Queued,
+    /// Taken out by a run.
+    Running,
+}
+
+struct Slot<T> {
+    /// The worker, while it is not running.
+    worker: Option<T>,
+    mailbox: Mailbox,
+    generation: u32,
+    handled: u64,
+    run: RunState,
+    started: bool,
+    stopping: bool,
+    /// Whether `Slots::names` has an entry for this slot.
+    named: bool,
+}
+
+// The sizes docs/architecture.md quotes: a slot of 48 bytes with a
+// 12-byte mailbox.
+const _: () = assert!(std::mem::size_of::<Slot<Box<dyn crate::worker::Runnable>>>() == 48);
+const _: () = assert!(std::mem::size_of::<Mailbox>() == 12);
+
+/// What the scheduler does next with a worker taken from the run queue.
+pub(crate) enum Next<T> {
+    /// Handle its messages (`first`: run `on_start` before).
+    Run {
+        worker: T,
+        me: WorkerRef,
+        first: bool,
+    },
+    /// Run its `on_stop`, then free its slot.
+    Stop { worker: T, me: WorkerRef },
+}
+
+/// What a running worker does after a message.
+pub(crate) enum Step<B> {
+    /// Handle this delivery next.
+    Handle(B, Delivery),
+    /// The run ends: the worker is back in its slot (or was dropped with
+    /// its freed slot). `requeued`: it is queued again, because it has work
+    /// left or is stopping.
+    Parked { requeued: bool },
+}
+
+/// The worker slots of one shard.
+pub(crate) struct Slots<T> {
+    shard: u16,
+    slots: Slab<Slot<T>>,
+    pool: MailboxPool,
+    run_queue: VecDeque<(u32, u32)>,
+    /// Names of the named workers of this shard, by slot.
+    names: HashMap<u32, Arc<str>>,
+    next_generation: u32,
+}
+
+impl<T> Slots<T> {
+    /// The empty table of shard `shard`.
+    pub(crate) fn new(shard: u16) -> Self {
+        Slots {
+            shard,
+            slots: Slab::new(),
+            pool: MailboxPool::default(),
+            run_queue: VecDeque::new(),
+            names: HashMap::new(),
+            next_generation: 0,
+        }
+    }
+
+    fn worker_ref(&self, index: u32, generation: u32) -> WorkerRef {
+        WorkerRef {
+            index,
+            generation,
+            shard: self.shard,
+        }
+    }
+
+    /// Adds an idle, not yet queued worker (see [`Self::activate`]).
+    pub(crate) fn insert(&mut self, worker: T, name: Option<Arc<str>>) -> WorkerRef {
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let generation = self.next_generation;
+        let key = self.slots.insert(Slot {
+            worker: Some(worker),
+            mailbox: Mailbox::new(),
+            generation,
+            handled: 0,
+            run: RunState::Idle,
+            started: false,
+            stopping: false,
+            named: name.is_some(),
+        });
+        let index = u32::try_from(key).expect("more than 2^32 workers on one shard");
+        if let Some(name) = name {
+            self.names.insert(index, name);
+        }
+        self.worker_ref(index, generation)
+    }
+
+    /// Queues an idle worker, so that its `on_start` runs. Returns whether
+    /// it was queued (the scheduler must be told).
+    #[must_use]
+    pub(crate) fn activate(&mut self, r: WorkerRef) -> bool {
+        match self.slots.get_mut(r.index as usize) {
+            Some(slot) if slot.generation == r.generation && slot.run == RunState::Idle => {
+                slot.run = RunState::Queued;
+                self.run_queue.push_back((r.index, r.generation));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Appends `delivery` to worker `r`'s mailbox, which holds at most
+    /// `capacity`. Returns whether the worker was queued (the scheduler must
+    /// be told), or the delivery with why it was refused.
+    pub(crate) fn push(
+        &mut self,
+        r: WorkerRef,
+        delivery: Delivery,
+        capacity: usize,
+    ) -> Result<bool, Undelivered> {
+        let slot = match self.slots.get_mut(r.index as usize) {
+            Some(slot) if slot.generation == r.generation && !slot.stopping => slot,
+            _ => {
+                let error = Error::NoSuchWorker(r.to_string());
+                return Err(Undelivered { error, delivery });
+            }
+        };
+        if slot.mailbox.len() >= capacity {
+            let error = Error::MailboxFull(describe(&self.names, r));
+            return Err(Undelivered { error, delivery });
+        }
+        self.pool.push(&mut slot.mailbox, delivery);
+        if slot.run != RunState::Idle {
+            return Ok(false);
+        }
+        slot.run = RunState::Queued;
+        self.run_queue.push_back((r.index, r.generation));
+        Ok(true)
+    }
+
+    /// Takes the next queued worker out of its slot.
+    pub(crate) fn next_run(&mut self) -> Option<Next<T>> {
+        loop {
+            let (index, generation) = self.run_queue.pop_front()?;
+            let Some(slot) = self.slots.get_mut(index as usize) else {
+                continue;
+            };
+            if slot.generation != generation || slot.run != RunState::Queued {
+                continue;
+            }
+            let Some(worker) = slot.worker.take() else {
+                continue;
+            };
+            slot.run = RunState::Running;
+            let me = WorkerRef {
+                index,
+                generation,
+                shard: self.shard,
+            };
+            if slot.stopping {
+                return Some(Next::Stop { worker, me });
+            }
+            let first = !std::mem::replace(&mut slot.started, true);
+            return Some(Next::Run { worker, me, first });
+        }
+    }
+
+    /// Counts the `handled` messages of running worker `me` and gives it its
+    /// next delivery. When its mailbox is empty, `more` is false (the run's
+    /// budget is spent) or it is stopping, puts the worker back instead
+    /// (`park` turns the run's worker into the slot's).
+    pub(crate) fn next_or_park<B>(
+        &mut self,
+        me: WorkerRef,
+        handled: u64,
+        more: bool,
+        worker: B,
+        park: impl FnOnce(B) -> T,
+    ) -> Step<B> {
+        let Some(slot) = self.slots.get_mut(me.index as usize) else {
+            return Step::Parked { requeued: false };
+        };
+        slot.handled += handled;
+        if more && !slot.stopping {
+            if let Some(delivery) = self.pool.pop(&mut slot.mailbox) {
+                return Step::Handle(worker, delivery);
+            }
+        }
+        slot.worker = Some(park(worker));
+        let requeued = slot.stopping || !slot.mailbox.is_empty();
+        if requeued {
+            slot.run = RunState::Queued;
+            self.run_queue.push_back((me.index, me.generation));
+        } else {
+            slot.run = RunState::Idle;
+        }
+        Step::Parked { requeued }
+    }
+
+    /// Marks worker `me` to stop after its current message: `None` if it is
+    /// not a live worker of this shard (or stops already), else whether it
+    /// was queued (the scheduler must be told).
+    pub(crate) fn request_stop(&mut self, me: WorkerRef) -> Option<bool> {
+        let slot = self.slots.get_mut(me.index as usize)?;
+        if slot.generation != me.generation || slot.stopping {
+            return None;
+        }
+        slot.stopping = true;
+        if slot.run != RunState::Idle {
+            return Some(false);
+        }
+        slot.run = RunState::Queued;
+        self.run_queue.push_back((me.index, me.generation));
+        Some(true)
+    }
+
+    /// Frees worker `me`'s slot: returns the deliveries still queued for it
+    /// and its name, or `None` if the slot is not `me`'s.
+    pub(crate) fn remove(&mut self, me: WorkerRef) -> Option<(Vec<Delivery>, Option<Arc<str>>)> {
+        let index = me.index as usize;
+        if self
+            .slots
+            .get(index)
+            .is_none_or(|s| s.generation != me.generation)
+        {
+            return None;
+        }
+        let mut slot = self.slots.remove(index);
+        let mut orphans = Vec::new();
+        while let Some(delivery) = self.pool.pop(&mut slot.mailbox) {
+            orphans.push(delivery);
+        }
+        let name = if slot.named {
+            self.names.remove(&me.index)
+        } else {
+            None
+        };
+        Some((orphans, name))
+    }
+
+    /// The name of worker `r` of this shard, if it has one.
+    pub(crate) fn name(&self, r: WorkerRef) -> Option<&Arc<str>> {
+        self.names.get(&r.index)
+    }
+
+    /// `name` if worker `r` has one, else its reference.
+    pub(crate) fn describe(&self, r: WorkerRef) -> String {
+        describe(&self.names, r)
+    }
+
+    /// The live (not stopping) workers.
+    pub(crate) fn list(&self) -> Vec<WorkerInfo> {
+        self.slots
+            .iter()
+            .filter(|(_, slot)| !slot.stopping)
+            .map(|(index, slot)| {
+                let index = index as u32;
+                WorkerInfo {
+                    id: self.worker_ref(index, slot.generation),
+                    name: self.names.get(&index).map(|n| n.to_string()),
+                    shard: usize::from(self.shard),
+                    mailbox_len: slot.mailbox.len(),
+                    handled: slot.handled,
+                }
+            })
+            .collect()
+    }
+
+    /// Takes every worker that is in its slot (not running) out of it.
+    pub(crate) fn take_idle(&mut self) -> Vec<(WorkerRef, T)> {
+        let shard = self.shard;
+        self.slots
+            .iter_mut()
+            .filter_map(|(index, slot)| {
+                let worker = slot.worker.take()?;
+                let me = WorkerRef {
+                    index: index as u32,
+                    generation: slot.generation,
+                    shard,
+                };
+                Some((me, worker))
+            })
+            .collect()
+    }
+
+    /// Releases the mailbox pool's memory after a burst (see
+    /// [`MailboxPool::trim`]).
+    pub(crate) fn trim(&mut self) {
+        self.pool.trim();
+    }
+}
+
+fn describe(names: &HashMap<u32, Arc<str>>, r: WorkerRef) -> String {
+    match names.get(&r.index) {
+        Some(name) => name.to_string(),
+        None => r.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The run-state machine alone, with a `&str` for a worker.
+
+    use super::*;
+    use crate::Message;
+
+    type Table = Slots<&'static str>;
+
+    fn delivery(text: &'static str) -> Delivery {
+        Delivery {
+            msg: Message::from(text),
+            from: None,
+            reply: None,
+        }
+    }
+
+    fn text(d: &Delivery) -> String {
+        d.msg.to_string()
+    }
+
+    /// Takes the next run; panics unless it is a `Run`.
+    fn run(slots: &mut Table) -> (&'static str, WorkerRef, bool) {
+        match slots.next_run() {
+            Some(Next::Run { worker, me, first }) => (worker, me, first),
+            Some(Next::Stop { .. }) => panic!("a stop, not a run"),
+            None => panic!("nothing queued"),
+        }
+    }
+
+    fn step(slots: &mut Table, me: WorkerRef, handled: u64, more: bool) -> Step<&'static str> {
+        slots.next_or_park(me, handled, more, "w", |w| w)
+    }
+
+    #[test]
+    fn a_message_queues_an_idle_worker_once() {
+        let mut slots = Table::new(3);
+        let w = slots.insert("w", None);
+        assert_eq!(w.shard(), 3);
+        assert!(slots.next_run().is_none(), "inserted inactive");
+        assert!(slots.push(w, delivery("a"), 10).unwrap(), "Idle -> Queued");
+        assert!(!slots.push(w, delivery("b"), 10).unwrap(), "already queued");
+        let (_, me, first) = run(&mut slots);
+        assert_eq!((me, first), (w, true));
+        assert!(slots.next_run().is_none(), "queued once");
+        // While it runs, messages are kept but do not queue it.
+        assert!(!slots.push(w, delivery("c"), 10).unwrap());
+        let Step::Handle(_, d) = step(&mut slots, me, 0, true) else {
+            panic!("a message waits");
+        };
+        assert_eq!(text(&d), "a");
+        assert!(matches!(step(&mut slots, me, 1, true), Step::Handle(_, d) if text(&d) == "b"));
+        assert!(matches!(step(&mut slots, me, 1, true), Step::Handle(_, d) if text(&d) == "c"));
+        assert!(matches!(
+            step(&mut slots, me, 1, true),
+            Step::Parked { requeued: false }
+        ));
+        assert!(slots.next_run().is_none(), "Running -> Idle");
+        assert_eq!(slots.list()[0].handled, 3);
+        // The next message starts a run that is not the first.
+        assert!(slots.push(w, delivery("d"), 10).unwrap());
+        assert!(!run(&mut slots).2);
+    }
+
+    #[test]
+    fn a_spent_budget_requeues_a_worker_with_work_left() {
+        let mut slots = Table::new(0);
+        let w = slots.insert("w", None);
+        assert!(slots.push(w, delivery("a"), 10).unwrap());
+        assert!(!slots.push(w, delivery("b"), 10).unwrap());
+        let (_, me, _) = run(&mut slots);
+        assert!(matches!(step(&mut slots, me, 0, true), Step::Handle(..)));
+        assert!(matches!(
+            step(&mut slots, me, 1, false),
+            Step::Parked { requeued: true }
+        ));
+        let (_, again, first) = run(&mut slots);
+        assert_eq!((again, first), (w, false));
+        assert!(matches!(step(&mut slots, me, 0, true), Step::Handle(_, d) if text(&d) == "b"));
+    }
+
+    #[test]
+    fn activate_queues_only_an_idle_worker() {
+        let mut slots = Table::new(0);
+        let w = slots.insert("w", None);
+        assert!(slots.activate(w));
+        assert!(!slots.activate(w), "queued already");
+        run(&mut slots);
+        assert!(!slots.activate(w), "running");
+    }
+
+    #[test]
+    fn a_full_mailbox_and_a_stale_reference_refuse_the_delivery() {
+        let mut slots = Table::new(0);
+        let w = slots.insert("w", Some(Arc::from("greeter")));
+        assert!(slots.push(w, delivery("a"), 1).unwrap());
+        let full = slots.push(w, delivery("b"), 1).unwrap_err();
+        assert!(matches!(full.error, Error::MailboxFull(ref who) if who == "greeter"));
+        assert_eq!(text(&full.delivery), "b", "the delivery comes back");
+        let (orphans, name) = slots.remove(w).expect("a live worker");
+        assert_eq!((orphans.len(), name.as_deref()), (1, Some("greeter")));
+        assert!(slots.remove(w).is_none(), "removed once");
+        // A new worker reuses the slot under a new generation.
+        let newer = slots.insert("v", None);
+        assert_eq!(newer.index, w.index);
+        let stale = slots.push(w, delivery("c"), 1).unwrap_err();
+        assert!(matches!(stale.error, Error::NoSuchWorker(_)));
+        // The stale queue entry of the freed slot is skipped.
+        assert!(slots.next_run().is_none());
+    }
+
+    #[test]
+    fn a_stop_request_turns_the_next_run_into_a_stop() {
+        let mut slots = Table::new(0);
+        let idle = slots.insert("idle", None);
+        let busy = slots.insert("busy", None);
+        assert_eq!(slots.request_stop(idle), Some(true), "Idle -> Queued");
+        assert_eq!(slots.request_stop(idle), None, "stops already");
+        assert!(matches!(slots.next_run(), Some(Next::Stop { me, .. }) if me == idle));
+        assert!(slots.push(busy, delivery("a"), 10).unwrap());
+        assert!(!slots.push(busy, delivery("b"), 10).unwrap());
+        let (_, me, _) = run(&mut slots);
+        assert!(matches!(step(&mut slots, me, 0, true), Step::Handle(..)));
+        assert_eq!(slots.request_stop(busy), Some(false), "running: not queued");
+        assert!(slots.push(busy, delivery("c"), 10).is_err(), "no more mail");
+        assert!(
+            matches!(
+                step(&mut slots, me, 1, true),
+                Step::Parked { requeued: true }
+            ),
+            "a stopping worker handles nothing more"
+        );
+        assert!(matches!(slots.next_run(), Some(Next::Stop { me, .. }) if me == busy));
+        assert!(slots.list().is_empty(), "stopping workers are not listed");
+    }
+
+    #[test]
+    fn idle_workers_are_taken_at_shutdown_running_ones_are_not() {
+        let mut slots = Table::new(0);
+        let idle = slots.insert("idle", None);
+        let busy = slots.insert("busy", None);
+        assert!(slots.activate(busy));
+        run(&mut slots);
+        let taken = slots.take_idle();
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0], (idle, "idle"));
+    }
+}
