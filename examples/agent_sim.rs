@@ -166,7 +166,7 @@ impl Rng {
 }
 
 fn main() -> Result<(), BoxError> {
-    logging::init();
+    logging::init("info");
     let mut args = std::env::args().skip(1).map(|a| a.parse::<u64>());
     let agents = args.next().transpose()?.unwrap_or(10_000);
     let turns = u32::try_from(args.next().transpose()?.unwrap_or(3))?;

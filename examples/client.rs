@@ -19,7 +19,7 @@ use myriad::{BoxError, Error, Node, NodeConfig};
 mod logging;
 
 fn main() -> Result<(), BoxError> {
-    logging::init();
+    logging::init("info");
     let mut config = TransportConfig::from_env()?;
     if std::env::var_os("MYRIAD_NODE_NAME").is_none() {
         config = config.node_name(format!("client-{}", std::process::id()));

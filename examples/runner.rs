@@ -35,7 +35,7 @@ impl Worker for Greeter {
 }
 
 fn main() -> Result<(), BoxError> {
-    logging::init();
+    logging::init("info");
     let mut args = std::env::args().skip(1);
     let mut config = TransportConfig::from_env()?.worker_kind("greeter", |name| Greeter {
         name: name.to_owned(),

@@ -7,7 +7,7 @@
 mod cli;
 mod harness;
 mod json;
-// The same subscriber as the examples': RUST_LOG, default info, to stderr.
+// The same subscriber as the examples': RUST_LOG, to stderr.
 #[path = "../../examples/support/logging.rs"]
 mod logging;
 mod memory;
@@ -26,7 +26,8 @@ use crate::json::JsonLines;
 
 fn main() -> ExitCode {
     let settings = cli::parse();
-    logging::init();
+    // --quiet keeps stderr for what needs a look (warnings and errors).
+    logging::init(if settings.quiet { "warn" } else { "info" });
     let mut json = match settings.json.as_deref().map(JsonLines::create).transpose() {
         Ok(json) => json,
         Err(e) => {
