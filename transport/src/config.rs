@@ -13,8 +13,8 @@ use std::time::Duration;
 use myriad_engine::{Result, ShardHandle, Worker, WorkerRef};
 
 use crate::codec::DEFAULT_MAX_MESSAGE_SIZE;
+use crate::error::TransportError;
 use crate::keys::StaticKeypair;
-use crate::node::TransportError;
 use crate::zone::{ZoneConfig, ZoneSecret};
 
 /// The port a node listens on unless told otherwise.

@@ -45,6 +45,7 @@ mod counters;
 mod crypto;
 mod driver;
 pub mod envelope;
+mod error;
 pub mod frame;
 mod handle;
 pub mod handshake;
@@ -60,12 +61,13 @@ pub mod zone;
 pub use codec::{Decoder, EncodeError, Encoder, ProtocolError, DEFAULT_MAX_MESSAGE_SIZE};
 pub use config::{TransportConfig, DEFAULT_PORT};
 pub use envelope::{ControlOp, Envelope, ErrorCode, Kind, WorkerAddr};
+pub use error::TransportError;
 pub use handle::{PeerStats, RemoteWorker, TransportStats, Zone};
 pub use handshake::{
     Established, Handshake, HandshakeError, LinkConfig, PeerInfo, Step, PROTOCOL_VERSION,
 };
 pub use keys::{KeyError, PublicKey, StaticKeypair};
 pub use myriad_engine::Message;
-pub use node::{install, start_node, TransportError};
+pub use node::{install, start_node};
 pub use stats::{LinkStats, Traffic};
 pub use zone::{resolve_node_name, NameError, NodeName, ZoneConfig, ZoneError, ZoneSecret};

@@ -16,6 +16,7 @@ mod listener;
 pub(crate) mod net;
 mod outbound;
 pub(crate) mod remote_ops;
+mod shared;
 mod signal;
 
 use std::cell::{Cell, RefCell};
@@ -31,13 +32,13 @@ use myriad_engine::{
     Error, Message, RemoteAddress, RemoteRouter, Replier, Result, ShardHandle, WorkerRef,
 };
 
-use crate::codec::{EncodeError, ProtocolError};
 use crate::envelope::ControlOp;
+use crate::error::{EncodeError, ProtocolError};
 use crate::handshake::{HandshakeError, LinkConfig};
-use crate::node::Shared;
 use crate::zone::NodeName;
 use inbound::Completion;
 use link::Link;
+pub(crate) use shared::Shared;
 
 /// Work sent to a shard from another thread.
 pub(crate) type Command = Box<dyn FnOnce(&Rc<ShardTransport>) + Send>;
