@@ -1,6 +1,7 @@
 //! Remote operations, the serving side: a peer asks this node to start a
-//! worker of a registered kind, stop a worker, or list its workers. Also the text form of a worker list (one
-//! `name shard mailbox_len handled` line per worker).
+//! worker of a registered kind, stop a worker, or list its workers (the
+//! request arrives through `inbound.rs`). Also the text form of a worker
+//! list (one `name shard mailbox_len handled` line per worker).
 
 use std::sync::Arc;
 
