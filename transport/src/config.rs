@@ -14,8 +14,8 @@ use myriad_engine::plugin::ShardHandle;
 use myriad_engine::{Result, Worker, WorkerRef};
 
 use crate::codec::DEFAULT_MAX_MESSAGE_SIZE;
+use crate::error::TransportError;
 use crate::keys::StaticKeypair;
-use crate::node::TransportError;
 use crate::zone::{ZoneConfig, ZoneSecret};
 
 /// The port a node listens on unless told otherwise.

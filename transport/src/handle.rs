@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use myriad_engine::{Error, Message, Result};
 
+use crate::driver::Shared;
 use crate::driver::{self, remote_ops};
 use crate::envelope::ControlOp;
 use crate::keys::PublicKey;
-use crate::node::Shared;
 use crate::stats::{LinkStats, Traffic};
 
 pub use crate::driver::remote_ops::RemoteWorker;

@@ -15,57 +15,37 @@
 //!
 //! # How it is built
 //!
-//! Like `quinn-proto`, the protocol core touches no socket, clock or runtime,
-//! so it is tested deterministically and fuzzed:
+//! The protocol core — handshake, codec, envelopes and the link state
+//! machine — is the crate `myriad-link` (`transport/core/`), which touches
+//! no socket, clock or runtime and is re-exported here (its modules keep
+//! their paths: [`codec`], [`envelope`], [`frame`], [`handshake`], [`keys`],
+//! [`stats`], [`zone`]). See its documentation for how a driver uses it.
 //!
-//! 1. a driver builds a [`LinkConfig`] from the node's [`NodeName`],
-//!    [`StaticKeypair`] and [`ZoneConfig`];
-//! 2. it runs a [`Handshake`] (initiator on connect, responder on accept),
-//!    writing what [`Step::Send`] hands it and feeding what it reads, until
-//!    [`Step::Done`] yields the authenticated [`PeerInfo`] plus an [`Encoder`]
-//!    and a [`Decoder`];
-//! 3. from then on it [`Encoder::push`]es [`Envelope`]s and writes
-//!    [`Encoder::flush`]ed frames, and [`Decoder::feed`]s what it reads and
-//!    pulls envelopes with [`Decoder::next_envelope`].
-//!
-//! Any error from the handshake or the decoder means "close this link"; the
-//! node goes on. The wire format is specified in `docs/protocol.md`.
-//!
-//! The glommio driver (`driver/`) is that driver: on every shard it accepts
-//! connections, keeps one outbound link per remote node, and is the
-//! engine's remote router, so a remote send never leaves its shard's core.
+//! This crate is the glommio driver of that core (`driver/`): on every
+//! shard it accepts connections, keeps one outbound link per remote node,
+//! and is the engine's remote router, so a remote send never leaves its
+//! shard's core. Per connection it runs a reader and a writer; per link,
+//! one timer that sleeps until the deadline the link's state asks for.
 
 #![deny(unsafe_code)]
-#![warn(missing_docs, missing_debug_implementations)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
-mod cipher;
-pub mod codec;
 mod config;
 mod counters;
-mod crypto;
 mod driver;
-pub mod envelope;
-pub mod frame;
+mod error;
 mod handle;
-pub mod handshake;
-pub mod keys;
 mod membership;
 mod node;
-pub mod stats;
-#[cfg(test)]
-mod test_support;
-mod wire;
-pub mod zone;
 
-pub use codec::{Decoder, EncodeError, Encoder, ProtocolError, DEFAULT_MAX_MESSAGE_SIZE};
 pub use config::{TransportConfig, DEFAULT_PORT};
-pub use envelope::{ControlOp, Envelope, ErrorCode, Kind, WorkerAddr};
+pub use error::TransportError;
 pub use handle::{PeerStats, RemoteWorker, TransportStats, Zone};
-pub use handshake::{
-    Established, Handshake, HandshakeError, LinkConfig, PeerInfo, Step, PROTOCOL_VERSION,
+pub use myriad_link::{codec, envelope, frame, handshake, keys, stats, zone};
+pub use myriad_link::{
+    resolve_node_name, ControlOp, Decoder, EncodeError, Encoder, Envelope, ErrorCode, Established,
+    Handshake, HandshakeError, KeyError, Kind, LinkConfig, LinkStats, Message, NameError, NodeName,
+    PeerInfo, ProtocolError, PublicKey, StaticKeypair, Step, Traffic, WorkerAddr, ZoneConfig,
+    ZoneError, ZoneSecret, DEFAULT_MAX_MESSAGE_SIZE, PROTOCOL_VERSION,
 };
-pub use keys::{KeyError, PublicKey, StaticKeypair};
-pub use myriad_engine::Message;
-pub use node::{install, start_node, TransportError};
-pub use stats::{LinkStats, Traffic};
-pub use zone::{resolve_node_name, NameError, NodeName, ZoneConfig, ZoneError, ZoneSecret};
+pub use node::{install, start_node};

@@ -2,7 +2,6 @@
 //! resolves the node's name and key, and installs the transport into a
 //! [`NodeConfig`] as its remote router; [`start_node`] also starts the node.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -11,65 +10,13 @@ use myriad_engine::{Node, NodeConfig, NodeHandle};
 
 use crate::config::TransportConfig;
 use crate::counters::NodeCounters;
-use crate::driver::{self, net, Command, ShardStart};
+use crate::driver::{self, net, ShardStart, Shared};
+use crate::error::TransportError;
 use crate::handle::Zone;
 use crate::handshake::LinkConfig;
-use crate::keys::{KeyError, StaticKeypair};
+use crate::keys::StaticKeypair;
 use crate::membership::Membership;
-use crate::zone::{resolve_node_name, NameError, NodeName, ZoneError};
-
-/// Why a node could not join its zone.
-#[derive(Debug, thiserror::Error)]
-pub enum TransportError {
-    /// The node has no usable name.
-    #[error(transparent)]
-    Name(#[from] NameError),
-    /// The node's key could not be generated or loaded.
-    #[error(transparent)]
-    Key(#[from] KeyError),
-    /// The zone could not be configured (name or secret).
-    #[error(transparent)]
-    Zone(#[from] ZoneError),
-    /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// What the operating system said.
-        source: std::io::Error,
-    },
-    /// A setting is out of range.
-    #[error("invalid transport configuration: {0}")]
-    Config(String),
-    /// The engine refused the node configuration or could not start it.
-    #[error(transparent)]
-    Engine(#[from] myriad_engine::Error),
-}
-
-/// What every shard of a node shares: identity, settings, member list,
-/// counters, and the way into each shard.
-pub(crate) struct Shared {
-    /// Tells apart the nodes of one process.
-    pub(crate) id: u64,
-    pub(crate) name: NodeName,
-    pub(crate) link: LinkConfig,
-    pub(crate) config: TransportConfig,
-    pub(crate) socket: net::SocketOptions,
-    pub(crate) local_addr: SocketAddr,
-    pub(crate) advertise: SocketAddr,
-    pub(crate) membership: Membership,
-    pub(crate) counters: NodeCounters,
-    pub(crate) commands: Vec<flume::Sender<Command>>,
-    /// Each shard's listener and command channel, taken when it starts.
-    startup: Mutex<Vec<Option<ShardStart>>>,
-}
-
-impl Shared {
-    fn take_startup(&self, shard: usize) -> Option<ShardStart> {
-        let mut startup = self.startup.lock().unwrap_or_else(|p| p.into_inner());
-        startup.get_mut(shard).and_then(Option::take)
-    }
-}
+use crate::zone::resolve_node_name;
 
 /// Prepares `node` to join the zone of `transport`: resolves the node's name
 /// (which replaces the one in `node`), binds its listening sockets, and

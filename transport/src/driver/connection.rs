@@ -1,6 +1,8 @@
-//! The I/O of one connection: the handshake, then three tasks until the
-//! connection ends — a reader (bytes → [`Decoder`] → envelopes → workers), a
-//! writer (the link's encoded frames → socket) and a heartbeat timer.
+//! The I/O of one connection: the handshake, then two tasks until the
+//! connection ends — a reader (bytes → the link's state → envelopes →
+//! workers) and a writer (the link's encoded frames → socket). Heartbeats
+//! and the heartbeat timeout are the link's state's, run by the link's timer
+//! (`link.rs`).
 //!
 //! Senders encode straight into the link's encoder, which packs small
 //! envelopes many to a frame. The writer runs when the shard's current work
@@ -10,7 +12,7 @@
 //! deadlock on full socket buffers.
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_lite::future::{or, yield_now};
 use futures_lite::io::{split, AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -20,7 +22,7 @@ use myriad_engine::plugin::ShardHandle;
 use super::inbound::Inbound;
 use super::link::{Conn, Link, Phase};
 use super::{LinkError, ShardTransport};
-use crate::codec::{Decoder, ProtocolError};
+use crate::codec::ProtocolError;
 use crate::counters::PeerTraffic;
 use crate::handshake::{Established, Handshake, LinkConfig, Step};
 use crate::stats::Traffic;
@@ -125,7 +127,7 @@ pub(crate) async fn run(
     let name = peer.name.clone();
     let traffic = st.shared.membership.link_up(&name);
     let conn = Rc::new(Conn::new(st.next_seq(), peer, peer_addr));
-    link.connected(conn.clone(), encoder);
+    link.connected(conn.clone(), encoder, decoder);
     let _up = Up {
         st: st.clone(),
         link: link.clone(),
@@ -140,18 +142,15 @@ pub(crate) async fn run(
         shard,
         link.clone(),
         conn.clone(),
-        decoder,
         input,
         traffic.clone(),
     ));
-    let heartbeat = st.spawn(heartbeat(st.clone(), link.clone(), conn.clone()));
     if let Err(error) = write_loop(&st, &link, &conn, output, &traffic).await {
-        conn.close(error);
+        link.close(error);
     }
     reader.await;
-    heartbeat.await;
 
-    let reason = conn.take_reason();
+    let reason = link.take_close_reason();
     let counters = &st.shared.counters;
     match &reason {
         LinkError::Protocol(ProtocolError::Decrypt | ProtocolError::ShortFrame(_)) => {
@@ -167,53 +166,41 @@ pub(crate) async fn run(
     reason
 }
 
-/// Reads until the connection ends, handing envelopes to [`Inbound`].
+/// Reads until the connection ends, handing what the link decodes to
+/// [`Inbound`].
 async fn read_loop(
     st: Rc<ShardTransport>,
     shard: ShardHandle,
     link: Rc<Link>,
     conn: Rc<Conn>,
-    mut decoder: Decoder,
     mut input: ReadHalf<TcpStream>,
     traffic: std::sync::Arc<PeerTraffic>,
 ) {
-    let mut inbound = Inbound::new(st.clone(), shard, link, conn.clone());
+    let mut inbound = Inbound::new(st.clone(), shard, link.clone(), conn.clone());
     let mut buf = vec![0; READ_BUFFER];
     let mut reported = Traffic::default();
     let received = &st.shared.counters.traffic.received;
-    let result: Result<(), LinkError> = async {
-        loop {
-            while let Some(envelope) = decoder.next_envelope()? {
-                inbound.dispatch(envelope);
-            }
-            report(
-                decoder.traffic(),
-                &mut reported,
-                received,
-                &traffic.received,
-            );
-            let read = or(async { Some(input.read(&mut buf).await) }, async {
-                conn.closed.wait().await;
-                None
-            });
-            let n = match read.await {
-                None => return Ok(()),
-                Some(n) => n?,
-            };
-            if n == 0 {
-                return Err(LinkError::Closed);
-            }
-            conn.last_rx.set(Instant::now());
-            decoder.feed(&buf[..n]);
-            if n == buf.len() {
-                // More is probably waiting: let the workers run first.
-                yield_now().await;
+    loop {
+        while let Some(incoming) = link.poll_input() {
+            inbound.dispatch(incoming);
+        }
+        report(link.received(), &mut reported, received, &traffic.received);
+        let read = or(async { Some(input.read(&mut buf).await) }, async {
+            conn.closed.wait().await;
+            None
+        });
+        match read.await {
+            None => return,
+            Some(Ok(0)) => return link.close(LinkError::Closed),
+            Some(Err(error)) => return link.close(error.into()),
+            Some(Ok(n)) => {
+                link.handle_input(&buf[..n]);
+                if n == buf.len() {
+                    // More is probably waiting: let the workers run first.
+                    yield_now().await;
+                }
             }
         }
-    }
-    .await;
-    if let Err(error) = result {
-        conn.close(error);
     }
 }
 
@@ -228,8 +215,7 @@ async fn write_loop(
     let mut reported = Traffic::default();
     let sent = &st.shared.counters.traffic.sent;
     loop {
-        let bytes = link.take_output()?;
-        if bytes.is_empty() {
+        let Some(bytes) = link.poll_transmit() else {
             let woken = or(
                 async {
                     link.writer.wait().await;
@@ -244,53 +230,16 @@ async fn write_loop(
                 return Ok(());
             }
             continue;
-        }
-        link.set_writing(bytes.len());
+        };
         let write = or(async { Some(output.write_all(&bytes).await) }, async {
             conn.closed.wait().await;
             None
         });
-        let written = write.await;
-        link.set_writing(0);
-        match written {
+        match write.await {
             None => return Ok(()),
             Some(written) => written?,
         }
-        conn.last_tx.set(Instant::now());
+        link.transmitted();
         report(link.sent(), &mut reported, sent, &traffic.sent);
-    }
-}
-
-/// Sends a heartbeat when the link has been idle for the interval, and ends
-/// the connection when nothing arrived within the timeout.
-async fn heartbeat(st: Rc<ShardTransport>, link: Rc<Link>, conn: Rc<Conn>) {
-    let config = &st.shared.config;
-    let (interval, timeout) = (config.heartbeat_interval, config.heartbeat_timeout);
-    let tick = interval.min(timeout / 4);
-    loop {
-        let ticked = or(
-            async {
-                glommio::timer::sleep(tick).await;
-                true
-            },
-            async {
-                conn.closed.wait().await;
-                false
-            },
-        );
-        if !ticked.await {
-            return;
-        }
-        let now = Instant::now();
-        if now.duration_since(conn.last_rx.get()) > timeout {
-            conn.close(LinkError::Silent(timeout));
-            return;
-        }
-        if now.duration_since(conn.last_tx.get()) >= interval {
-            conn.last_tx.set(now);
-            link.heartbeat();
-        }
-        let forgotten = link.forget_abandoned_asks();
-        st.shared.counters.abandoned_asks.add(forgotten as u64);
     }
 }

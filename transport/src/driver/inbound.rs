@@ -1,6 +1,6 @@
-//! What a link does with each envelope it receives: sends and asks go to
-//! local workers through the engine, replies complete this node's asks,
-//! control envelopes are remote operations or gossip.
+//! What a link does with what its state decodes: sends and asks go to local
+//! workers through the engine, answers go to this node's askers, control
+//! envelopes are remote operations (`remote_ops.rs`) or gossip.
 //!
 //! The answer to an ask may be produced on any shard of this node; it comes
 //! back to the link's shard through the shard's completion channel (see
@@ -10,11 +10,13 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use myriad_engine::plugin::ShardHandle;
-use myriad_engine::{Address, Error, Message, Result};
+use myriad_engine::{Address, Error, Message, Replier, Result};
+use myriad_link::link::Incoming;
+use myriad_link::remote_error;
 
 use super::link::{Conn, Link};
-use super::{errors, remote_ops, ShardTransport};
-use crate::envelope::{Envelope, ErrorCode, Kind, WorkerAddr};
+use super::{remote_ops, ShardTransport};
+use crate::envelope::{ControlOp, WorkerAddr};
 
 /// The answer to an ask that a peer sent on link `link`, connection `conn`.
 #[derive(Debug)]
@@ -27,10 +29,10 @@ pub(crate) struct Completion {
 
 /// The receiving end of one connection.
 pub(crate) struct Inbound {
-    pub(super) st: Rc<ShardTransport>,
-    pub(super) shard: ShardHandle,
-    pub(super) link: Rc<Link>,
-    pub(super) conn: Rc<Conn>,
+    st: Rc<ShardTransport>,
+    shard: ShardHandle,
+    link: Rc<Link>,
+    conn: Rc<Conn>,
     /// The last target name and its engine address (senders often repeat it).
     last_target: Option<(Message, Address)>,
 }
@@ -69,13 +71,10 @@ impl Inbound {
         }
     }
 
-    /// Handles one envelope from the peer.
-    pub(crate) fn dispatch(&mut self, envelope: Envelope) {
-        let Envelope {
-            kind, target, body, ..
-        } = envelope;
-        match kind {
-            Kind::Send => {
+    /// Handles one thing from the peer.
+    pub(crate) fn dispatch(&mut self, incoming: Incoming<Replier>) {
+        match incoming {
+            Incoming::Send { target, body } => {
                 let delivered = self
                     .target(target)
                     .and_then(|to| self.shard.deliver(&to, body, None));
@@ -84,12 +83,32 @@ impl Inbound {
                     tracing::debug!(peer = %self.conn.peer.name, %error, "remote message dropped");
                 }
             }
-            Kind::Ask { id } => self.ask(id, target, body),
-            Kind::ReplyOk { id } => self.link.answered(id, body),
-            Kind::ReplyErr { id, code } => self.link.failed(id, code, &body),
-            Kind::Heartbeat => {}
-            Kind::Control { id, op } => remote_ops::serve(self, id, op, target, body),
+            Incoming::Ask { id, target, body } => self.ask(id, target, body),
+            Incoming::Control {
+                id,
+                op,
+                target,
+                body,
+            } => self.control(id, op, target, body),
+            Incoming::Answer(answer) => answer.deliver(),
         }
+    }
+
+    /// Gossip updates the member list; a remote operation runs in a task
+    /// of its own and its answer goes back on this connection.
+    fn control(&self, id: u64, op: ControlOp, target: Option<WorkerAddr>, body: Message) {
+        let (st, conn) = (&self.st, &self.conn);
+        if op == ControlOp::Members {
+            let ip = conn.peer_addr.map(|addr| addr.ip());
+            st.shared.membership.merge(&body, &conn.peer.name, ip);
+            return;
+        }
+        let (server, shard, link, seq) =
+            (st.clone(), self.shard.clone(), self.link.clone(), conn.seq);
+        st.spawn(async move {
+            let answer = remote_ops::perform(&server, &shard, op, target, body).await;
+            link.reply(seq, id, answer);
+        });
     }
 
     fn ask(&mut self, id: u64, target: Option<WorkerAddr>, body: Message) {
@@ -98,7 +117,7 @@ impl Inbound {
             Err(error) => {
                 return self
                     .link
-                    .reply(self.conn.seq, id, Err(errors::encode(&error)))
+                    .reply(self.conn.seq, id, Err(remote_error::encode(&error)))
             }
         };
         // On an error the engine returns it here and drops `answer` unused;
@@ -116,12 +135,7 @@ impl Inbound {
         });
         if let Err(error) = self.shard.deliver(&to, body, Some(answer)) {
             self.link
-                .reply(self.conn.seq, id, Err(errors::encode(&error)));
+                .reply(self.conn.seq, id, Err(remote_error::encode(&error)));
         }
     }
-}
-
-/// The wire form of an answer.
-pub(crate) fn to_wire(result: Result<Message>) -> Result<Message, (ErrorCode, Message)> {
-    result.map_err(|error| errors::encode(&error))
 }

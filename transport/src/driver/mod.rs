@@ -8,7 +8,6 @@
 
 mod connection;
 mod discovery;
-mod errors;
 mod inbound;
 mod lifecycle;
 mod link;
@@ -16,59 +15,32 @@ mod listener;
 pub(crate) mod net;
 mod outbound;
 pub(crate) mod remote_ops;
+mod shared;
 mod signal;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
-use std::io;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
-use std::time::Duration;
 
 use myriad_engine::plugin::{RemoteRouter, ShardHandle};
 use myriad_engine::{Error, Message, RemoteAddress, Replier, Result, WorkerRef};
 
-use crate::codec::{EncodeError, ProtocolError};
+use myriad_link::link::LinkSettings;
+use myriad_link::remote_error::to_wire;
+
 use crate::envelope::ControlOp;
-use crate::handshake::{HandshakeError, LinkConfig};
-use crate::node::Shared;
+use crate::handshake::LinkConfig;
 use crate::zone::NodeName;
 use inbound::Completion;
 use link::Link;
+pub(crate) use myriad_link::link::LinkError;
+pub(crate) use shared::Shared;
 
 /// Work sent to a shard from another thread.
 pub(crate) type Command = Box<dyn FnOnce(&Rc<ShardTransport>) + Send>;
-
-/// Why a connection ended (or never started).
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum LinkError {
-    /// The peer closed the connection.
-    #[error("the peer closed the connection")]
-    Closed,
-    /// The socket failed.
-    #[error("I/O error: {0}")]
-    Io(#[from] io::Error),
-    /// The handshake failed.
-    #[error("handshake failed: {0}")]
-    Handshake(#[from] HandshakeError),
-    /// Connecting and the handshake took too long.
-    #[error("no handshake within {0:?}")]
-    HandshakeTimeout(Duration),
-    /// The peer broke the protocol (or a frame failed to decrypt).
-    #[error("{0}")]
-    Protocol(#[from] ProtocolError),
-    /// Encryption failed.
-    #[error("{0}")]
-    Encode(EncodeError),
-    /// Nothing arrived within the heartbeat timeout.
-    #[error("nothing received for {0:?} (heartbeat timeout)")]
-    Silent(Duration),
-    /// The node's address is unknown.
-    #[error("the node's address is unknown")]
-    NoAddress,
-}
 
 thread_local! {
     /// The transports running on this thread (one per node whose shard this is).
@@ -109,22 +81,27 @@ impl ShardTransport {
         id
     }
 
-    /// A new link, registered by id.
-    pub(crate) fn new_link(&self, peer: Option<NodeName>) -> Rc<Link> {
+    /// A new link, registered by id, with its timer running.
+    pub(crate) fn new_link(self: &Rc<Self>, peer: Option<NodeName>) -> Rc<Link> {
         let config = &self.shared.config;
-        let link = Rc::new(Link::new(
-            self.next_seq(),
-            peer,
-            config.outbound_buffer,
-            config.max_message_size,
-        ));
+        let settings = LinkSettings {
+            buffer_limit: config.outbound_buffer,
+            max_message_size: config.max_message_size,
+            heartbeat_interval: config.heartbeat_interval,
+            heartbeat_timeout: config.heartbeat_timeout,
+            request_timeout: config.request_timeout,
+        };
+        let link = Rc::new(Link::new(self.next_seq(), peer, settings));
         self.links.borrow_mut().insert(link.id, link.clone());
+        self.spawn(link::keep_time(self.clone(), link.clone()));
         link
     }
 
     /// Unregisters a link that is over.
     pub(crate) fn remove_link(&self, id: u64) {
-        self.links.borrow_mut().remove(&id);
+        if let Some(link) = self.links.borrow_mut().remove(&id) {
+            link.retire();
+        }
     }
 
     /// Ends `link`'s connection or connection attempt (see
@@ -214,21 +191,11 @@ impl ShardTransport {
         body: Message,
         reply: flume::Sender<Result<Message>>,
     ) {
-        let sent = self.link_to(node).and_then(|link| {
-            link.request(op, worker, body, reply.clone())
-                .map(|id| (link, id))
-        });
-        match sent {
-            Ok((link, id)) => {
-                let after = self.shared.config.request_timeout;
-                self.spawn(async move {
-                    glommio::timer::sleep(after).await;
-                    link.expire(id, after);
-                });
-            }
-            Err(error) => {
-                let _ = reply.send(Err(error));
-            }
+        let sent = self
+            .link_to(node)
+            .and_then(|link| link.request(op, worker, body, reply.clone()));
+        if let Err(error) = sent {
+            let _ = reply.send(Err(error));
         }
     }
 
@@ -236,7 +203,7 @@ impl ShardTransport {
     fn complete(&self, completion: Completion) {
         let link = self.links.borrow().get(&completion.link).cloned();
         if let Some(link) = link {
-            let answer = inbound::to_wire(completion.result);
+            let answer = to_wire(completion.result);
             link.reply(completion.conn, completion.id, answer);
         }
     }

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use glommio::net::TcpStream;
 use myriad_engine::plugin::ShardHandle;
+use ring::rand::{SecureRandom, SystemRandom};
 
 use super::link::{Link, Phase};
 use super::{connection, net, LinkError, ShardTransport};
-use crate::crypto;
 use crate::handshake::{Established, HandshakeError};
 use crate::zone::NodeName;
 
@@ -37,7 +37,7 @@ fn backoff(failures: u32, (min, max): (Duration, Duration)) -> Duration {
         .saturating_mul(1 << failures.saturating_sub(1).min(20))
         .min(max);
     let mut random = [0; 2];
-    let fraction = match crypto::fill_random(&mut random) {
+    let fraction = match SystemRandom::new().fill(&mut random) {
         Ok(()) => f64::from(u16::from_le_bytes(random)) / f64::from(u16::MAX),
         Err(_) => 1.0,
     };

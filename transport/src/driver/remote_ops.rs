@@ -1,14 +1,14 @@
 //! Remote operations, the serving side: a peer asks this node to start a
-//! worker of a registered kind, stop a worker, or list its workers; gossip
-//! updates the member list. Also the text form of a worker list (one
-//! `name shard mailbox_len handled` line per worker).
+//! worker of a registered kind, stop a worker, or list its workers (the
+//! request arrives through `inbound.rs`). Also the text form of a worker
+//! list (one `name shard mailbox_len handled` line per worker).
 
 use std::sync::Arc;
 
 use myriad_engine::plugin::ShardHandle;
 use myriad_engine::{Address, Message, WorkerInfo};
+use myriad_link::remote_error::to_wire;
 
-use super::inbound::{to_wire, Inbound};
 use super::ShardTransport;
 use crate::envelope::{ControlOp, ErrorCode, WorkerAddr};
 
@@ -57,29 +57,8 @@ pub(crate) fn parse_list(text: &str) -> Vec<RemoteWorker> {
         .collect()
 }
 
-/// Handles control envelope `id` received by `from`.
-pub(crate) fn serve(
-    from: &Inbound,
-    id: u64,
-    op: ControlOp,
-    target: Option<WorkerAddr>,
-    body: Message,
-) {
-    let (st, conn) = (&from.st, &from.conn);
-    if op == ControlOp::Members {
-        let ip = conn.peer_addr.map(|addr| addr.ip());
-        st.shared.membership.merge(&body, &conn.peer.name, ip);
-        return;
-    }
-    let (server, shard, link, seq) = (st.clone(), from.shard.clone(), from.link.clone(), conn.seq);
-    st.spawn(async move {
-        let answer = perform(&server, &shard, op, target, body).await;
-        link.reply(seq, id, answer);
-    });
-}
-
 /// Carries out a start, stop or list request.
-async fn perform(
+pub(crate) async fn perform(
     st: &ShardTransport,
     shard: &ShardHandle,
     op: ControlOp,

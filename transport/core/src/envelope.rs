@@ -6,7 +6,7 @@
 use bytes::{BufMut, BytesMut};
 use myriad_engine::Message;
 
-use crate::codec::{EncodeError, ProtocolError};
+use crate::error::{EncodeError, ProtocolError};
 use crate::wire::{put_short_bytes, Reader};
 use crate::zone::NodeName;
 

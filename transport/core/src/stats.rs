@@ -1,9 +1,8 @@
 //! Counters for a link: traffic in each direction and the failures that
-//! closed links, summed by the driver per peer and per node.
+//! closed links, summed by the driver per peer and per node. The codec
+//! counts them ([`LinkStats::of`] is defined there).
 
 use std::ops::AddAssign;
-
-use crate::codec::{Decoder, Encoder, ProtocolError};
 
 /// Traffic in one direction of a link.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -37,20 +36,6 @@ pub struct LinkStats {
     pub protocol_errors: u64,
     /// Handshakes that failed (counted by the driver).
     pub handshake_failures: u64,
-}
-
-impl LinkStats {
-    /// The statistics of the link served by `encoder` and `decoder`.
-    pub fn of(encoder: &Encoder, decoder: &Decoder) -> Self {
-        let error = decoder.error();
-        LinkStats {
-            sent: encoder.traffic(),
-            received: decoder.traffic(),
-            decrypt_failures: u64::from(matches!(error, Some(ProtocolError::Decrypt))),
-            protocol_errors: u64::from(matches!(error, Some(e) if *e != ProtocolError::Decrypt)),
-            handshake_failures: 0,
-        }
-    }
 }
 
 impl AddAssign for LinkStats {

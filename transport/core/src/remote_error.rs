@@ -13,7 +13,7 @@ use myriad_engine::{validate_name, Error, Message};
 use crate::envelope::ErrorCode;
 
 /// The code and text that describe `error` to a peer.
-pub(crate) fn encode(error: &Error) -> (ErrorCode, Message) {
+pub fn encode(error: &Error) -> (ErrorCode, Message) {
     let (code, text) = match error {
         Error::Timeout { after, .. } => (ErrorCode::Timeout, after.as_millis().to_string()),
         Error::NoSuchWorker(name) => (ErrorCode::NoSuchWorker, name.clone()),
@@ -35,7 +35,7 @@ pub(crate) fn encode(error: &Error) -> (ErrorCode, Message) {
 
 /// The engine error for a `reply err` from node `peer` about `target` (the
 /// address the asker used, e.g. `node/worker`; `worker` is its worker part).
-pub(crate) fn decode(code: ErrorCode, text: &str, peer: &str, target: &str, worker: &str) -> Error {
+pub fn decode(code: ErrorCode, text: &str, peer: &str, target: &str, worker: &str) -> Error {
     match code {
         ErrorCode::Timeout => Error::Timeout {
             worker: target.to_owned(),
@@ -74,6 +74,11 @@ pub(crate) fn decode(code: ErrorCode, text: &str, peer: &str, target: &str, work
             reason: text.to_owned(),
         },
     }
+}
+
+/// The wire form of an answer: its body, or the code and text of its error.
+pub fn to_wire(result: Result<Message, Error>) -> Result<Message, (ErrorCode, Message)> {
+    result.map_err(|error| encode(&error))
 }
 
 #[cfg(test)]

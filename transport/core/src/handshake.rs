@@ -28,8 +28,9 @@ use std::fmt;
 use zeroize::Zeroizing;
 
 use crate::cipher::CipherState;
-use crate::codec::{Decoder, Encoder, ProtocolError, DEFAULT_MAX_MESSAGE_SIZE};
+use crate::codec::{Decoder, Encoder, DEFAULT_MAX_MESSAGE_SIZE};
 use crate::crypto::{self, KEY_LEN};
+use crate::error::ProtocolError;
 use crate::frame::{write_frame, FrameReader, TAG_LEN};
 use crate::keys::{PublicKey, StaticKeypair};
 use crate::wire::{put_short_bytes, Reader};

@@ -25,8 +25,10 @@ use myriad_engine::Message;
 use crate::cipher::CipherState;
 use crate::envelope::Envelope;
 use crate::frame::{FrameReader, LEN_PREFIX, MAX_FRAME_LEN, MAX_FRAME_PLAINTEXT, TAG_LEN};
-use crate::stats::Traffic;
-use crate::wire::{Reader, Truncated};
+use crate::stats::{LinkStats, Traffic};
+use crate::wire::Reader;
+
+pub use crate::error::{EncodeError, ProtocolError};
 
 /// The default maximum message (body) size: 16 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u32 = 16 << 20;
@@ -49,75 +51,6 @@ const WHOLE_OVERHEAD: usize = 1 + 2;
 const FIRST_OVERHEAD: usize = 1 + 4 + 2;
 /// Overhead of a next-fragment record: type and `u16` chunk length.
 const NEXT_OVERHEAD: usize = 1 + 2;
-
-/// Why the encoder refused an envelope.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EncodeError {
-    /// The body exceeds the link's maximum message size (the smaller of this
-    /// node's and the peer's). Nothing was queued; the encoder stays usable.
-    #[error("message of {size} bytes exceeds this link's maximum message size of {max} bytes")]
-    TooLarge {
-        /// The body's size.
-        size: usize,
-        /// The link's maximum.
-        max: u32,
-    },
-    /// A worker name is empty or longer than 255 bytes. Nothing was queued.
-    #[error("the {field} name must be 1 to 255 bytes long, not {len}")]
-    BadName {
-        /// Which name.
-        field: &'static str,
-        /// Its length in bytes.
-        len: usize,
-    },
-    /// Encryption failed (the 2^64 frame nonces are used up); close the link.
-    #[error("encryption failed; the link must be closed and re-established")]
-    Crypto,
-}
-
-/// A violation of the protocol by the peer (or corruption on the way). The
-/// decoder that reports one stays failed: close the link.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProtocolError {
-    /// A frame failed authentication: tampered, truncated, reordered or not
-    /// from this session.
-    #[error("a frame failed to decrypt (tampered, reordered or not from this session)")]
-    Decrypt,
-    /// A frame too short to hold its authentication tag.
-    #[error("a frame of {0} bytes is shorter than its 16-byte authentication tag")]
-    ShortFrame(usize),
-    /// A record runs past the end of its frame.
-    #[error("a record runs past the end of its frame")]
-    Truncated,
-    /// A type, kind, flag or code this version does not know.
-    #[error("unknown {what} {value:#04x}")]
-    Unknown {
-        /// What was being decoded.
-        what: &'static str,
-        /// The unknown byte.
-        value: u8,
-    },
-    /// A name or message body that is not valid UTF-8.
-    #[error("the {0} is not valid UTF-8")]
-    InvalidUtf8(&'static str),
-    /// Well-formed bytes that break a rule of the protocol.
-    #[error("protocol violation: {0}")]
-    Malformed(&'static str),
-    /// The peer sent a message larger than this node accepts.
-    #[error("the peer sent a message of {size} bytes; this node accepts at most {max}")]
-    TooLarge {
-        /// The size the peer announced.
-        size: u64,
-        /// This node's maximum message size.
-        max: u32,
-    },
-}
-
-impl From<Truncated> for ProtocolError {
-    fn from(_: Truncated) -> Self {
-        ProtocolError::Truncated
-    }
-}
 
 /// Packs envelopes into encrypted frames for one direction of a link.
 ///
@@ -503,4 +436,18 @@ impl fmt::Debug for Decoder {
 
 fn body_text(body: Bytes) -> Result<Message, ProtocolError> {
     Message::from_utf8(body).map_err(|_| ProtocolError::InvalidUtf8("message body"))
+}
+
+impl LinkStats {
+    /// The statistics of the link served by `encoder` and `decoder`.
+    pub fn of(encoder: &Encoder, decoder: &Decoder) -> Self {
+        let error = decoder.error();
+        LinkStats {
+            sent: encoder.traffic(),
+            received: decoder.traffic(),
+            decrypt_failures: u64::from(matches!(error, Some(ProtocolError::Decrypt))),
+            protocol_errors: u64::from(matches!(error, Some(e) if *e != ProtocolError::Decrypt)),
+            handshake_failures: 0,
+        }
+    }
 }

@@ -1,0 +1,847 @@
+//! The state machine of one link to a peer node, socket-free in the style of
+//! quinn-proto's `Connection`: [`LinkState`] takes bytes and the time and
+//! says what to write, what to deliver and when to wake it; it never reads a
+//! clock or touches a socket, so it is tested with a fake clock.
+//!
+//! A link outlives its connections: an outbound link to a node reconnects
+//! after a failure, so the state holds
+//!
+//! - the link's [`Phase`] and the peer's name and message size limit;
+//! - the bounded outbound buffer: before the handshake, the envelopes
+//!   accepted meanwhile (flushed into the encoder when the link comes up);
+//!   after it, the encoder, which senders encode straight into, and chunks of
+//!   sealed frames waiting for the writer;
+//! - the asks and remote operations waiting for an answer, by request id,
+//!   and the deadlines of the operations;
+//! - while a connection is up: its decoder, when it last received and sent,
+//!   and its heartbeat tick.
+//!
+//! The driver calls [`handle_input`](LinkState::handle_input) with what it
+//! read and then [`poll_input`](LinkState::poll_input) until it returns
+//! `None`, delivering what it returns; writes what
+//! [`poll_transmit`](LinkState::poll_transmit) hands it (and says when it is
+//! written with [`transmitted`](LinkState::transmitted)); and sleeps until
+//! [`poll_timeout`](LinkState::poll_timeout), then calls
+//! [`handle_timeout`](LinkState::handle_timeout). After every call,
+//! [`take_wake`](LinkState::take_wake) says which of its tasks to wake and
+//! whether [`poll_answer`](LinkState::poll_answer) holds answers for this
+//! node's askers. Answers are handed out, never delivered here, so that an
+//! asker that reacts at once finds the link free to use.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use myriad_engine::{Error, Message, RemoteAddress, Replier, Result};
+
+use crate::codec::{Decoder, Encoder};
+use crate::envelope::{ControlOp, Envelope, ErrorCode, Kind, WorkerAddr};
+use crate::error::{EncodeError, ProtocolError};
+use crate::handshake::{HandshakeError, PeerInfo};
+use crate::remote_error;
+use crate::stats::Traffic;
+use crate::zone::{NodeName, MAX_NAME_LEN};
+
+/// Bytes counted for an envelope's header and framing while it waits for
+/// the link to come up, on top of its body.
+const ENVELOPE_COST: usize = 32;
+
+/// The encoder's output is taken in chunks of about this size, so that the
+/// writer can write one while senders fill the next, and buffers of one size
+/// are reused by the allocator instead of growing without end.
+const OUTPUT_CHUNK: usize = 1 << 20;
+
+/// Where a link stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Connecting or handshaking: messages are kept until the link is up.
+    Connecting,
+    /// Established: messages are encoded and written.
+    Up,
+    /// The last attempt failed; waiting before the next. Messages are refused.
+    Backoff,
+    /// Gone for good.
+    Closed,
+}
+
+/// Why a connection ended (or never started).
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The peer closed the connection.
+    #[error("the peer closed the connection")]
+    Closed,
+    /// The socket failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+    /// The handshake failed.
+    #[error("handshake failed: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// Connecting and the handshake took too long.
+    #[error("no handshake within {0:?}")]
+    HandshakeTimeout(Duration),
+    /// The peer broke the protocol (or a frame failed to decrypt).
+    #[error("{0}")]
+    Protocol(#[from] ProtocolError),
+    /// Encryption failed.
+    #[error("{0}")]
+    Encode(EncodeError),
+    /// Nothing arrived within the heartbeat timeout.
+    #[error("nothing received for {0:?} (heartbeat timeout)")]
+    Silent(Duration),
+    /// The node's address is unknown.
+    #[error("the node's address is unknown")]
+    NoAddress,
+}
+
+/// Whoever waits for the answer to an ask: in a node, the engine's
+/// [`Replier`] (tests use their own).
+pub trait Asker {
+    /// True once nobody waits for the answer any more (the ask timed out or
+    /// was cancelled): the link may forget the ask.
+    fn is_abandoned(&self) -> bool;
+    /// Hands over the answer (or the failure).
+    fn complete(self, result: Result<Message>);
+}
+
+impl Asker for Replier {
+    fn is_abandoned(&self) -> bool {
+        Replier::is_abandoned(self)
+    }
+
+    fn complete(self, result: Result<Message>) {
+        Replier::complete(self, result);
+    }
+}
+
+/// A link's limits and timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkSettings {
+    /// Bytes accepted and not yet written beyond which sends are refused
+    /// with `MailboxFull`.
+    pub buffer_limit: usize,
+    /// This node's maximum message size (the link's is the smaller of this
+    /// and the peer's).
+    pub max_message_size: u32,
+    /// A link that has sent nothing for this long sends a heartbeat.
+    pub heartbeat_interval: Duration,
+    /// A link that has received nothing for this long is closed.
+    pub heartbeat_timeout: Duration,
+    /// How long a remote operation waits for its answer.
+    pub request_timeout: Duration,
+}
+
+impl LinkSettings {
+    /// How often an established link checks its heartbeats and forgets
+    /// abandoned asks.
+    fn tick(&self) -> Duration {
+        self.heartbeat_interval.min(self.heartbeat_timeout / 4)
+    }
+}
+
+/// Someone of this node waiting for an answer from the peer.
+enum Waiter<A> {
+    /// An ask from a worker (or a thread) of this node.
+    Ask { asker: A, to: RemoteAddress },
+    /// A remote operation (`Zone::start_worker` and friends).
+    Request {
+        reply: flume::Sender<Result<Message>>,
+        worker: String,
+    },
+}
+
+/// An answer for someone of this node: hand it over with
+/// [`deliver`](Self::deliver), outside any borrow of the link.
+#[must_use = "an answer does nothing until delivered"]
+pub struct Answer<A> {
+    waiter: Waiter<A>,
+    result: Result<Message>,
+}
+
+impl<A: Asker> Answer<A> {
+    /// Hands the answer to whoever waits for it.
+    pub fn deliver(self) {
+        match self.waiter {
+            Waiter::Ask { asker, .. } => asker.complete(self.result),
+            // The requester may have given up.
+            Waiter::Request { reply, .. } => drop(reply.send(self.result)),
+        }
+    }
+}
+
+impl<A> fmt::Debug for Answer<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let to = match &self.waiter {
+            Waiter::Ask { to, .. } => to.to_string(),
+            Waiter::Request { worker, .. } => format!("request for {worker:?}"),
+        };
+        f.debug_struct("Answer")
+            .field("to", &to)
+            .field("result", &self.result)
+            .finish()
+    }
+}
+
+/// What the peer sent that the driver acts on (replies to this node's asks
+/// come as [`Incoming::Answer`]; heartbeats stay inside).
+#[derive(Debug)]
+pub enum Incoming<A> {
+    /// A message for a worker of this node.
+    Send {
+        /// The worker.
+        target: Option<WorkerAddr>,
+        /// The message.
+        body: Message,
+    },
+    /// An ask for a worker of this node: answer it with [`LinkState::reply`].
+    Ask {
+        /// The peer's request id.
+        id: u64,
+        /// The worker.
+        target: Option<WorkerAddr>,
+        /// The message.
+        body: Message,
+    },
+    /// A remote operation or gossip (`id` 0: no answer expected).
+    Control {
+        /// The peer's request id.
+        id: u64,
+        /// The operation.
+        op: ControlOp,
+        /// The worker it is about, if any.
+        target: Option<WorkerAddr>,
+        /// Its argument.
+        body: Message,
+    },
+    /// The answer to one of this node's asks or requests.
+    Answer(Answer<A>),
+}
+
+/// What the driver must do after a call into the link.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Wake {
+    /// The writer has something new to write.
+    pub transmit: bool,
+    /// [`LinkState::poll_timeout`] may be earlier than before.
+    pub timer: bool,
+    /// The connection is over: every task of it should end.
+    pub closed: bool,
+    /// [`LinkState::poll_answer`] has answers to deliver.
+    pub answers: bool,
+}
+
+/// What waits to be written.
+#[derive(Default)]
+struct Outbox {
+    /// Packs envelopes into sealed frames once the link is up.
+    encoder: Option<Encoder>,
+    /// Chunks of sealed frames taken from the encoder, oldest first.
+    sealed: VecDeque<Bytes>,
+    sealed_len: usize,
+    /// Envelopes accepted before the link came up.
+    early: VecDeque<Envelope>,
+    early_bytes: usize,
+}
+
+impl Outbox {
+    /// Bytes accepted and not yet handed to the writer.
+    fn buffered(&self) -> usize {
+        match &self.encoder {
+            Some(encoder) => self.sealed_len + encoder.buffered_len() + encoder.pending_len(),
+            None => self.early_bytes,
+        }
+    }
+
+    /// Moves the encoder's output into a chunk of its own.
+    fn cut(&mut self) -> Result<(), EncodeError> {
+        if let Some(encoder) = &mut self.encoder {
+            let chunk = encoder.flush()?;
+            if !chunk.is_empty() {
+                self.sealed_len += chunk.len();
+                self.sealed.push_back(chunk);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The established connection of a link.
+struct Connection {
+    /// Tells this connection from earlier ones of the same link.
+    seq: u64,
+    decoder: Decoder,
+    /// When something was last received.
+    last_rx: Instant,
+    /// When something was last written.
+    last_tx: Instant,
+    /// When the heartbeats are next checked.
+    next_tick: Instant,
+    /// Set when the connection is over (the first reason given wins).
+    closed: bool,
+    reason: Option<LinkError>,
+}
+
+/// The state of a link to one peer node; `A` is who waits for the answer to
+/// an ask (the engine's [`Replier`] in a node).
+pub struct LinkState<A = Replier> {
+    peer: Option<NodeName>,
+    phase: Phase,
+    settings: LinkSettings,
+    out: Outbox,
+    /// Bytes handed to the writer and not yet written.
+    writing: usize,
+    /// The link's maximum message size (this node's until the handshake).
+    send_limit: u32,
+    waiting: HashMap<u64, Waiter<A>>,
+    next_id: u64,
+    /// Remote operations' deadlines, oldest first (they share one timeout).
+    deadlines: VecDeque<(Instant, u64)>,
+    conn: Option<Connection>,
+    /// Answers to hand out with `poll_answer`.
+    answers: VecDeque<Answer<A>>,
+    wake: Wake,
+    /// The last target name converted for the wire (senders often repeat it).
+    last_target: Option<(Arc<str>, WorkerAddr)>,
+}
+
+impl<A> fmt::Debug for LinkState<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LinkState")
+            .field("peer", &self.peer)
+            .field("phase", &self.phase)
+            .field("buffered", &self.out.buffered())
+            .field("waiting", &self.waiting.len())
+            .field("connection", &self.conn.as_ref().map(|c| c.seq))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Asker> LinkState<A> {
+    /// A link in phase `Connecting`; `peer` is known up front for outbound
+    /// links, and learned from the handshake for inbound ones.
+    pub fn new(peer: Option<NodeName>, settings: LinkSettings) -> Self {
+        LinkState {
+            peer,
+            phase: Phase::Connecting,
+            settings,
+            out: Outbox::default(),
+            writing: 0,
+            send_limit: settings.max_message_size,
+            waiting: HashMap::new(),
+            next_id: 1,
+            deadlines: VecDeque::new(),
+            conn: None,
+            answers: VecDeque::new(),
+            wake: Wake::default(),
+            last_target: None,
+        }
+    }
+
+    /// Where the link stands.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Moves the link to `phase` (the driver's reconnection: `Connecting`
+    /// after a backoff).
+    pub fn set_phase(&mut self, phase: Phase) {
+        self.phase = phase;
+    }
+
+    /// What the driver must do after the last calls (and resets it).
+    pub fn take_wake(&mut self) -> Wake {
+        std::mem::take(&mut self.wake)
+    }
+
+    /// The peer's name for messages, or `?` before the handshake.
+    fn peer_label(&self) -> String {
+        self.peer
+            .as_ref()
+            .map_or_else(|| "?".to_owned(), NodeName::to_string)
+    }
+
+    // ----- sending ----------------------------------------------------------
+
+    /// Checks that a message of `size` bytes may be sent now.
+    fn admit(&self, size: usize) -> Result<()> {
+        match self.phase {
+            Phase::Connecting | Phase::Up => {}
+            Phase::Backoff | Phase::Closed => return Err(Error::ConnectionLost(self.peer_label())),
+        }
+        let max = self.send_limit;
+        if size > max as usize {
+            return Err(Error::MessageTooLarge {
+                size,
+                max: max as usize,
+            });
+        }
+        if self.out.buffered() + self.writing >= self.settings.buffer_limit {
+            let peer = self.peer_label();
+            return Err(Error::MailboxFull(format!("link to node {peer}")));
+        }
+        Ok(())
+    }
+
+    /// The wire address of worker `name`.
+    fn target(&mut self, name: &Arc<str>) -> Result<WorkerAddr> {
+        if let Some((last, addr)) = &self.last_target {
+            if Arc::ptr_eq(last, name) || **last == **name {
+                return Ok(addr.clone());
+            }
+        }
+        if name.is_empty() || name.len() > MAX_NAME_LEN {
+            return Err(Error::InvalidName {
+                name: name.to_string(),
+                reason: "a remote worker name must be 1 to 255 bytes",
+            });
+        }
+        let addr = WorkerAddr::Name(Message::from(name.to_string()));
+        self.last_target = Some((name.clone(), addr.clone()));
+        Ok(addr)
+    }
+
+    fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id = id.wrapping_add(1).max(1);
+        id
+    }
+
+    /// Encodes `envelope` (or keeps it until the link is up); wakes the
+    /// writer if it had nothing to write.
+    fn push(&mut self, envelope: Envelope) -> Result<(), EncodeError> {
+        let out = &mut self.out;
+        let idle = out.buffered() == 0;
+        match &mut out.encoder {
+            Some(encoder) => {
+                encoder.push(&envelope)?;
+                if encoder.buffered_len() >= OUTPUT_CHUNK {
+                    out.cut()?;
+                }
+            }
+            None => {
+                out.early_bytes += envelope.body.len() + ENVELOPE_COST;
+                out.early.push_back(envelope);
+            }
+        }
+        self.wake.transmit |= idle;
+        Ok(())
+    }
+
+    /// [`push`](Self::push), with the encoder's refusal as an engine error.
+    fn push_checked(&mut self, envelope: Envelope) -> Result<()> {
+        self.push(envelope).map_err(|error| self.refusal(error))
+    }
+
+    /// The engine error for an envelope the encoder refused. A crypto
+    /// failure also ends the connection.
+    fn refusal(&mut self, error: EncodeError) -> Error {
+        match error {
+            EncodeError::TooLarge { size, max } => Error::MessageTooLarge {
+                size,
+                max: max as usize,
+            },
+            EncodeError::BadName { .. } => Error::InvalidMessage(error.to_string()),
+            EncodeError::Crypto => {
+                self.close(LinkError::Encode(error));
+                Error::ConnectionLost(self.peer_label())
+            }
+        }
+    }
+
+    /// Sends `msg` to worker `to` (an ask if `reply` holds an asker, which
+    /// is then taken). Refuses it, leaving `reply` alone, when the link is
+    /// down, the message too large, or the outbound buffer full.
+    pub fn send(&mut self, to: &RemoteAddress, msg: Message, reply: &mut Option<A>) -> Result<()> {
+        self.admit(msg.len())?;
+        let target = Some(self.target(&to.worker)?);
+        let Some(asker) = reply.take() else {
+            return self.push_checked(Envelope::new(Kind::Send, target, msg));
+        };
+        let id = self.next_id();
+        match self.push_checked(Envelope::new(Kind::Ask { id }, target, msg)) {
+            Ok(()) => {
+                let to = to.clone();
+                self.waiting.insert(id, Waiter::Ask { asker, to });
+                Ok(())
+            }
+            Err(error) => {
+                *reply = Some(asker);
+                Err(error)
+            }
+        }
+    }
+
+    /// Sends remote operation `op` at `now`; its answer (or its failure,
+    /// after the request timeout at the latest) goes to `reply`. Returns its id.
+    pub fn request(
+        &mut self,
+        now: Instant,
+        op: ControlOp,
+        worker: Option<&str>,
+        body: Message,
+        reply: flume::Sender<Result<Message>>,
+    ) -> Result<u64> {
+        self.admit(body.len())?;
+        let target = worker
+            .map(|name| self.target(&Arc::from(name)))
+            .transpose()?;
+        let id = self.next_id();
+        self.push_checked(Envelope::new(Kind::Control { id, op }, target, body))?;
+        let worker = worker.unwrap_or_default().to_owned();
+        self.waiting.insert(id, Waiter::Request { reply, worker });
+        self.wake.timer |= self.deadlines.is_empty();
+        self.deadlines
+            .push_back((now + self.settings.request_timeout, id));
+        Ok(id)
+    }
+
+    /// Sends a gossip body (no answer expected) if the link is up.
+    pub fn gossip(&mut self, body: Message) {
+        if self.phase == Phase::Up {
+            let op = ControlOp::Members;
+            let gossip = Envelope::new(Kind::Control { id: 0, op }, None, body);
+            if let Err(error) = self.push(gossip) {
+                self.refusal(error);
+            }
+        }
+    }
+
+    /// Sends the answer to the peer's ask or request `id`, received on
+    /// connection `conn` (dropped if that connection is gone). Answers are
+    /// never refused for a full buffer: their number is bounded by the
+    /// peer's requests.
+    pub fn reply(&mut self, conn: u64, id: u64, answer: Result<Message, (ErrorCode, Message)>) {
+        if self.conn.as_ref().map(|c| c.seq) != Some(conn) || self.phase != Phase::Up {
+            return;
+        }
+        let envelope = match answer {
+            Ok(body) => Envelope::new(Kind::ReplyOk { id }, None, body),
+            Err((code, text)) => Envelope::new(Kind::ReplyErr { id, code }, None, text),
+        };
+        match self.push(envelope) {
+            Err(error @ EncodeError::TooLarge { .. }) => {
+                let (code, text) = remote_error::encode(&self.refusal(error));
+                let envelope = Envelope::new(Kind::ReplyErr { id, code }, None, text);
+                if let Err(error) = self.push(envelope) {
+                    self.refusal(error);
+                }
+            }
+            Err(error) => {
+                self.refusal(error);
+            }
+            Ok(()) => {}
+        }
+    }
+
+    // ----- writing ------------------------------------------------------------
+
+    /// The next chunk of encoded bytes to write, if any; seals the frame
+    /// being filled once every full chunk is taken. Its bytes count against
+    /// the outbound buffer until [`transmitted`](Self::transmitted).
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        if self.out.sealed.is_empty() {
+            if let Err(error) = self.out.cut() {
+                self.close(LinkError::Encode(error));
+                return None;
+            }
+        }
+        let chunk = self.out.sealed.pop_front()?;
+        self.out.sealed_len -= chunk.len();
+        self.writing = chunk.len();
+        Some(chunk)
+    }
+
+    /// The chunk [`poll_transmit`](Self::poll_transmit) handed out was
+    /// written at `now`.
+    pub fn transmitted(&mut self, now: Instant) {
+        self.writing = 0;
+        if let Some(conn) = &mut self.conn {
+            conn.last_tx = now;
+        }
+    }
+
+    /// What the current connection has sent so far.
+    pub fn sent(&self) -> Traffic {
+        self.out
+            .encoder
+            .as_ref()
+            .map(Encoder::traffic)
+            .unwrap_or_default()
+    }
+
+    // ----- reading ------------------------------------------------------------
+
+    /// Takes bytes read from the connection at `now`.
+    pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
+        if let Some(conn) = &mut self.conn {
+            conn.last_rx = now;
+            conn.decoder.feed(bytes);
+        }
+    }
+
+    /// The next thing the peer sent that the driver acts on, or `None` once
+    /// what was fed is used up. A protocol violation closes the connection.
+    pub fn poll_input(&mut self) -> Option<Incoming<A>> {
+        loop {
+            let envelope = match self.conn.as_mut()?.decoder.next_envelope() {
+                Ok(Some(envelope)) => envelope,
+                Ok(None) => return None,
+                Err(error) => {
+                    self.close(LinkError::Protocol(error));
+                    return None;
+                }
+            };
+            let Envelope {
+                kind, target, body, ..
+            } = envelope;
+            let answer = match kind {
+                Kind::Send => return Some(Incoming::Send { target, body }),
+                Kind::Ask { id } => return Some(Incoming::Ask { id, target, body }),
+                Kind::Control { id, op } => {
+                    return Some(Incoming::Control {
+                        id,
+                        op,
+                        target,
+                        body,
+                    })
+                }
+                Kind::Heartbeat => None,
+                Kind::ReplyOk { id } => self.answer(id, Ok(body)),
+                Kind::ReplyErr { id, code } => self.failure(id, code, &body),
+            };
+            if let Some(answer) = answer {
+                return Some(Incoming::Answer(answer));
+            }
+        }
+    }
+
+    /// What the current connection has received so far.
+    pub fn received(&self) -> Traffic {
+        self.conn
+            .as_ref()
+            .map(|c| c.decoder.traffic())
+            .unwrap_or_default()
+    }
+
+    // ----- answers ------------------------------------------------------------
+
+    /// The answer `result` for the ask or request `id`, if it is waiting.
+    fn answer(&mut self, id: u64, result: Result<Message>) -> Option<Answer<A>> {
+        let waiter = self.waiting.remove(&id)?;
+        Some(Answer { waiter, result })
+    }
+
+    /// The answer for a `reply err` with `code` and `text` for `id`.
+    fn failure(&mut self, id: u64, code: ErrorCode, text: &str) -> Option<Answer<A>> {
+        let peer = self.peer_label();
+        let error = match self.waiting.get(&id)? {
+            Waiter::Ask { to, .. } => {
+                remote_error::decode(code, text, &peer, &to.to_string(), &to.worker)
+            }
+            Waiter::Request { worker, .. } => {
+                remote_error::decode(code, text, &peer, &format!("{peer}/{worker}"), worker)
+            }
+        };
+        self.answer(id, Err(error))
+    }
+
+    /// Queues an answer for [`poll_answer`](Self::poll_answer).
+    fn queue(&mut self, answer: Option<Answer<A>>) {
+        if let Some(answer) = answer {
+            self.answers.push_back(answer);
+            self.wake.answers = true;
+        }
+    }
+
+    /// The next answer to deliver that did not come with input: a failure
+    /// (timeout, lost connection) or an ask forgotten because its asker left.
+    pub fn poll_answer(&mut self) -> Option<Answer<A>> {
+        self.answers.pop_front()
+    }
+
+    // ----- time ---------------------------------------------------------------
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next due, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let tick = self
+            .conn
+            .as_ref()
+            .filter(|c| !c.closed)
+            .map(|c| c.next_tick);
+        let deadline = self.deadlines.front().map(|&(at, _)| at);
+        match (tick, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Does what is due at `now`: on each heartbeat tick, closes a
+    /// connection that received nothing for the heartbeat timeout, sends a
+    /// heartbeat on one that sent nothing for the interval, and forgets the
+    /// asks whose askers stopped waiting (their answers would be discarded,
+    /// and a peer that never answers must not grow the table); fails the
+    /// remote operations past their deadline. Returns how many asks it forgot.
+    pub fn handle_timeout(&mut self, now: Instant) -> usize {
+        let mut forgotten = 0;
+        let LinkSettings {
+            heartbeat_interval: interval,
+            heartbeat_timeout: timeout,
+            ..
+        } = self.settings;
+        let tick = self.settings.tick();
+        let due = self
+            .conn
+            .as_mut()
+            .filter(|c| !c.closed && now >= c.next_tick)
+            .map(|conn| {
+                conn.next_tick = now + tick;
+                let silent = now.duration_since(conn.last_rx) > timeout;
+                let idle = !silent && now.duration_since(conn.last_tx) >= interval;
+                if idle {
+                    conn.last_tx = now;
+                }
+                (silent, idle)
+            });
+        match due {
+            Some((true, _)) => self.close(LinkError::Silent(timeout)),
+            Some((false, idle)) => {
+                if idle {
+                    if let Err(error) = self.push(Envelope::heartbeat()) {
+                        self.refusal(error);
+                    }
+                }
+                forgotten = self.forget_abandoned_asks();
+            }
+            None => {}
+        }
+        while let Some(&(deadline, id)) = self.deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_front();
+            self.expire(id);
+        }
+        forgotten
+    }
+
+    /// Answers the asks whose askers left with `NoReply`; returns how many.
+    fn forget_abandoned_asks(&mut self) -> usize {
+        let abandoned: Vec<u64> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| matches!(w, Waiter::Ask { asker, .. } if asker.is_abandoned()))
+            .map(|(&id, _)| id)
+            .collect();
+        for &id in &abandoned {
+            if let Some(Waiter::Ask { asker, to }) = self.waiting.remove(&id) {
+                let result = Err(Error::NoReply(to.to_string()));
+                let waiter = Waiter::Ask { asker, to };
+                self.queue(Some(Answer { waiter, result }));
+            }
+        }
+        abandoned.len()
+    }
+
+    /// Fails the remote operation `id` (if it still waits) with a timeout.
+    fn expire(&mut self, id: u64) {
+        let worker = match self.waiting.get(&id) {
+            Some(Waiter::Request { worker, .. }) => format!("{}/{worker}", self.peer_label()),
+            _ => return,
+        };
+        let after = self.settings.request_timeout;
+        let answer = self.answer(id, Err(Error::Timeout { worker, after }));
+        self.queue(answer);
+    }
+
+    // ----- connection changes -------------------------------------------------
+
+    /// Connection `seq` to `peer` is established at `now`, with `encoder`
+    /// and `decoder` from its handshake: the link is up, and the messages
+    /// accepted meanwhile are encoded (any the encoder refuses fail their
+    /// askers).
+    pub fn connected(
+        &mut self,
+        now: Instant,
+        seq: u64,
+        peer: &PeerInfo,
+        encoder: Encoder,
+        decoder: Decoder,
+    ) {
+        self.peer = Some(peer.name.clone());
+        self.send_limit = self.settings.max_message_size.min(peer.max_message_size);
+        self.conn = Some(Connection {
+            seq,
+            decoder,
+            last_rx: now,
+            last_tx: now,
+            next_tick: now + self.settings.tick(),
+            closed: false,
+            reason: None,
+        });
+        self.phase = Phase::Up;
+        self.out.encoder = Some(encoder);
+        self.out.early_bytes = 0;
+        for envelope in std::mem::take(&mut self.out.early) {
+            let kind = envelope.kind;
+            if let Err(error) = self.push(envelope) {
+                let error = self.refusal(error);
+                if let Kind::Ask { id } | Kind::Control { id, .. } = kind {
+                    let answer = self.answer(id, Err(error));
+                    self.queue(answer);
+                }
+            }
+        }
+        self.wake.transmit = true;
+        self.wake.timer = true;
+    }
+
+    /// Ends the current connection for `reason` (the first reason given
+    /// wins); the driver then ends its tasks and calls
+    /// [`disconnected`](Self::disconnected).
+    pub fn close(&mut self, reason: LinkError) {
+        if let Some(conn) = self.conn.as_mut().filter(|c| !c.closed) {
+            conn.closed = true;
+            conn.reason = Some(reason);
+            self.wake.closed = true;
+        }
+    }
+
+    /// True if there is no connection or it is over.
+    pub fn is_closed(&self) -> bool {
+        self.conn.as_ref().is_none_or(|c| c.closed)
+    }
+
+    /// Why the current connection ended.
+    pub fn take_close_reason(&mut self) -> LinkError {
+        self.conn
+            .as_mut()
+            .and_then(|c| c.reason.take())
+            .unwrap_or(LinkError::Closed)
+    }
+
+    /// The connection (or the attempt to make one) is over and the link
+    /// goes to phase `next`: every waiting ask and request fails with
+    /// `ConnectionLost` (see [`poll_answer`](Self::poll_answer)), and unsent
+    /// messages are dropped. Returns how many plain sends had waited for the
+    /// link to come up.
+    pub fn disconnected(&mut self, next: Phase) -> usize {
+        self.phase = next;
+        self.conn = None;
+        self.writing = 0;
+        let early = std::mem::take(&mut self.out).early;
+        let dropped = early.iter().filter(|e| e.kind == Kind::Send).count();
+        self.deadlines.clear();
+        let lost = Error::ConnectionLost(self.peer_label());
+        let waiting: Vec<Waiter<A>> = self.waiting.drain().map(|(_, w)| w).collect();
+        for waiter in waiting {
+            let result = Err(lost.clone());
+            self.queue(Some(Answer { waiter, result }));
+        }
+        dropped
+    }
+}
+
+#[cfg(test)]
+mod tests;
