@@ -15,7 +15,9 @@ use std::time::Duration;
 use futures_lite::future::or;
 use glommio::task::JoinHandle;
 
-use super::signal::{Latch, Notify};
+use myriad_engine::plugin::Signal;
+
+use super::latch::Latch;
 use super::ShardTransport;
 
 /// How long a stopping shard waits for its transport tasks to end.
@@ -25,7 +27,7 @@ const STOP_GRACE: Duration = Duration::from_secs(1);
 #[derive(Debug, Default)]
 pub(crate) struct Tasks {
     running: Cell<usize>,
-    all_done: Notify,
+    all_done: Signal,
     /// Set when the shard stops: every task ends.
     pub(crate) stopping: Latch,
 }

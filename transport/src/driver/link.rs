@@ -24,7 +24,9 @@ use futures_lite::future::or;
 use myriad_engine::{Message, RemoteAddress, Replier, Result};
 use myriad_link::link::{Incoming, LinkError, LinkSettings, LinkState, Wake};
 
-use super::signal::{Latch, Notify};
+use myriad_engine::plugin::Signal;
+
+use super::latch::Latch;
 use super::ShardTransport;
 use crate::codec::{Decoder, Encoder};
 use crate::envelope::{ControlOp, ErrorCode};
@@ -65,9 +67,9 @@ pub(crate) struct Link {
     pub(crate) id: u64,
     state: RefCell<LinkState>,
     /// Wakes the writer when there is something to write.
-    pub(crate) writer: Notify,
+    pub(crate) writer: Signal,
     /// Wakes the timer when the state's deadline may have moved earlier.
-    timer: Notify,
+    timer: Signal,
     conn: RefCell<Option<Rc<Conn>>>,
     /// Set when the link is gone: its timer ends.
     retired: Latch,
@@ -80,8 +82,8 @@ impl Link {
         Link {
             id,
             state: RefCell::new(LinkState::new(peer, settings)),
-            writer: Notify::default(),
-            timer: Notify::default(),
+            writer: Signal::default(),
+            timer: Signal::default(),
             conn: RefCell::new(None),
             retired: Latch::default(),
         }

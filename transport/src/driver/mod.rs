@@ -9,6 +9,7 @@
 mod connection;
 mod discovery;
 mod inbound;
+mod latch;
 mod lifecycle;
 mod link;
 mod listener;
@@ -16,7 +17,6 @@ pub(crate) mod net;
 mod outbound;
 pub(crate) mod remote_ops;
 mod shared;
-mod signal;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

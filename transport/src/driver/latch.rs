@@ -1,42 +1,11 @@
-//! Two tiny single-thread wake-up primitives for the link tasks of one shard:
-//! [`Notify`] wakes one waiting task (the writer: "there is something to
-//! send"), [`Latch`] is set once and wakes every waiter for good ("this
-//! connection is closed"). Neither allocates per wait.
+//! [`Latch`]: set once, it wakes every waiter for good ("this connection is
+//! closed"); it allocates nothing per wait once its waiters are known. (To
+//! wake one waiting task, "there is something to send", the link tasks use
+//! the engine's `plugin::Signal`.)
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::task::{Poll, Waker};
-
-/// Wakes a single waiter; a notification that arrives while nobody waits is
-/// kept (once) for the next [`wait`](Self::wait).
-#[derive(Debug, Default)]
-pub(crate) struct Notify {
-    pending: Cell<bool>,
-    waiter: RefCell<Option<Waker>>,
-}
-
-impl Notify {
-    /// Wakes the waiter, or lets the next `wait` return at once.
-    pub(crate) fn notify(&self) {
-        self.pending.set(true);
-        if let Some(waker) = self.waiter.borrow_mut().take() {
-            waker.wake();
-        }
-    }
-
-    /// Waits for a notification, consuming it.
-    pub(crate) async fn wait(&self) {
-        poll_fn(|cx| {
-            if self.pending.replace(false) {
-                Poll::Ready(())
-            } else {
-                *self.waiter.borrow_mut() = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        })
-        .await
-    }
-}
 
 /// Set once, then every current and future [`wait`](Self::wait) returns.
 #[derive(Debug, Default)]
@@ -82,15 +51,6 @@ impl Latch {
 mod tests {
     use super::*;
     use futures_lite::future;
-
-    #[test]
-    fn a_notification_before_the_wait_is_kept_once() {
-        let notify = Notify::default();
-        notify.notify();
-        notify.notify();
-        future::block_on(notify.wait());
-        assert!(future::block_on(future::poll_once(notify.wait())).is_none());
-    }
 
     #[test]
     fn a_latch_stays_set() {
