@@ -72,15 +72,18 @@ impl NodeConfig {
         self
     }
 
-    /// Pin shard `i` to core `i % cores` (default true). Turn off when
-    /// several nodes share a small machine, e.g. in tests.
+    /// Pin each shard to a CPU (default true): shard `i` to the `i`-th of the
+    /// CPUs this process may run on (its affinity mask, as a container's
+    /// cpuset or `taskset` sets it), in turn. Turn off when several nodes
+    /// share a small machine, e.g. in tests.
     pub fn pin_shards(mut self, pin: bool) -> Self {
         self.pin_shards = pin;
         self
     }
 
-    /// Memory each shard's io_uring registers, in bytes (default 256 KiB;
-    /// glommio needs `ulimit -l` of at least 512 KiB).
+    /// Memory each shard's io_uring registers, in bytes (default 256 KiB).
+    /// glommio needs `ulimit -l` of at least 512 KiB per process; on Linux
+    /// before 5.12 this memory, for every shard, counts against it too.
     pub fn io_memory(mut self, bytes: usize) -> Self {
         self.io_memory = bytes;
         self

@@ -54,6 +54,7 @@ not_under_loom! {
     mod directory;
     mod envelope;
     mod error;
+    mod host;
     mod inbox;
     mod link;
     mod mailbox;

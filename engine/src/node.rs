@@ -93,6 +93,7 @@ impl Node {
     /// Starts a node in the background and returns a handle to it.
     pub fn spawn(config: NodeConfig) -> Result<NodeHandle> {
         let shards = config.validate()?;
+        crate::host::check_memlock().map_err(Error::Startup)?;
         let (inboxes, mut inbox_receivers): (Vec<_>, Vec<_>) =
             (0..shards).map(|_| flume::bounded(INBOX_CAPACITY)).unzip();
         let shared = Arc::new(NodeShared {
@@ -103,12 +104,13 @@ impl Node {
             inboxes,
         });
         let mut links = links(shards);
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        // Pinned to the CPUs this process may use (a cpuset, `taskset`), in turn.
+        let cpus = crate::host::allowed_cpus();
         let (ready_tx, ready_rx) = flume::unbounded::<usize>();
         let mut threads = Vec::with_capacity(shards);
         for (index, inbox) in inbox_receivers.drain(..).enumerate() {
             let placement = if config.pin_shards {
-                Placement::Fixed(index % cores)
+                Placement::Fixed(crate::host::cpu_for(index, &cpus))
             } else {
                 Placement::Unbound
             };
