@@ -9,4 +9,5 @@
 //! `docs/guide.md` walks through the rest.
 
 pub use myriad_engine::*;
+pub use myriad_http as http;
 pub use myriad_transport as transport;
