@@ -10,4 +10,5 @@
 
 pub use myriad_engine::*;
 pub use myriad_http as http;
+pub use myriad_http::llm;
 pub use myriad_transport as transport;

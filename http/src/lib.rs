@@ -14,6 +14,7 @@ mod connect;
 pub mod dns;
 mod error;
 pub mod io;
+pub mod llm;
 pub mod server;
 
 pub use client::{Client, ClientConfig, ClientStats, Response};
