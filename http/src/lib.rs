@@ -15,8 +15,10 @@ pub mod dns;
 mod error;
 pub mod io;
 pub mod llm;
+pub mod offload;
 pub mod server;
 
 pub use client::{Client, ClientConfig, ClientStats, Response};
 pub use connect::{Origin, Scheme};
 pub use error::Error;
+pub use offload::{offload, OffloadError};
