@@ -10,6 +10,7 @@ mod json;
 mod memory;
 mod progress;
 mod report;
+mod serve_llm;
 mod table;
 mod workloads;
 
@@ -23,6 +24,9 @@ use crate::json::JsonLines;
 
 fn main() -> ExitCode {
     let settings = cli::parse();
+    if let Some(cli::Tool::ServeLlm(args)) = settings.tool {
+        return serve_llm::run(args);
+    }
     let mut json = match settings.json.as_deref().map(JsonLines::create).transpose() {
         Ok(json) => json,
         Err(e) => {
