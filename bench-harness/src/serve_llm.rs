@@ -10,7 +10,6 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use myriad::http::server::Server;
 use myriad::llm::mock::MockLlm;
 
 /// `serve-llm`'s arguments.
@@ -63,17 +62,10 @@ fn serve(args: &ServeLlmArgs) -> Result<(), String> {
         tokens: args.tokens,
         stream_by_default: args.stream,
     };
-    // Shard 0 binds first, so that a port 0 is resolved once and every
-    // other shard binds the same port.
-    let (bound_tx, bound_rx) = flume::bounded(1);
-    let mut handles = vec![start_shard(0, args.listen, mock.clone(), Some(bound_tx))?];
-    let addr: SocketAddr = bound_rx
-        .recv()
-        .map_err(|_| "shard 0 stopped before listening".to_owned())??;
-    for shard in 1..shards {
-        handles.push(start_shard(shard, addr, mock.clone(), None)?);
-    }
-    println!("listening on http://{addr}/v1");
+    let serving = mock
+        .serve_on_shards(args.listen, shards)
+        .map_err(|e| e.to_string())?;
+    println!("listening on http://{}/v1", serving.addr());
     eprintln!(
         "serve-llm: {shards} shards, median delay {} ms, sigma {}, {} tokens{}",
         args.latency_ms,
@@ -81,43 +73,5 @@ fn serve(args: &ServeLlmArgs) -> Result<(), String> {
         args.tokens,
         if args.stream { ", streaming" } else { "" }
     );
-    for handle in handles {
-        match handle.join() {
-            Ok(Err(e)) => return Err(e.to_string()),
-            Err(e) => return Err(format!("a shard failed: {e}")),
-            Ok(Ok(())) => {}
-        }
-    }
-    Ok(())
-}
-
-type Bound = flume::Sender<Result<SocketAddr, String>>;
-
-fn start_shard(
-    shard: usize,
-    addr: SocketAddr,
-    mock: MockLlm,
-    bound: Option<Bound>,
-) -> Result<glommio::ExecutorJoinHandle<std::io::Result<()>>, String> {
-    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .name(&format!("serve-llm-{shard}"))
-        .io_memory(256 << 10)
-        .spawn(move || async move {
-            let server = Server::bind(addr).and_then(|s| s.local_addr().map(|a| (s, a)));
-            let server = match (server, bound) {
-                (Ok((server, local)), bound) => {
-                    if let Some(bound) = bound {
-                        let _ = bound.send(Ok(local));
-                    }
-                    server
-                }
-                (Err(e), Some(bound)) => {
-                    let _ = bound.send(Err(e.to_string()));
-                    return Err(e);
-                }
-                (Err(e), None) => return Err(e),
-            };
-            mock.serve(server).await
-        })
-        .map_err(|e| format!("cannot start shard {shard}: {e}"))
+    serving.join().map_err(|e| e.to_string())
 }

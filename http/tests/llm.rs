@@ -256,3 +256,23 @@ fn a_refused_connection_is_retried_then_reported() {
         ));
     });
 }
+
+#[test]
+fn the_mock_serves_one_address_from_several_shards() {
+    let serving = MockLlm::default()
+        .serve_on_shards(loopback(), 2)
+        .expect("the mock serves");
+    assert_eq!(serving.shards(), 2);
+    let addr = serving.addr();
+    assert_ne!(addr.port(), 0);
+    on_shard(move || async move {
+        let llm = LlmClient::new(client_for(addr));
+        for _ in 0..4 {
+            assert_eq!(
+                llm.chat(&hello()).await.unwrap().finish_reason.as_deref(),
+                Some("stop")
+            );
+        }
+    });
+    // The serving shards run until the test process ends.
+}

@@ -81,6 +81,51 @@ impl MockLlm {
         Ok(bound)
     }
 
+    /// Serves on `shards` new glommio shards of this process (threads, not
+    /// pinned), all listening on `addr` through `SO_REUSEPORT`. Shard 0 binds
+    /// first, so a port 0 is resolved once and shared.
+    pub fn serve_on_shards(self, addr: SocketAddr, shards: usize) -> std::io::Result<MockShards> {
+        let (bound_tx, bound_rx) = flume::bounded(1);
+        let mut handles = vec![self.clone().start_shard(0, addr, Some(bound_tx))?];
+        let addr = bound_rx.recv().map_err(|_| {
+            std::io::Error::other("the mock's first shard stopped before listening")
+        })??;
+        for shard in 1..shards {
+            handles.push(self.clone().start_shard(shard, addr, None)?);
+        }
+        Ok(MockShards { addr, handles })
+    }
+
+    fn start_shard(
+        self,
+        shard: usize,
+        addr: SocketAddr,
+        bound: Option<flume::Sender<std::io::Result<SocketAddr>>>,
+    ) -> std::io::Result<glommio::ExecutorJoinHandle<std::io::Result<()>>> {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .name(&format!("mock-llm-{shard}"))
+            .io_memory(256 << 10)
+            .spawn(move || async move {
+                let server = Server::bind(addr).and_then(|s| Ok((s.local_addr()?, s)));
+                let server = match server {
+                    Ok((local, server)) => {
+                        if let Some(bound) = bound {
+                            let _ = bound.send(Ok(local));
+                        }
+                        server
+                    }
+                    Err(e) => {
+                        if let Some(bound) = bound {
+                            let _ = bound.send(Err(std::io::Error::new(e.kind(), e.to_string())));
+                        }
+                        return Err(e);
+                    }
+                };
+                self.serve(server).await
+            })
+            .map_err(|e| std::io::Error::other(format!("cannot start mock shard {shard}: {e}")))
+    }
+
     /// Serves on `server` until accepting fails.
     pub async fn serve(self, server: Server) -> std::io::Result<()> {
         let mock = Rc::new(self);
@@ -154,6 +199,34 @@ impl MockLlm {
             response.headers_mut().insert(DELAY_HEADER, value);
         }
         response
+    }
+}
+
+/// The mock running on shards of its own; see [`MockLlm::serve_on_shards`].
+pub struct MockShards {
+    addr: SocketAddr,
+    handles: Vec<glommio::ExecutorJoinHandle<std::io::Result<()>>>,
+}
+
+impl MockShards {
+    /// The address every shard listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// How many shards serve.
+    pub fn shards(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// Waits for the shards; they stop only if accepting fails.
+    pub fn join(self) -> std::io::Result<()> {
+        for handle in self.handles {
+            handle
+                .join()
+                .map_err(|e| std::io::Error::other(format!("a mock shard failed: {e}")))??;
+        }
+        Ok(())
     }
 }
 
