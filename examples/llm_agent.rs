@@ -26,8 +26,12 @@ struct Assistant {
 impl Worker for Assistant {
     async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
         self.memory.push(ChatMessage::user(msg.to_string()));
-        let answer = self.llm.chat(&ChatRequest::new(self.memory.clone())).await?;
-        self.memory.push(ChatMessage::assistant(answer.content.clone()));
+        let answer = self
+            .llm
+            .chat(&ChatRequest::new(self.memory.clone()))
+            .await?;
+        self.memory
+            .push(ChatMessage::assistant(answer.content.clone()));
         let tokens = answer.usage.map_or(0, |u| u.total_tokens);
         ctx.reply(format!("{} [{tokens} tokens]", answer.content))?;
         Ok(())
