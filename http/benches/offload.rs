@@ -11,7 +11,8 @@ fn main() {
         .io_memory(64 << 10)
         .spawn(|| async {
             let mut histogram =
-                hdrhistogram::Histogram::<u64>::new(3).expect("3 significant digits");
+                hdrhistogram::Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3)
+                    .expect("valid histogram bounds");
             for call in 0..WARMUP + CALLS {
                 let start = Instant::now();
                 let out = myriad_http::offload(async move { call }).await;

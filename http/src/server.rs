@@ -26,6 +26,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub struct Server {
     listener: TcpListener,
     tls: Option<futures_rustls::TlsAcceptor>,
+    max_streams: Option<u32>,
     accepted: Rc<Cell<u64>>,
 }
 
@@ -36,6 +37,7 @@ impl Server {
         Ok(Self {
             listener,
             tls: None,
+            max_streams: None,
             accepted: Rc::default(),
         })
     }
@@ -44,6 +46,14 @@ impl Server {
     /// `h2`, `http/1.1` to offer both).
     pub fn with_tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
         self.tls = Some(futures_rustls::TlsAcceptor::from(config));
+        self
+    }
+
+    /// Most concurrent HTTP/2 streams (requests) per connection; hyper's
+    /// default is 200, which caps a client that multiplexes on one
+    /// connection at 200 requests in flight.
+    pub fn max_concurrent_streams(mut self, streams: u32) -> Self {
+        self.max_streams = Some(streams);
         self
     }
 
@@ -68,7 +78,11 @@ impl Server {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        let builder = Rc::new(auto::Builder::new(LocalExec));
+        let mut builder = auto::Builder::new(LocalExec);
+        if let Some(streams) = self.max_streams {
+            builder.http2().max_concurrent_streams(streams);
+        }
+        let builder = Rc::new(builder);
         loop {
             let stream = self.listener.accept().await?;
             self.accepted.set(self.accepted.get() + 1);

@@ -31,6 +31,10 @@ use crate::server::Server;
 /// The response header carrying the delay the mock waited, in microseconds.
 pub const DELAY_HEADER: &str = "x-mock-delay-us";
 
+/// HTTP/2 streams per connection the mock accepts: enough for a load test
+/// that multiplexes every agent's request on one connection per shard.
+pub const MAX_STREAMS: u32 = 1 << 20;
+
 /// Largest request body the mock reads.
 const MAX_REQUEST: usize = 1 << 20;
 
@@ -127,7 +131,9 @@ impl MockLlm {
     }
 
     /// Serves on `server` until accepting fails.
+    /// Raises the server's HTTP/2 stream limit to [`MAX_STREAMS`].
     pub async fn serve(self, server: Server) -> std::io::Result<()> {
+        let server = server.max_concurrent_streams(MAX_STREAMS);
         let mock = Rc::new(self);
         let rng = Rc::new(RefCell::new(SmallRng::from_os_rng()));
         server
