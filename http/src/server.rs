@@ -27,6 +27,7 @@ pub struct Server {
     listener: TcpListener,
     tls: Option<futures_rustls::TlsAcceptor>,
     max_streams: Option<u32>,
+    connection_window: Option<u32>,
     accepted: Rc<Cell<u64>>,
 }
 
@@ -38,6 +39,7 @@ impl Server {
             listener,
             tls: None,
             max_streams: None,
+            connection_window: None,
             accepted: Rc::default(),
         })
     }
@@ -54,6 +56,15 @@ impl Server {
     /// connection at 200 requests in flight.
     pub fn max_concurrent_streams(mut self, streams: u32) -> Self {
         self.max_streams = Some(streams);
+        self
+    }
+
+    /// The HTTP/2 connection-level flow-control window, in bytes (hyper's
+    /// default is 1 MiB). With thousands of requests in flight on one
+    /// connection a small window hands each request body out in slivers,
+    /// and h2 closes a connection that receives too many small DATA frames.
+    pub fn connection_window(mut self, bytes: u32) -> Self {
+        self.connection_window = Some(bytes);
         self
     }
 
@@ -81,6 +92,9 @@ impl Server {
         let mut builder = auto::Builder::new(LocalExec);
         if let Some(streams) = self.max_streams {
             builder.http2().max_concurrent_streams(streams);
+        }
+        if let Some(bytes) = self.connection_window {
+            builder.http2().initial_connection_window_size(bytes);
         }
         let builder = Rc::new(builder);
         loop {

@@ -35,6 +35,9 @@ pub const DELAY_HEADER: &str = "x-mock-delay-us";
 /// that multiplexes every agent's request on one connection per shard.
 pub const MAX_STREAMS: u32 = 1 << 20;
 
+/// The mock's HTTP/2 connection window (see [`Server::connection_window`]).
+pub const CONNECTION_WINDOW: u32 = 1 << 30;
+
 /// Largest request body the mock reads.
 const MAX_REQUEST: usize = 1 << 20;
 
@@ -131,9 +134,12 @@ impl MockLlm {
     }
 
     /// Serves on `server` until accepting fails.
-    /// Raises the server's HTTP/2 stream limit to [`MAX_STREAMS`].
+    /// Raises the server's HTTP/2 stream limit to [`MAX_STREAMS`] and its
+    /// connection window to [`CONNECTION_WINDOW`].
     pub async fn serve(self, server: Server) -> std::io::Result<()> {
-        let server = server.max_concurrent_streams(MAX_STREAMS);
+        let server = server
+            .max_concurrent_streams(MAX_STREAMS)
+            .connection_window(CONNECTION_WINDOW);
         let mock = Rc::new(self);
         let rng = Rc::new(RefCell::new(SmallRng::from_os_rng()));
         server
