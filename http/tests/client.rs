@@ -173,14 +173,19 @@ fn a_server_closing_mid_body_is_a_body_error() {
     });
 }
 
+/// A client that accepts bodies of at most 100 bytes.
+fn bounded_to_100_bytes() -> Client {
+    Client::new(ClientConfig {
+        max_body_bytes: 100,
+        ..ClientConfig::default()
+    })
+}
+
 #[test]
 fn a_declared_oversize_body_is_refused_before_reading() {
     on_shard(|| async {
         let addr = raw_server(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
-        let client = Client::new(ClientConfig {
-            max_body_bytes: 100,
-            ..ClientConfig::default()
-        });
+        let client = bounded_to_100_bytes();
         assert!(matches!(
             client.get(&url(addr, "/")).await.map(|_| ()),
             Err(Error::TooLarge { limit: 100 })
@@ -197,10 +202,7 @@ fn a_chunked_body_growing_past_the_bound_is_refused() {
               40\r\n0123456789012345678901234567890123456789012345678901234567890123\r\n\
               0\r\n\r\n",
         );
-        let client = Client::new(ClientConfig {
-            max_body_bytes: 100,
-            ..ClientConfig::default()
-        });
+        let client = bounded_to_100_bytes();
         let response = client.get(&url(addr, "/")).await.unwrap();
         assert!(matches!(
             response.bytes().await,
