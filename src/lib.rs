@@ -9,6 +9,8 @@
 //! `docs/guide.md` walks through the rest.
 
 pub use myriad_engine::*;
+pub use myriad_http as http;
+pub use myriad_http::llm;
 
 /// The user's guide (`docs/guide.md`), here so that its examples are
 /// compiled and run as doctests and can never drift from the code.

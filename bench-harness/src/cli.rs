@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 
+use crate::serve_llm::ServeLlmArgs;
 use crate::workloads::Workload;
 
 /// Standard actor workloads against one Myriad node.
@@ -56,6 +57,36 @@ pub struct Cli {
     /// No progress lines on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+
+    /// agents-http: the OpenAI-compatible API root to call (default: start
+    /// a mock with `serve-llm` in a child process on loopback).
+    #[arg(long, value_name = "URL")]
+    pub llm: Option<String>,
+
+    /// agents-http: median delay of the mock it starts, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub llm_delay_ms: u64,
+
+    /// agents-http: HTTP/1.1 connections per shard to the LLM.
+    #[arg(long, value_name = "N", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub llm_connections: u64,
+
+    /// agents-http: speak HTTP/2 to the LLM (one multiplexed connection per
+    /// shard).
+    #[arg(long)]
+    pub http2: bool,
+
+    /// Instead of workloads, run a tool.
+    #[command(subcommand)]
+    pub command: Option<Tool>,
+}
+
+/// Tools that run instead of the workloads.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Tool {
+    /// Serve the mock OpenAI-compatible LLM (log-normal delay) until stopped.
+    ServeLlm(ServeLlmArgs),
 }
 
 /// The checked settings of one run.
@@ -75,6 +106,16 @@ pub struct Settings {
     pub json: Option<PathBuf>,
     /// Whether progress lines are off.
     pub quiet: bool,
+    /// agents-http: the LLM endpoint, if not a mock of our own.
+    pub llm: Option<String>,
+    /// agents-http: the delay of the mock it starts.
+    pub llm_delay: Duration,
+    /// agents-http: HTTP/1.1 connections per shard.
+    pub llm_connections: usize,
+    /// agents-http: HTTP/2 instead of HTTP/1.1.
+    pub http2: bool,
+    /// A tool to run instead of the workloads.
+    pub tool: Option<Tool>,
 }
 
 impl Settings {
@@ -109,6 +150,11 @@ impl Settings {
             workloads,
             json: cli.json,
             quiet: cli.quiet,
+            llm: cli.llm,
+            llm_delay: Duration::from_millis(cli.llm_delay_ms),
+            llm_connections: usize::try_from(cli.llm_connections).unwrap_or(usize::MAX),
+            http2: cli.http2,
+            tool: cli.command,
         })
     }
 
@@ -178,6 +224,25 @@ mod tests {
             "{msg}"
         );
         assert!(parse(&["--shards", "0"]).is_err());
+    }
+
+    #[test]
+    fn serve_llm_takes_the_mock_settings() {
+        let cli = parse(&[
+            "serve-llm",
+            "--listen",
+            "127.0.0.1:0",
+            "--latency-ms",
+            "0",
+            "--stream",
+        ]);
+        let settings = Settings::from_cli(cli.unwrap(), 2).unwrap();
+        let Some(Tool::ServeLlm(args)) = settings.tool else {
+            panic!("serve-llm parsed as {:?}", settings.tool);
+        };
+        assert_eq!(args.listen.port(), 0);
+        assert_eq!((args.latency_ms, args.tokens, args.stream), (0, 50, true));
+        assert!(parse(&["serve-llm", "--listen", "nowhere"]).is_err());
     }
 
     #[test]

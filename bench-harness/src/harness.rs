@@ -50,6 +50,9 @@ pub enum BenchError {
         /// How long it did not move.
         after: Duration,
     },
+    /// Something the workload needs could not be set up (e.g. a child
+    /// process).
+    Setup(String),
     /// The workload's result is wrong, so its timing means nothing.
     Mismatch {
         /// What was counted.
@@ -66,6 +69,7 @@ impl fmt::Display for BenchError {
         match self {
             BenchError::Engine(e) => write!(f, "engine error: {e}"),
             BenchError::WorkerPanicked(why) => write!(f, "a worker failed: {why}"),
+            BenchError::Setup(why) => write!(f, "cannot set up: {why}"),
             BenchError::Stalled { done, after } => {
                 write!(f, "stalled: no progress for {after:?} after {done} steps")
             }

@@ -13,6 +13,7 @@ mod logging;
 mod memory;
 mod progress;
 mod report;
+mod serve_llm;
 mod table;
 mod workloads;
 
@@ -28,6 +29,9 @@ fn main() -> ExitCode {
     let settings = cli::parse();
     // --quiet keeps stderr for what needs a look (warnings and errors).
     logging::init(if settings.quiet { "warn" } else { "info" });
+    if let Some(cli::Tool::ServeLlm(args)) = settings.tool {
+        return serve_llm::run(args);
+    }
     let mut json = match settings.json.as_deref().map(JsonLines::create).transpose() {
         Ok(json) => json,
         Err(e) => {

@@ -13,6 +13,7 @@ use crate::harness::BenchError;
 use crate::report::Row;
 
 mod agents;
+mod agents_http;
 mod ask;
 mod counting;
 mod fanout;
@@ -43,6 +44,8 @@ pub enum Workload {
     Agents,
     /// Two nodes on loopback, one Noise link: 64 B and 64 KiB one-way, asks with latency
     Remote,
+    /// N agents whose think is a real chat request over HTTP (--llm, or a mock it starts); not in the default suite
+    AgentsHttp,
 }
 
 impl Workload {
@@ -71,6 +74,7 @@ impl Workload {
             Workload::Ask => "ask",
             Workload::Agents => "agents",
             Workload::Remote => "remote",
+            Workload::AgentsHttp => "agents-http",
         }
     }
 
@@ -86,6 +90,7 @@ impl Workload {
             Workload::Ask => ask::run(settings),
             Workload::Agents => agents::run(settings),
             Workload::Remote => remote::run(settings),
+            Workload::AgentsHttp => agents_http::run(settings),
         }
     }
 }
@@ -166,7 +171,7 @@ mod tests {
 
     #[test]
     fn names_match_the_command_line() {
-        for w in Workload::ALL {
+        for w in Workload::ALL.into_iter().chain([Workload::AgentsHttp]) {
             let value = w.to_possible_value().unwrap();
             assert_eq!(value.get_name(), w.name());
         }

@@ -1,0 +1,307 @@
+//! The HTTP client against real servers on loopback.
+
+mod support;
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpListener;
+use myriad_http::server::Server;
+use myriad_http::{Client, ClientConfig, Error};
+use support::{ok, on_shard, serve, serve_on};
+
+fn url(addr: std::net::SocketAddr, path: &str) -> String {
+    format!("http://{addr}{path}")
+}
+
+#[test]
+fn a_get_returns_status_headers_and_body() {
+    on_shard(|| async {
+        let (addr, _) = serve(|request| async move {
+            assert_eq!(request.uri().path(), "/hello");
+            assert!(request.headers().contains_key(http::header::HOST));
+            ok("hi there")
+        });
+        let client = Client::new(ClientConfig::default());
+        let response = client.get(&url(addr, "/hello")).await.unwrap();
+        assert_eq!(response.status(), http::StatusCode::OK);
+        assert_eq!(response.version(), http::Version::HTTP_11);
+        assert_eq!(response.bytes().await.unwrap(), "hi there");
+    });
+}
+
+#[test]
+fn sequential_requests_reuse_one_keep_alive_connection() {
+    on_shard(|| async {
+        let (addr, accepted) = serve(|_| async { ok("x") });
+        let client = Client::new(ClientConfig::default());
+        for _ in 0..10 {
+            let body = client
+                .get(&url(addr, "/"))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            assert_eq!(body, "x");
+        }
+        assert_eq!(accepted.get(), 1);
+        assert_eq!(client.stats().connections_opened, 1);
+    });
+}
+
+#[test]
+fn concurrent_requests_never_open_more_than_the_cap() {
+    on_shard(|| async {
+        // Every request is held until two are inside the server at once, so
+        // the client must run two connections in parallel, and the other 18
+        // requests must wait for them rather than dial.
+        let inside = Rc::new(Cell::new(0u32));
+        let both_inside = Rc::new(glommio::sync::Semaphore::new(0));
+        let (addr, accepted) = serve(move |_| {
+            let (inside, both_inside) = (inside.clone(), both_inside.clone());
+            async move {
+                inside.set(inside.get() + 1);
+                if inside.get() == 2 {
+                    both_inside.signal(1_000);
+                }
+                drop(both_inside.acquire_permit(1).await.unwrap());
+                ok("x")
+            }
+        });
+        let client = Client::new(ClientConfig {
+            max_connections_per_host: 2,
+            ..ClientConfig::default()
+        });
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let client = client.clone();
+                let target = url(addr, "/");
+                glommio::spawn_local(async move {
+                    client.get(&target).await.unwrap().bytes().await.unwrap()
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await, "x");
+        }
+        assert_eq!(accepted.get(), 2);
+        assert_eq!(client.stats().connections_opened, 2);
+        assert_eq!(client.stats().open_connections, 2);
+    });
+}
+
+#[test]
+fn a_response_dropped_half_read_does_not_go_back_to_the_pool() {
+    on_shard(|| async {
+        let (addr, accepted) = serve(|_| async { ok("some body") });
+        let client = Client::new(ClientConfig::default());
+        drop(client.get(&url(addr, "/")).await.unwrap());
+        client
+            .get(&url(addr, "/"))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(accepted.get(), 2);
+    });
+}
+
+#[test]
+fn a_server_that_does_not_answer_times_out() {
+    on_shard(|| async {
+        let (addr, _) = serve(|_| async {
+            futures_lite::future::pending::<()>().await;
+            ok("never")
+        });
+        let client = Client::new(ClientConfig {
+            request_timeout: Duration::from_millis(100),
+            ..ClientConfig::default()
+        });
+        match client.get(&url(addr, "/")).await {
+            Err(Error::Timeout { during, .. }) => assert!(during.contains("response head")),
+            other => panic!("expected a timeout, got {:?}", other.map(|r| r.status())),
+        }
+    });
+}
+
+#[test]
+fn a_closed_port_is_a_connect_error() {
+    on_shard(|| async {
+        // Bind, learn the port, close: nothing listens there any more.
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let client = Client::new(ClientConfig::default());
+        match client.get(&url(addr, "/")).await {
+            Err(Error::Connect { authority, .. }) => assert_eq!(authority, addr.to_string()),
+            other => panic!(
+                "expected a connect error, got {:?}",
+                other.map(|r| r.status())
+            ),
+        }
+    });
+}
+
+/// A raw TCP server that answers one request with `reply` and closes.
+fn raw_server(reply: &'static [u8]) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    glommio::spawn_local(async move {
+        let mut stream = listener.accept().await.unwrap();
+        let mut request = [0u8; 1024];
+        let _ = stream.read(&mut request).await.unwrap();
+        stream.write_all(reply).await.unwrap();
+        stream.close().await.unwrap();
+    })
+    .detach();
+    addr
+}
+
+#[test]
+fn a_server_closing_mid_body_is_a_body_error() {
+    on_shard(|| async {
+        let addr = raw_server(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly a part");
+        let client = Client::new(ClientConfig::default());
+        let response = client.get(&url(addr, "/")).await.unwrap();
+        assert!(matches!(response.bytes().await, Err(Error::Body(_))));
+    });
+}
+
+/// A client that accepts bodies of at most 100 bytes.
+fn bounded_to_100_bytes() -> Client {
+    Client::new(ClientConfig {
+        max_body_bytes: 100,
+        ..ClientConfig::default()
+    })
+}
+
+#[test]
+fn a_declared_oversize_body_is_refused_before_reading() {
+    on_shard(|| async {
+        let addr = raw_server(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
+        let client = bounded_to_100_bytes();
+        assert!(matches!(
+            client.get(&url(addr, "/")).await.map(|_| ()),
+            Err(Error::TooLarge { limit: 100 })
+        ));
+    });
+}
+
+#[test]
+fn a_chunked_body_growing_past_the_bound_is_refused() {
+    on_shard(|| async {
+        let addr = raw_server(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+              40\r\n0123456789012345678901234567890123456789012345678901234567890123\r\n\
+              40\r\n0123456789012345678901234567890123456789012345678901234567890123\r\n\
+              0\r\n\r\n",
+        );
+        let client = bounded_to_100_bytes();
+        let response = client.get(&url(addr, "/")).await.unwrap();
+        assert!(matches!(
+            response.bytes().await,
+            Err(Error::TooLarge { limit: 100 })
+        ));
+    });
+}
+
+#[test]
+fn a_streamed_body_arrives_piece_by_piece() {
+    on_shard(|| async {
+        let addr = raw_server(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+              5\r\nfirst\r\n6\r\nsecond\r\n0\r\n\r\n",
+        );
+        let client = Client::new(ClientConfig::default());
+        let mut response = client.get(&url(addr, "/")).await.unwrap();
+        let mut all = Vec::new();
+        while let Some(piece) = response.chunk().await {
+            all.extend_from_slice(&piece.unwrap());
+        }
+        assert_eq!(all, b"firstsecond");
+    });
+}
+
+#[test]
+fn error_for_status_turns_a_5xx_into_a_status_error() {
+    on_shard(|| async {
+        let (addr, _) = serve(|_| async {
+            let mut response = ok("down");
+            *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+            response
+        });
+        let client = Client::new(ClientConfig::default());
+        let response = client.get(&url(addr, "/")).await.unwrap();
+        assert!(matches!(
+            response.error_for_status(),
+            Err(Error::Status { status }) if status == http::StatusCode::SERVICE_UNAVAILABLE
+        ));
+    });
+}
+
+#[test]
+fn http2_multiplexes_concurrent_requests_on_one_connection() {
+    on_shard(|| async {
+        let (addr, accepted) = serve(|request| async move {
+            assert_eq!(request.version(), http::Version::HTTP_2);
+            ok("over h2")
+        });
+        let client = Client::new(ClientConfig {
+            http2: true,
+            ..ClientConfig::default()
+        });
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let client = client.clone();
+                let target = url(addr, "/");
+                glommio::spawn_local(async move {
+                    let response = client.get(&target).await.unwrap();
+                    assert_eq!(response.version(), http::Version::HTTP_2);
+                    response.bytes().await.unwrap()
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await, Bytes::from_static(b"over h2"));
+        }
+        assert_eq!(accepted.get(), 1);
+        assert_eq!(client.stats().connections_opened, 1);
+    });
+}
+
+#[test]
+fn https_with_a_self_signed_certificate_trusted_by_the_test() {
+    on_shard(|| async {
+        let (tls, roots) = support::self_signed();
+        let server = Server::bind(support::loopback()).unwrap().with_tls(tls);
+        let (addr, _) = serve_on(server, |_| async { ok("secret") });
+        let target = format!("https://localhost:{}/", addr.port());
+        for http2 in [false, true] {
+            let client = Client::new(ClientConfig {
+                http2,
+                tls_roots: Some(roots.clone()),
+                ..ClientConfig::default()
+            });
+            let response = client.get(&target).await.unwrap();
+            let expected = if http2 {
+                http::Version::HTTP_2
+            } else {
+                http::Version::HTTP_11
+            };
+            assert_eq!(response.version(), expected);
+            assert_eq!(response.bytes().await.unwrap(), "secret");
+        }
+        // The default roots (webpki) do not know this certificate.
+        let untrusting = Client::new(ClientConfig::default());
+        assert!(matches!(
+            untrusting.get(&target).await.map(|_| ()),
+            Err(Error::Connect { .. })
+        ));
+    });
+}
