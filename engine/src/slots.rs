@@ -281,6 +281,13 @@ impl<T> Slots<T> {
         Some((orphans, name))
     }
 
+    /// How many deliveries wait in worker `r`'s mailbox; `None` if `r` is
+    /// not a live worker here.
+    pub(crate) fn mailbox_len(&self, r: WorkerRef) -> Option<usize> {
+        let slot = self.slots.get(r.index as usize)?;
+        (slot.generation == r.generation).then(|| slot.mailbox.len())
+    }
+
     /// The name of worker `r` of this shard, if it has one.
     pub(crate) fn name(&self, r: WorkerRef) -> Option<&Arc<str>> {
         self.names.get(&r.index)
