@@ -3,6 +3,7 @@
 //! waiting send); a flood from threads leaves its shard's other workers
 //! served; waiting sends neither lose messages nor deadlock.
 
+mod cluster;
 mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -63,7 +64,12 @@ impl Worker for Probe {
                 };
                 match sent {
                     Ok(()) => flood.accepted.fetch_add(1, Ordering::Relaxed),
-                    Err(Error::MailboxFull(_)) if !flood.waiting => 0,
+                    // Refused at once: reported, not accepted.
+                    Err(Error::MailboxFull(_) | Error::ConnectionLost(_) | Error::NoRoute(_))
+                        if !flood.waiting =>
+                    {
+                        0
+                    }
                     Err(e) => return Err(e.into()),
                 };
             }
@@ -411,4 +417,55 @@ fn a_waiting_send_to_a_worker_that_stops_is_told_so() {
     let err = node.send_when_ready(sink, "late").unwrap_err();
     assert!(matches!(err, Error::NoSuchWorker(_)), "{err:?}");
     node.shutdown();
+}
+
+#[test]
+fn sends_accepted_while_a_link_connects_are_counted_when_the_attempt_fails() {
+    let b = cluster::start(1, cluster::transport("gone"));
+    let address = b.1.local_addr();
+    let a = cluster::start(
+        1,
+        cluster::transport("left-behind")
+            .seed(address.to_string())
+            .connect_timeout(Duration::from_millis(300)),
+    );
+    cluster::wait_for_nodes(&a.1, &["gone"]);
+    b.0.shutdown();
+    // No link is up any more: what a send hands a link now waits for a
+    // connection (sends written to a link that was up are another matter:
+    // the protocol has no acknowledgements).
+    cluster::wait_until("the link to go down", LONG, || a.1.nodes("gone").is_empty());
+    // The address now takes connections and never answers a handshake: each
+    // redial stays connecting until it times out, and takes sends meanwhile.
+    let mut silent = None;
+    cluster::wait_until("the address to be free", LONG, || {
+        silent = std::net::TcpListener::bind(address).ok();
+        silent.is_some()
+    });
+    let accepted = Arc::new(AtomicU64::new(0));
+    let flooder =
+        a.0.spawn(Probe {
+            flood: Some(Flood {
+                to: "gone/sink".into(),
+                count: 1_000,
+                waiting: false,
+                accepted: accepted.clone(),
+            }),
+            ..Probe::default()
+        })
+        .unwrap();
+    cluster::wait_until("sends accepted by a connecting link", LONG, || {
+        a.0.send_and_receive(flooder, "go", LONG).unwrap();
+        accepted.load(Ordering::Relaxed) >= 100
+    });
+    let accepted = accepted.load(Ordering::Relaxed);
+    cluster::wait_until("the attempt to fail", LONG, || {
+        a.0.dropped().unwrap().no_route >= accepted
+    });
+    let dropped = a.0.dropped().unwrap();
+    assert_eq!(dropped.no_route, accepted, "{dropped:?}");
+    assert_eq!(dropped.total(), accepted, "{dropped:?}");
+    assert_eq!(a.1.stats().undeliverable, accepted);
+    drop(silent);
+    a.0.shutdown();
 }
