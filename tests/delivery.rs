@@ -6,10 +6,12 @@
 mod cluster;
 mod common;
 
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use myriad::plugin::{RemoteRouter, ShardHandle};
 use myriad::{Address, BoxError, Context, Error, Message, NodeHandle, Worker};
 
 /// Bounds a wait that would otherwise hang a broken test: a failure, never
@@ -468,4 +470,99 @@ fn sends_accepted_while_a_link_connects_are_counted_when_the_attempt_fails() {
     assert_eq!(a.1.stats().undeliverable, accepted);
     drop(silent);
     a.0.shutdown();
+}
+
+/// How many deliveries the fake link below lets wait for room at once
+/// before it stops reading.
+const LINK_WINDOW: usize = 8;
+
+/// What a transport's inbound path does with `deliver_when_ready`: it hands
+/// each message over and reads on while fewer than [`LINK_WINDOW`] wait for
+/// room; at the window it stops reading until a verdict comes, so a fast
+/// sender is slowed down instead of losing messages. `wire` stands for the
+/// connection; what failed is counted in `refused`; `finished` is told
+/// when the wire is closed and every verdict came.
+async fn fake_inbound_link(
+    shard: ShardHandle,
+    wire: flume::Receiver<Message>,
+    refused: Arc<AtomicU64>,
+    finished: flume::Sender<()>,
+) {
+    let (verdict_tx, verdicts) = flume::unbounded::<myriad::Result<()>>();
+    let mut waiting = 0;
+    let to = Address::from("sink");
+    let settle = |verdict: Result<Result<(), Error>, flume::RecvError>| {
+        if !matches!(verdict, Ok(Ok(()))) {
+            refused.fetch_add(1, Ordering::Relaxed);
+        }
+    };
+    while let Ok(msg) = wire.recv_async().await {
+        if waiting == LINK_WINDOW {
+            settle(verdicts.recv_async().await);
+            waiting -= 1;
+        }
+        let tx = verdict_tx.clone();
+        shard.deliver_when_ready(&to, msg, Box::new(move |r| drop(tx.send(r))));
+        waiting += 1;
+    }
+    for _ in 0..waiting {
+        settle(verdicts.recv_async().await);
+    }
+    let _ = finished.send(());
+}
+
+/// Refuses everything: the fake link above is this test's whole transport.
+struct NoRoutes;
+
+impl RemoteRouter for NoRoutes {
+    fn send(
+        &self,
+        to: &myriad::RemoteAddress,
+        _msg: Message,
+        _from: Option<myriad::WorkerRef>,
+        _reply: &mut Option<myriad::Replier>,
+    ) -> myriad::Result<()> {
+        Err(Error::NoRoute(to.node.to_string()))
+    }
+}
+
+#[test]
+fn an_inbound_link_that_waits_for_room_loses_nothing_into_a_slow_worker() {
+    const COUNT: u64 = 20_000;
+    let (wire_tx, wire) = flume::unbounded::<Message>();
+    let (finished_tx, finished) = flume::bounded(1);
+    let refused = Arc::new(AtomicU64::new(0));
+    let link = Arc::new(std::sync::Mutex::new(Some((wire, finished_tx))));
+    let link_refused = refused.clone();
+    let config = common::config(2)
+        .mailbox_capacity(CAPACITY)
+        .remote_router(Arc::new(
+            move |shard: ShardHandle| -> Rc<dyn RemoteRouter> {
+                // The link runs on shard 0; its sink lives on the other shard.
+                if shard.index() == 0 {
+                    let (wire, finished) = link.lock().unwrap().take().expect("one shard 0");
+                    let task = fake_inbound_link(shard, wire, link_refused.clone(), finished);
+                    glommio::spawn_local(task).detach();
+                }
+                Rc::new(NoRoutes)
+            },
+        ));
+    let node = myriad::Node::spawn(config).unwrap();
+    let handled = Arc::new(AtomicU64::new(0));
+    let (probe, open) = held(&handled);
+    let sink = node.start_worker_on(1, "sink", probe).unwrap();
+    node.send_when_ready(sink, "hold").unwrap();
+    for _ in 0..COUNT {
+        wire_tx.send(Message::from("x")).unwrap();
+    }
+    drop(wire_tx);
+    open.send(()).unwrap();
+    finished
+        .recv_timeout(LONG)
+        .expect("the link delivers everything");
+    sync(&node, sink);
+    assert_eq!(refused.load(Ordering::Relaxed), 0);
+    assert_eq!(handled.load(Ordering::Relaxed), COUNT);
+    assert_eq!(node.dropped_messages().unwrap(), 0);
+    node.shutdown();
 }
