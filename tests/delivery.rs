@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use myriad::plugin::{RemoteRouter, ShardHandle};
-use myriad::{Address, BoxError, Context, Error, Message, NodeHandle, Worker};
+use myriad::{Address, BoxError, Context, Error, Message, NodeHandle, Worker, WorkerRef};
 
 /// Bounds a wait that would otherwise hang a broken test: a failure, never
 /// a figure.
@@ -117,16 +117,53 @@ fn sync(node: &NodeHandle, to: impl Into<Address>) {
     }
 }
 
-/// A probe held by its first message, `hold`, until the returned sender
-/// opens its gate.
-fn held(handled: &Arc<AtomicU64>) -> (Probe, flume::Sender<()>) {
+/// Starts `sink` on shard 1, a probe held by its first message, `hold`,
+/// until the returned sender opens its gate; returns it with its count of
+/// handled messages.
+fn held_sink(node: &NodeHandle) -> (WorkerRef, Arc<AtomicU64>, flume::Sender<()>) {
+    let handled = Arc::new(AtomicU64::new(0));
     let (open, gate) = flume::bounded(1);
     let probe = Probe {
         handled: handled.clone(),
         gate: Some(gate),
         ..Probe::default()
     };
-    (probe, open)
+    let sink = node.start_worker_on(1, "sink", probe).unwrap();
+    node.send_when_ready(sink, "hold").unwrap();
+    (sink, handled, open)
+}
+
+/// After a flood into a held sink that took or dropped every message:
+/// opens the gate, waits for the sink with `sync`, and checks that every
+/// accepted message was handled or counted as dropped for a full mailbox,
+/// that nothing was dropped after the gate opened, and that the held
+/// mailbox was full.
+fn check_held_flood(
+    node: &NodeHandle,
+    open: flume::Sender<()>,
+    sync: impl FnOnce(),
+    accepted: &AtomicU64,
+    handled: &AtomicU64,
+) {
+    let while_held = node.dropped().unwrap();
+    open.send(()).unwrap();
+    sync();
+    let dropped = node.dropped().unwrap();
+    assert_eq!(
+        dropped, while_held,
+        "nothing is dropped once the gate opens"
+    );
+    let (accepted, handled) = (
+        accepted.load(Ordering::Relaxed),
+        handled.load(Ordering::Relaxed),
+    );
+    assert_eq!(accepted, handled + dropped.total(), "{dropped:?}");
+    assert_eq!(dropped.total(), dropped.mailbox_full, "{dropped:?}");
+    assert_eq!(node.dropped_messages().unwrap(), dropped.total());
+    assert!(
+        handled <= CAPACITY as u64,
+        "the held mailbox was full: {handled} handled"
+    );
 }
 
 fn node(shards: usize) -> NodeHandle {
@@ -138,10 +175,7 @@ fn a_thread_flood_into_a_full_mailbox_is_handled_or_counted_exactly() {
     const THREADS: u64 = 4;
     const EACH: u64 = 20_000;
     let node = node(2);
-    let handled = Arc::new(AtomicU64::new(0));
-    let (probe, open) = held(&handled);
-    let sink = node.start_worker("sink", probe).unwrap();
-    node.send_when_ready(sink, "hold").unwrap();
+    let (sink, handled, open) = held_sink(&node);
     let accepted = Arc::new(AtomicU64::new(0));
     let threads: Vec<_> = (0..THREADS)
         .map(|_| {
@@ -158,26 +192,9 @@ fn a_thread_flood_into_a_full_mailbox_is_handled_or_counted_exactly() {
     for t in threads {
         t.join().unwrap();
     }
-    // Behind every send in the shard's inbox: all were taken or dropped.
-    let while_held = node.dropped().unwrap();
-    open.send(()).unwrap();
-    sync(&node, sink);
-    let dropped = node.dropped().unwrap();
-    assert_eq!(
-        dropped, while_held,
-        "nothing is dropped once the gate opens"
-    );
-    let (accepted, handled) = (
-        accepted.load(Ordering::Relaxed),
-        handled.load(Ordering::Relaxed),
-    );
-    assert_eq!(accepted, handled + dropped.total(), "{dropped:?}");
-    assert_eq!(dropped.total(), dropped.mailbox_full, "{dropped:?}");
-    assert!(
-        handled <= CAPACITY as u64,
-        "the held mailbox was full: {handled} handled"
-    );
-    assert_eq!(node.dropped_messages().unwrap(), dropped.total());
+    // The dropped count itself is read behind every send in the shard's
+    // inbox: all were taken or dropped by then.
+    check_held_flood(&node, open, || sync(&node, sink), &accepted, &handled);
     node.shutdown();
 }
 
@@ -185,10 +202,7 @@ fn a_thread_flood_into_a_full_mailbox_is_handled_or_counted_exactly() {
 fn a_cross_shard_flood_into_a_full_mailbox_is_handled_or_counted_exactly() {
     const COUNT: u64 = 50_000;
     let node = node(2);
-    let handled = Arc::new(AtomicU64::new(0));
-    let (probe, open) = held(&handled);
-    let sink = node.start_worker_on(1, "sink", probe).unwrap();
-    node.send_when_ready(sink, "hold").unwrap();
+    let (sink, handled, open) = held_sink(&node);
     let accepted = Arc::new(AtomicU64::new(0));
     let flooder = Probe {
         flood: Some(Flood {
@@ -203,24 +217,10 @@ fn a_cross_shard_flood_into_a_full_mailbox_is_handled_or_counted_exactly() {
     node.send_and_receive(flooder, "go", LONG).unwrap();
     // Behind every send of the flood: all were taken or dropped.
     node.send_and_receive(flooder, "full-target", LONG).unwrap();
-    let while_held = node.dropped().unwrap();
-    open.send(()).unwrap();
-    node.send_and_receive(flooder, "sync-target", LONG).unwrap();
-    let dropped = node.dropped().unwrap();
-    assert_eq!(
-        dropped, while_held,
-        "nothing is dropped once the gate opens"
-    );
-    let (accepted, handled) = (
-        accepted.load(Ordering::Relaxed),
-        handled.load(Ordering::Relaxed),
-    );
-    assert_eq!(accepted, handled + dropped.total(), "{dropped:?}");
-    assert_eq!(dropped.total(), dropped.mailbox_full, "{dropped:?}");
-    assert!(
-        handled <= CAPACITY as u64,
-        "the held mailbox was full: {handled} handled"
-    );
+    let sync = || {
+        node.send_and_receive(flooder, "sync-target", LONG).unwrap();
+    };
+    check_held_flood(&node, open, sync, &accepted, &handled);
     node.shutdown();
 }
 
@@ -310,10 +310,7 @@ fn waiting_sends_from_threads_lose_nothing() {
     const THREADS: u64 = 4;
     const EACH: u64 = 5_000;
     let node = node(2);
-    let handled = Arc::new(AtomicU64::new(0));
-    let (probe, open) = held(&handled);
-    let sink = node.start_worker_on(1, "sink", probe).unwrap();
-    node.send_when_ready(sink, "hold").unwrap();
+    let (sink, handled, open) = held_sink(&node);
     let threads: Vec<_> = (0..THREADS)
         .map(|_| {
             let node = node.clone();
@@ -399,10 +396,7 @@ fn two_workers_of_two_shards_flooding_each_other_neither_lose_nor_deadlock() {
 #[test]
 fn a_waiting_send_to_a_worker_that_stops_is_told_so() {
     let node = node(2);
-    let handled = Arc::new(AtomicU64::new(0));
-    let (probe, open) = held(&handled);
-    let sink = node.start_worker_on(1, "sink", probe).unwrap();
-    node.send_when_ready(sink, "hold").unwrap();
+    let (sink, _handled, open) = held_sink(&node);
     for _ in 0..CAPACITY {
         node.send_when_ready(sink, "x").unwrap();
     }
@@ -548,10 +542,7 @@ fn an_inbound_link_that_waits_for_room_loses_nothing_into_a_slow_worker() {
             },
         ));
     let node = myriad::Node::spawn(config).unwrap();
-    let handled = Arc::new(AtomicU64::new(0));
-    let (probe, open) = held(&handled);
-    let sink = node.start_worker_on(1, "sink", probe).unwrap();
-    node.send_when_ready(sink, "hold").unwrap();
+    let (sink, handled, open) = held_sink(&node);
     for _ in 0..COUNT {
         wire_tx.send(Message::from("x")).unwrap();
     }

@@ -412,6 +412,22 @@ mod tests {
     }
 
     #[test]
+    fn mailbox_len_counts_the_queue_of_a_live_worker_only() {
+        let mut slots = Table::new(0);
+        let w = slots.insert("w", None);
+        assert_eq!(slots.mailbox_len(w), Some(0));
+        assert!(slots.push(w, delivery("a"), 10).is_ok());
+        assert_eq!(slots.mailbox_len(w), Some(1));
+        let stale = WorkerRef {
+            generation: w.generation.wrapping_add(1),
+            ..w
+        };
+        assert_eq!(slots.mailbox_len(stale), None);
+        assert!(slots.remove(w).is_some());
+        assert_eq!(slots.mailbox_len(w), None);
+    }
+
+    #[test]
     fn a_spent_budget_requeues_a_worker_with_work_left() {
         let mut slots = Table::new(0);
         let w = slots.insert("w", None);
