@@ -105,7 +105,9 @@ impl Context {
     ///
     /// Fails at once with [`Error::NoSuchWorker`] or [`Error::MailboxFull`]
     /// when the receiver is on this shard; a message to another shard that
-    /// turns out undeliverable there is dropped and counted.
+    /// turns out undeliverable there is dropped and counted by reason
+    /// ([`NodeHandle::dropped`](crate::NodeHandle::dropped)). To wait for
+    /// room rather than fail, use [`send_when_ready`](Self::send_when_ready).
     ///
     /// Messages from one sender to one address arrive in the order they
     /// were sent. Sends to one worker by name and by [`WorkerRef`] share
@@ -121,6 +123,43 @@ impl Context {
             reply: None,
         };
         self.shard.route(&to.into(), delivery).map_err(|u| u.error)
+    }
+
+    /// Sends `msg` to `to` and waits until it is in the receiver's mailbox:
+    /// where [`send`](Self::send) would fail (or, across shards, drop) with
+    /// [`Error::MailboxFull`], this waits for room instead. `Ok` means the
+    /// message is enqueued; it fails with [`Error::NoSuchWorker`] if the
+    /// receiver does not exist or stops before taking it. Only this worker
+    /// waits; its own mailbox keeps filling.
+    ///
+    /// A worker whose own mailbox is full does not wait: its message goes in
+    /// past the receiver's capacity. So two workers that flood each other
+    /// never deadlock (a waiting worker is never the one waited for), at the
+    /// price of exceeding the capacity by one message per such send. To a
+    /// worker of another node this is [`send`](Self::send): the transport
+    /// decides (see the guide's "Delivery guarantees").
+    ///
+    /// ```no_run
+    /// # use myriad_engine::{BoxError, Context, Message, Worker};
+    /// struct Producer;
+    ///
+    /// impl Worker for Producer {
+    ///     async fn handle_message(&mut self, ctx: &mut Context, _msg: Message) -> Result<(), BoxError> {
+    ///         for i in 0..1_000_000 {
+    ///             ctx.send_when_ready("consumer", i.to_string()).await?; // never MailboxFull
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    pub async fn send_when_ready(
+        &self,
+        to: impl Into<Address>,
+        msg: impl Into<Message>,
+    ) -> Result<()> {
+        self.shard
+            .send_when_ready(Some(self.me), &to.into(), msg.into())
+            .await
     }
 
     /// Sends `msg` to `to` and waits for its reply, at most `timeout`.

@@ -52,6 +52,7 @@ not_under_loom! {
     mod config;
     mod context;
     mod directory;
+    mod dropped;
     mod envelope;
     mod error;
     mod host;
@@ -69,6 +70,7 @@ not_under_loom! {
     pub use address::{validate_name, Address, RemoteAddress, WorkerRef, MAX_NAME_LEN};
     pub use config::NodeConfig;
     pub use context::Context;
+    pub use dropped::Dropped;
     pub use error::{BoxError, Error, Result};
     pub use message::Message;
     pub use node::{Node, NodeHandle, WorkerInfo};

@@ -24,7 +24,9 @@ use crate::remote::{self, RemoteRouterFactory, ShardHandle};
 use crate::shard::{NodeShared, Shard};
 use crate::suspended;
 use crate::worker::panic_text;
-use crate::{Address, Context, Error, Message, NodeConfig, Result, Worker, WorkerRef};
+use crate::{
+    Address, Context, Dropped, Error, Message, NodeConfig, Result, Worker, WorkerRef,
+};
 
 /// Packets an outside thread may queue for one shard before `send` reports
 /// `MailboxFull`.
@@ -215,16 +217,24 @@ async fn run_shard(start: ShardStart) {
     remote::leave();
 }
 
+/// Most packets from outside threads a shard takes before it lets its other
+/// tasks (the scheduler, above all) run: threads that keep the inbox full
+/// must not starve the shard's workers.
+const INBOX_DRAIN_BUDGET: usize = 1024;
+
 async fn drain_inbox(shard: Rc<Shard>, inbox: flume::Receiver<Packet>) {
     // The stop request itself arrives here, so this task ends with the shard.
     while let Ok(packet) = inbox.recv_async().await {
         shard.accept(packet);
-        for packet in inbox.try_iter().take(1024) {
+        for packet in inbox.try_iter().take(INBOX_DRAIN_BUDGET - 1) {
             shard.accept(packet);
         }
         if shard.is_closed() {
             break;
         }
+        // `recv_async` is ready at once while threads keep the inbox filled:
+        // without this yield the task would never give the shard back.
+        futures_lite::future::yield_now().await;
     }
 }
 
@@ -380,9 +390,16 @@ impl NodeHandle {
         }
     }
 
-    /// Queues a message for `to` and returns (fire and forget). Fails with
-    /// `MailboxFull` if the node's inbox from outside is full; a message that
-    /// turns out undeliverable inside the node is dropped and counted.
+    /// Queues a message for `to` and returns (fire and forget).
+    ///
+    /// `Ok` means the node accepted the message, not that it reached the
+    /// mailbox: the receiver's mailbox is checked later, on its shard, and a
+    /// message that turns out undeliverable there (mailbox full, no such
+    /// worker) is dropped and counted by reason in [`dropped`](Self::dropped).
+    /// Fails at once with `MailboxFull` if the node's inbox from outside
+    /// threads is full. A thread that must not lose messages uses
+    /// [`send_when_ready`](Self::send_when_ready), which blocks until the
+    /// message is in the mailbox.
     pub fn send(&self, to: impl Into<Address>, msg: impl Into<Message>) -> Result<()> {
         let to = to.into();
         let delivery = Delivery {
@@ -400,6 +417,29 @@ impl NodeHandle {
             flume::TrySendError::Full(_) => Error::MailboxFull("node inbox".into()),
             flume::TrySendError::Disconnected(_) => Error::NodeStopped,
         })
+    }
+
+    /// Sends `msg` to `to` and blocks until it is in the receiver's
+    /// mailbox, waiting for room if the mailbox is full: `Ok` means enqueued.
+    /// Fails with [`Error::NoSuchWorker`] if the receiver does not exist or
+    /// stops first, and with [`Error::NodeStopped`] if the node stops first.
+    /// To a worker of another node it is [`send`](Self::send).
+    pub fn send_when_ready(&self, to: impl Into<Address>, msg: impl Into<Message>) -> Result<()> {
+        let to = to.into();
+        let msg = msg.into();
+        let (tx, rx) = flume::bounded(1);
+        let shard = self.entry_shard(&to);
+        let packet = Packet::Run(Box::new(move |s: &Rc<Shard>| {
+            let verdict = Box::new(move |result| {
+                // A caller that is gone no longer needs the verdict.
+                let _ = tx.send(result);
+            });
+            s.deliver_when_ready(&to, msg, verdict);
+        }));
+        self.inbox(shard)?
+            .send(packet)
+            .map_err(|_| Error::NodeStopped)?;
+        rx.recv().map_err(|_| Error::NodeStopped)?
     }
 
     /// Sends `msg` to `to` and blocks until the reply arrives or `timeout`
@@ -489,10 +529,18 @@ impl NodeHandle {
         Ok(all)
     }
 
-    /// Messages dropped so far because their receiver did not exist or its
-    /// mailbox was full (plain sends only; asks get the error).
+    /// Plain messages dropped so far, all reasons together (see
+    /// [`dropped`](Self::dropped)).
     pub fn dropped_messages(&self) -> Result<u64> {
-        let mut total = 0;
+        Ok(self.dropped()?.total())
+    }
+
+    /// Plain messages (asks get the error instead) that were accepted with
+    /// `Ok` and then dropped, by reason: their receiver's mailbox was full,
+    /// it did not exist, or another node could not take them. Every accepted
+    /// plain send is either handled or counted here.
+    pub fn dropped(&self) -> Result<Dropped> {
+        let mut total = Dropped::default();
         for shard in 0..self.shards() {
             total += self.call(shard, |s| s.dropped())?;
         }

@@ -246,4 +246,33 @@ impl ShardHandle {
         };
         self.shard.route(to, delivery).map_err(|u| u.error)
     }
+
+    /// Delivers a plain message that came from outside the node to a local
+    /// worker, waiting for room if its mailbox is full: `verdict` is called
+    /// exactly once, with `Ok` when the message is in the mailbox or with
+    /// why it never will be ([`Error::NoSuchWorker`]; dropped unanswered if
+    /// the node stops). A transport uses it to apply backpressure: it stops
+    /// reading that worker's traffic until the verdict comes. `verdict` may
+    /// run on another shard of this node, or before this call returns.
+    pub fn deliver_when_ready(
+        &self,
+        to: &Address,
+        msg: Message,
+        verdict: Box<dyn FnOnce(Result<()>) + Send>,
+    ) {
+        if let Address::Remote(remote) = to {
+            if *remote.node != *self.shard.node_name() {
+                return verdict(Err(Error::NoSuchWorker(remote.to_string())));
+            }
+        }
+        self.shard.deliver_when_ready(to, msg, verdict);
+    }
+
+    /// Counts, by the reason `why`, a plain message that this node sent and
+    /// that was dropped after it was accepted (a remote node reported that
+    /// it could not deliver it): it then shows in
+    /// [`NodeHandle::dropped`](crate::NodeHandle::dropped).
+    pub fn count_dropped(&self, why: &Error) {
+        self.shard.count_dropped(why);
+    }
 }

@@ -281,6 +281,13 @@ impl<T> Slots<T> {
         Some((orphans, name))
     }
 
+    /// How many deliveries wait in worker `r`'s mailbox; `None` if `r` is
+    /// not a live worker here.
+    pub(crate) fn mailbox_len(&self, r: WorkerRef) -> Option<usize> {
+        let slot = self.slots.get(r.index as usize)?;
+        (slot.generation == r.generation).then(|| slot.mailbox.len())
+    }
+
     /// The name of worker `r` of this shard, if it has one.
     pub(crate) fn name(&self, r: WorkerRef) -> Option<&Arc<str>> {
         self.names.get(&r.index)
@@ -402,6 +409,22 @@ mod tests {
         // The next message starts a run that is not the first.
         assert!(slots.push(w, delivery("d"), 10).unwrap());
         assert!(!run(&mut slots).2);
+    }
+
+    #[test]
+    fn mailbox_len_counts_the_queue_of_a_live_worker_only() {
+        let mut slots = Table::new(0);
+        let w = slots.insert("w", None);
+        assert_eq!(slots.mailbox_len(w), Some(0));
+        assert!(slots.push(w, delivery("a"), 10).is_ok());
+        assert_eq!(slots.mailbox_len(w), Some(1));
+        let stale = WorkerRef {
+            generation: w.generation.wrapping_add(1),
+            ..w
+        };
+        assert_eq!(slots.mailbox_len(stale), None);
+        assert!(slots.remove(w).is_some());
+        assert_eq!(slots.mailbox_len(w), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! * `control`: operations across shards (Seastar's `submit_to`): starting
 //!   named workers through the name directory (`directory.rs`), stopping
 //!   and listing workers;
+//! * `ready`: sends that wait for room in a full mailbox;
 //! * `scheduler`: the loop that runs queued workers, drains the rings,
 //!   ships the outboxes, spins and parks;
 //! * `shutdown`: stopping the shard.
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 use crate::ask::AskTable;
 use crate::directory::Directory;
+use crate::dropped::Dropped;
 use crate::envelope::Packet;
 use crate::link::{Inbound, Outbox};
 use crate::remote::RemoteRouter;
@@ -35,8 +37,11 @@ use crate::suspended::Suspended;
 use crate::worker::Runnable;
 use crate::{Error, Result};
 
+use ready::Waiting;
+
 mod asks;
 mod control;
+mod ready;
 mod route;
 mod scheduler;
 mod shutdown;
@@ -74,14 +79,16 @@ pub(crate) struct Shard {
     index: usize,
     node: Arc<NodeShared>,
     state: RefCell<State>,
-    /// Messages dropped because nobody could take them.
-    dropped: Cell<u64>,
+    /// Plain messages dropped because nobody could take them, by reason.
+    dropped: Cell<Dropped>,
     asks: AskTable,
     outboxes: Vec<Option<Outbox>>,
     inbound: Inbound,
     remote: OnceCell<Rc<dyn RemoteRouter>>,
     spares: Spares,
     suspended: Suspended,
+    /// Waiting sends parked here, and this shard's workers waiting in one.
+    waiting: Waiting,
     /// Raised when a worker is queued or an outbox needs shipping.
     work: Signal,
     stop: Signal,
@@ -103,13 +110,14 @@ impl Shard {
             state: RefCell::new(State::new(index as u16)),
             index,
             node,
-            dropped: Cell::new(0),
+            dropped: Cell::new(Dropped::default()),
             asks: AskTable::default(),
             outboxes,
             inbound,
             remote: OnceCell::new(),
             spares: Spares::default(),
             suspended,
+            waiting: Waiting::default(),
             work: Signal::default(),
             stop: Signal::default(),
             closed: Cell::new(false),

@@ -7,24 +7,16 @@ use std::rc::Rc;
 use crate::address::home_shard;
 use crate::envelope::{Delivery, Packet, ReplyTo, Target, Undelivered};
 use crate::remote::Replier;
-use crate::{Address, Error, Message, Result};
+use crate::{Address, Dropped, Error, Message, RemoteAddress, Result};
 
 use super::Shard;
 
 impl Shard {
     /// Sends `delivery` towards `to`, wherever it lives.
     pub(crate) fn route(&self, to: &Address, delivery: Delivery) -> Result<(), Undelivered> {
-        match to {
-            Address::Worker(r) => self.route_to_shard(r.shard(), Target::Worker(*r), delivery),
-            Address::Name(name) => {
-                let home = home_shard(name, self.node.shards);
-                self.route_to_shard(home, Target::Name(name.clone()), delivery)
-            }
-            Address::Remote(remote) if *remote.node == *self.node.name => {
-                let home = home_shard(&remote.worker, self.node.shards);
-                self.route_to_shard(home, Target::Name(remote.worker.clone()), delivery)
-            }
-            Address::Remote(remote) => match self.remote.get() {
+        match self.local_target(to) {
+            Ok((shard, target)) => self.route_to_shard(shard, target, delivery),
+            Err(remote) => match self.remote.get() {
                 Some(router) => {
                     let Delivery { msg, from, reply } = delivery;
                     let mut replier = reply.map(|r| Replier::new(r, self));
@@ -44,6 +36,26 @@ impl Shard {
                     delivery,
                 }),
             },
+        }
+    }
+
+    /// The shard that first takes a delivery for `to`, and what it looks
+    /// for there; or the remote address, if `to` is on another node.
+    pub(crate) fn local_target<'a>(
+        &self,
+        to: &'a Address,
+    ) -> Result<(usize, Target), &'a RemoteAddress> {
+        match to {
+            Address::Worker(r) => Ok((r.shard(), Target::Worker(*r))),
+            Address::Name(name) => {
+                let home = home_shard(name, self.node.shards);
+                Ok((home, Target::Name(name.clone())))
+            }
+            Address::Remote(remote) if *remote.node == *self.node.name => {
+                let home = home_shard(&remote.worker, self.node.shards);
+                Ok((home, Target::Name(remote.worker.clone())))
+            }
+            Address::Remote(remote) => Err(remote),
         }
     }
 
@@ -96,9 +108,11 @@ impl Shard {
             return self.route_to_shard(r.shard(), Target::Worker(r), delivery);
         }
         let queued = state.slots.push(r, delivery, self.node.mailbox_capacity)?;
+        drop(state);
         if queued {
             self.work.notify();
         }
+        self.mailbox_grew(r);
         Ok(())
     }
 
@@ -125,15 +139,20 @@ impl Shard {
         let Undelivered { error, delivery } = undelivered;
         match delivery.reply {
             Some(reply) => self.complete(reply, Err(error)),
-            None => {
-                self.dropped.set(self.dropped.get() + 1);
-                tracing::debug!(shard = self.index, %error, "message dropped");
-            }
+            None => self.count_dropped(&error),
         }
     }
 
-    /// Messages dropped on this shard because nobody could take them.
-    pub(crate) fn dropped(&self) -> u64 {
+    /// Counts a plain message that was accepted and then dropped.
+    pub(crate) fn count_dropped(&self, why: &Error) {
+        let mut dropped = self.dropped.get();
+        dropped.count(why);
+        self.dropped.set(dropped);
+        tracing::debug!(shard = self.index, error = %why, "message dropped");
+    }
+
+    /// Plain messages dropped on this shard, by reason.
+    pub(crate) fn dropped(&self) -> Dropped {
         self.dropped.get()
     }
 

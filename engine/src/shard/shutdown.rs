@@ -34,6 +34,8 @@ impl Shard {
         // Handlers still suspended end here (their workers do not run
         // `on_stop`, as they are in the middle of a message).
         drop(self.suspended.take_all());
+        // Senders still waiting for room learn that the node stopped.
+        self.waiting.clear();
         // Free every worker and queued message now: glommio does not drop
         // tasks still pending when its executor ends, and a handler suspended
         // at shutdown keeps this shard alive through its `Rc`.

@@ -56,7 +56,10 @@ impl Shard {
             |w| -> Box<dyn Runnable> { w },
         );
         match step {
-            Step::Handle(worker, delivery) => Some((worker, delivery)),
+            Step::Handle(worker, delivery) => {
+                self.room_made(me);
+                Some((worker, delivery))
+            }
             Step::Parked { requeued } => {
                 if requeued {
                     self.work.notify();
@@ -90,6 +93,7 @@ impl Shard {
         let Some((orphans, name)) = removed else {
             return;
         };
+        self.fail_parked(me, &why);
         for delivery in orphans {
             self.reject(Undelivered {
                 error: why.clone(),

@@ -105,10 +105,22 @@ impl ShardTransport {
     }
 
     /// Ends `link`'s connection or connection attempt (see
-    /// [`Link::disconnected`]), counting the sends that never left.
+    /// [`Link::disconnected`]), counting the sends that never left: in the
+    /// transport's `undeliverable`, and in the engine's dropped messages of
+    /// this node, whose workers sent them (`NodeHandle::dropped`).
     pub(crate) fn drop_unsent(&self, link: &Link, next: link::Phase) {
-        for _ in 0..link.disconnected(next) {
+        let unsent = link.disconnected(next);
+        if unsent == 0 {
+            return;
+        }
+        // Called on this shard's thread, which is always a shard.
+        let shard = ShardHandle::current();
+        let lost = myriad_engine::Error::ConnectionLost(format!("link {}", link.id));
+        for _ in 0..unsent {
             self.shared.counters.undeliverable.bump();
+            if let Some(shard) = &shard {
+                shard.count_dropped(&lost);
+            }
         }
     }
 

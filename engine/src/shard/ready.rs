@@ -1,0 +1,326 @@
+//! Sends that wait for room (`Context::send_when_ready`,
+//! `NodeHandle::send_when_ready`, `ShardHandle::deliver_when_ready`).
+//!
+//! A waiting send goes to the receiver's shard like any delivery. If the
+//! receiver's mailbox is full there, the delivery is *parked* on that
+//! shard, behind the waiting sends already parked for the same receiver,
+//! and goes into the mailbox as soon as the receiver takes a message. The
+//! sender learns the outcome once, through a [`Verdict`]: enqueued, or why
+//! not (no such worker, the worker stopped).
+//!
+//! No deadlock: a worker whose own mailbox is full never waits (Pony's rule:
+//! an overloaded actor is not muted). Its waiting send goes into the
+//! receiver's mailbox past its capacity (*forced*), and a worker that waits
+//! and sees its own mailbox fill up stops waiting the same way. Every
+//! receiver somebody waits for has a full mailbox, so it does not wait
+//! itself: no cycle of waiting workers can form, on one shard or across
+//! shards. The price is that two workers that flood each other may both
+//! exceed their capacity, by one message per forced send.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+use crate::envelope::{Delivery, Packet, Target, Undelivered};
+use crate::{Address, Error, Message, Result, WorkerRef};
+
+use super::Shard;
+
+/// Told exactly once whether a waiting send reached its mailbox.
+pub(crate) type Verdict = Box<dyn FnOnce(Result<()>) + Send>;
+
+/// A waiting send on its way to, or parked on, its receiver's shard.
+pub(crate) struct Waiter {
+    /// Unique on the node: the sender's shard in the top 16 bits.
+    id: u64,
+    delivery: Delivery,
+    verdict: Verdict,
+}
+
+/// One shard's waiting sends: those parked for its workers, and its own
+/// workers that wait for a verdict.
+#[derive(Default)]
+pub(crate) struct Waiting {
+    /// Deliveries waiting for room, by receiver, in arrival order.
+    parked: RefCell<HashMap<WorkerRef, VecDeque<Waiter>>>,
+    /// Workers of this shard suspended in a waiting send, with the waker to
+    /// call when their own mailbox fills up.
+    senders: RefCell<HashMap<WorkerRef, Waker>>,
+    next_id: Cell<u64>,
+}
+
+impl Waiting {
+    /// Whether any delivery is parked here (one check per handled message).
+    fn any_parked(&self) -> bool {
+        !self.parked.borrow().is_empty()
+    }
+
+    /// Forgets everything (the shard stops): senders that still wait learn
+    /// it from their verdict being dropped.
+    pub(crate) fn clear(&self) {
+        self.parked.borrow_mut().clear();
+        self.senders.borrow_mut().clear();
+    }
+}
+
+impl Shard {
+    /// Sends `msg` from `me` (a worker of this shard, or `None` for outside
+    /// the shards) to `to` and waits until it is in the mailbox.
+    pub(crate) async fn send_when_ready(
+        self: &Rc<Self>,
+        me: Option<WorkerRef>,
+        to: &Address,
+        msg: Message,
+    ) -> Result<()> {
+        let delivery = Delivery {
+            msg,
+            from: me,
+            reply: None,
+        };
+        let Ok((shard, target)) = self.local_target(to) else {
+            // Another node: the transport decides (see `RemoteRouter::send`).
+            return self.route(to, delivery).map_err(|u| u.error);
+        };
+        let (tx, rx) = flume::bounded(1);
+        let id = self.next_waiter_id();
+        let verdict: Verdict = Box::new(move |result| {
+            // A sender that is gone no longer needs the verdict.
+            let _ = tx.send(result);
+        });
+        let forced = me.is_some_and(|me| self.mailbox_is_full(me));
+        self.enqueue_when_ready(shard, target, Waiter { id, delivery, verdict }, forced);
+        let answer = std::pin::pin!(rx.recv_async());
+        let result = match me.filter(|_| !forced) {
+            None => answer.await,
+            Some(me) => self.await_verdict(me, shard, id, answer).await,
+        };
+        result.unwrap_or(Err(Error::NodeStopped))
+    }
+
+    /// Waits for the verdict of waiting send `id` of worker `me`; if `me`'s
+    /// own mailbox fills up meanwhile, forces the send (see the module doc).
+    async fn await_verdict<F: std::future::Future + Unpin>(
+        &self,
+        me: WorkerRef,
+        shard: usize,
+        id: u64,
+        mut answer: F,
+    ) -> F::Output {
+        let mut forced = false;
+        let output = poll_fn(|cx| {
+            if let Poll::Ready(output) = std::pin::Pin::new(&mut answer).poll(cx) {
+                return Poll::Ready(output);
+            }
+            if !forced {
+                if self.mailbox_is_full(me) {
+                    forced = true;
+                    self.waiting.senders.borrow_mut().remove(&me);
+                    self.force_on(shard, id);
+                } else {
+                    let waker = cx.waker().clone();
+                    self.waiting.senders.borrow_mut().insert(me, waker);
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        self.waiting.senders.borrow_mut().remove(&me);
+        output
+    }
+
+    /// Delivers `msg` from outside the shards and calls `verdict` once it is
+    /// in the mailbox (or with why it cannot be). Never forced: the caller
+    /// is not a worker. To another node, it is a plain send.
+    pub(crate) fn deliver_when_ready(&self, to: &Address, msg: Message, verdict: Verdict) {
+        let delivery = Delivery {
+            msg,
+            from: None,
+            reply: None,
+        };
+        match self.local_target(to) {
+            Ok((shard, target)) => {
+                let id = self.next_waiter_id();
+                let waiter = Waiter {
+                    id,
+                    delivery,
+                    verdict,
+                };
+                self.enqueue_when_ready(shard, target, waiter, false);
+            }
+            Err(_) => verdict(self.route(to, delivery).map_err(|u| u.error)),
+        }
+    }
+
+    fn next_waiter_id(&self) -> u64 {
+        let n = self.waiting.next_id.get().wrapping_add(1) & ((1 << 48) - 1);
+        self.waiting.next_id.set(n);
+        (u64::from(self.shard_id()) << 48) | n
+    }
+
+    /// Takes `waiter` to shard `shard`, where [`Shard::admit`] handles it.
+    fn enqueue_when_ready(&self, shard: usize, to: Target, waiter: Waiter, forced: bool) {
+        if shard == self.index {
+            return self.admit(to, waiter, forced);
+        }
+        if let Err(error) = self.check_shard(shard) {
+            return (waiter.verdict)(Err(error));
+        }
+        let job = Packet::Run(Box::new(move |s: &Rc<Shard>| s.admit(to, waiter, forced)));
+        // `post` refuses only this shard and shards that do not exist.
+        let _ = self.post(shard, job);
+    }
+
+    /// On the receiver's shard: puts the waiter's delivery into the mailbox,
+    /// or parks it until there is room (past the capacity if `forced`).
+    fn admit(&self, to: Target, waiter: Waiter, forced: bool) {
+        let r = match to {
+            Target::Worker(r) => r,
+            Target::Name(name) => {
+                let found = self.state.borrow().directory.lookup(&name);
+                match found {
+                    Some(r) => r,
+                    None => return (waiter.verdict)(Err(Error::NoSuchWorker(name.to_string()))),
+                }
+            }
+        };
+        if r.shard() != self.index {
+            return self.enqueue_when_ready(r.shard(), Target::Worker(r), waiter, forced);
+        }
+        let Waiter {
+            id,
+            delivery,
+            verdict,
+        } = waiter;
+        // A new waiting send queues behind those already parked.
+        let behind = !forced && self.waiting.parked.borrow().contains_key(&r);
+        let delivery = if behind {
+            delivery
+        } else {
+            let capacity = if forced {
+                usize::MAX
+            } else {
+                self.node.mailbox_capacity
+            };
+            let pushed = self.state.borrow_mut().slots.push(r, delivery, capacity);
+            match pushed {
+                Ok(queued) => return self.admitted(r, queued, verdict),
+                Err(Undelivered {
+                    error: Error::MailboxFull(_),
+                    delivery,
+                }) => delivery,
+                Err(Undelivered { error, .. }) => return verdict(Err(error)),
+            }
+        };
+        let waiter = Waiter {
+            id,
+            delivery,
+            verdict,
+        };
+        let mut parked = self.waiting.parked.borrow_mut();
+        parked.entry(r).or_default().push_back(waiter);
+    }
+
+    /// A waiting send went into `r`'s mailbox: tells the scheduler and the
+    /// sender.
+    fn admitted(&self, r: WorkerRef, queued: bool, verdict: Verdict) {
+        if queued {
+            self.work.notify();
+        }
+        self.mailbox_grew(r);
+        verdict(Ok(()));
+    }
+
+    /// Asks shard `shard` to force waiting send `id` into its mailbox.
+    fn force_on(&self, shard: usize, id: u64) {
+        if shard == self.index {
+            return self.force(id);
+        }
+        // A shard that does not exist has parked nothing.
+        let _ = self.post(shard, Packet::Run(Box::new(move |s: &Rc<Shard>| s.force(id))));
+    }
+
+    /// Puts parked send `id`, if it still waits, into its mailbox past the
+    /// capacity.
+    fn force(&self, id: u64) {
+        let found = {
+            let mut parked = self.waiting.parked.borrow_mut();
+            let found = parked.iter_mut().find_map(|(r, queue)| {
+                let at = queue.iter().position(|w| w.id == id)?;
+                Some((*r, queue.remove(at)))
+            });
+            if let Some((r, _)) = found {
+                if parked.get(&r).is_some_and(VecDeque::is_empty) {
+                    parked.remove(&r);
+                }
+            }
+            found
+        };
+        if let Some((r, Some(waiter))) = found {
+            let pushed = self.state.borrow_mut().slots.push(r, waiter.delivery, usize::MAX);
+            match pushed {
+                Ok(queued) => self.admitted(r, queued, waiter.verdict),
+                Err(undelivered) => (waiter.verdict)(Err(undelivered.error)),
+            }
+        }
+    }
+
+    /// Worker `r` took a message: parked sends for it go in while its
+    /// mailbox has room.
+    pub(crate) fn room_made(&self, r: WorkerRef) {
+        if !self.waiting.any_parked() {
+            return;
+        }
+        loop {
+            let next = {
+                let mut parked = self.waiting.parked.borrow_mut();
+                let Some(queue) = parked.get_mut(&r) else {
+                    return;
+                };
+                if self.mailbox_is_full(r) {
+                    return;
+                }
+                let next = queue.pop_front();
+                if queue.is_empty() {
+                    parked.remove(&r);
+                }
+                next
+            };
+            let Some(waiter) = next else {
+                return;
+            };
+            let pushed = self.state.borrow_mut().slots.push(r, waiter.delivery, usize::MAX);
+            match pushed {
+                Ok(queued) => self.admitted(r, queued, waiter.verdict),
+                Err(undelivered) => (waiter.verdict)(Err(undelivered.error)),
+            }
+        }
+    }
+
+    /// Worker `r` is gone: the sends parked for it fail with `why`.
+    pub(crate) fn fail_parked(&self, r: WorkerRef, why: &Error) {
+        let parked = self.waiting.parked.borrow_mut().remove(&r);
+        for waiter in parked.into_iter().flatten() {
+            (waiter.verdict)(Err(why.clone()));
+        }
+    }
+
+    /// A message went into `r`'s mailbox: if `r` waits in a waiting send and
+    /// its mailbox is now full, it must stop waiting (see the module doc).
+    pub(crate) fn mailbox_grew(&self, r: WorkerRef) {
+        if self.waiting.senders.borrow().is_empty() || !self.mailbox_is_full(r) {
+            return;
+        }
+        let waker = self.waiting.senders.borrow_mut().remove(&r);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Whether worker `r` of this shard holds a full mailbox.
+    fn mailbox_is_full(&self, r: WorkerRef) -> bool {
+        let len = self.state.borrow().slots.mailbox_len(r);
+        len.is_some_and(|len| len >= self.node.mailbox_capacity)
+    }
+}

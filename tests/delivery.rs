@@ -1,0 +1,559 @@
+//! Delivery under load: every accepted message is handled or reported,
+//! exactly, on each path (a thread's `send`, a send to another shard, a
+//! waiting send); a flood from threads leaves its shard's other workers
+//! served; waiting sends neither lose messages nor deadlock.
+
+mod cluster;
+mod common;
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use myriad::plugin::{RemoteRouter, ShardHandle};
+use myriad::{Address, BoxError, Context, Error, Message, NodeHandle, Worker, WorkerRef};
+
+/// Bounds a wait that would otherwise hang a broken test: a failure, never
+/// a figure.
+const LONG: Duration = Duration::from_secs(60);
+
+/// A small mailbox, so that floods fill it.
+const CAPACITY: usize = 16;
+
+/// A worker for these tests. It counts the plain messages it handles, and
+/// knows a few commands:
+/// * `hold`: waits until its gate opens (its mailbox fills meanwhile);
+/// * `sync` (an ask): answered at once, so the answer comes after every
+///   message queued before it;
+/// * `go` (an ask): sends its flood, answers when done;
+/// * `full-target` (an ask): asks its flood's target, whose mailbox must be
+///   full: answered once every message it sent there before was taken;
+/// * `sync-target` (an ask): `sync` with its flood's target, answered after.
+#[derive(Default)]
+struct Probe {
+    handled: Arc<AtomicU64>,
+    gate: Option<flume::Receiver<()>>,
+    flood: Option<Flood>,
+}
+
+/// What `go` sends.
+struct Flood {
+    to: Address,
+    count: u64,
+    /// `send_when_ready` rather than `send`.
+    waiting: bool,
+    /// Sends that returned `Ok`.
+    accepted: Arc<AtomicU64>,
+}
+
+impl Worker for Probe {
+    async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
+        if msg == "hold" {
+            if let Some(gate) = self.gate.take() {
+                // The test opens the gate, or is gone.
+                let _ = gate.recv_async().await;
+            }
+        } else if msg == "sync" {
+            ctx.reply("synced")?;
+        } else if msg == "go" {
+            let flood = self.flood.as_ref().ok_or("no flood")?;
+            for _ in 0..flood.count {
+                let sent = if flood.waiting {
+                    ctx.send_when_ready(flood.to.clone(), "x").await
+                } else {
+                    ctx.send(flood.to.clone(), "x")
+                };
+                match sent {
+                    Ok(()) => flood.accepted.fetch_add(1, Ordering::Relaxed),
+                    // Refused at once: reported, not accepted.
+                    Err(Error::MailboxFull(_) | Error::ConnectionLost(_) | Error::NoRoute(_))
+                        if !flood.waiting =>
+                    {
+                        0
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+            }
+            ctx.reply("done")?;
+        } else if msg == "full-target" {
+            let to = self.flood.as_ref().ok_or("no flood")?.to.clone();
+            match ctx.send_and_receive(to, "sync", LONG).await {
+                Err(Error::MailboxFull(_)) => ctx.reply("full")?,
+                other => return Err(format!("the target's mailbox is not full: {other:?}").into()),
+            }
+        } else if msg == "sync-target" {
+            let to = self.flood.as_ref().ok_or("no flood")?.to.clone();
+            sync_from_worker(ctx, to).await?;
+            ctx.reply("synced")?;
+        } else {
+            self.handled.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// Asks `to` for `sync` until its mailbox takes the ask: then every message
+/// this worker sent it before has been handled or counted.
+async fn sync_from_worker(ctx: &Context, to: Address) -> Result<(), Error> {
+    loop {
+        match ctx.send_and_receive(to.clone(), "sync", LONG).await {
+            Ok(_) => return Ok(()),
+            Err(Error::MailboxFull(_)) => ctx.sleep(Duration::from_millis(1)).await,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// [`sync_from_worker`] from a plain thread.
+fn sync(node: &NodeHandle, to: impl Into<Address>) {
+    let to = to.into();
+    loop {
+        match node.send_and_receive(to.clone(), "sync", LONG) {
+            Ok(_) => return,
+            Err(Error::MailboxFull(_)) => std::thread::yield_now(),
+            Err(e) => panic!("sync with {to}: {e}"),
+        }
+    }
+}
+
+/// Starts `sink` on shard 1, a probe held by its first message, `hold`,
+/// until the returned sender opens its gate; returns it with its count of
+/// handled messages.
+fn held_sink(node: &NodeHandle) -> (WorkerRef, Arc<AtomicU64>, flume::Sender<()>) {
+    let handled = Arc::new(AtomicU64::new(0));
+    let (open, gate) = flume::bounded(1);
+    let probe = Probe {
+        handled: handled.clone(),
+        gate: Some(gate),
+        ..Probe::default()
+    };
+    let sink = node.start_worker_on(1, "sink", probe).unwrap();
+    node.send_when_ready(sink, "hold").unwrap();
+    (sink, handled, open)
+}
+
+/// After a flood into a held sink that took or dropped every message:
+/// opens the gate, waits for the sink with `sync`, and checks that every
+/// accepted message was handled or counted as dropped for a full mailbox,
+/// that nothing was dropped after the gate opened, and that the held
+/// mailbox was full.
+fn check_held_flood(
+    node: &NodeHandle,
+    open: flume::Sender<()>,
+    sync: impl FnOnce(),
+    accepted: &AtomicU64,
+    handled: &AtomicU64,
+) {
+    let while_held = node.dropped().unwrap();
+    open.send(()).unwrap();
+    sync();
+    let dropped = node.dropped().unwrap();
+    assert_eq!(
+        dropped, while_held,
+        "nothing is dropped once the gate opens"
+    );
+    let (accepted, handled) = (
+        accepted.load(Ordering::Relaxed),
+        handled.load(Ordering::Relaxed),
+    );
+    assert_eq!(accepted, handled + dropped.total(), "{dropped:?}");
+    assert_eq!(dropped.total(), dropped.mailbox_full, "{dropped:?}");
+    assert_eq!(node.dropped_messages().unwrap(), dropped.total());
+    assert!(
+        handled <= CAPACITY as u64,
+        "the held mailbox was full: {handled} handled"
+    );
+}
+
+fn node(shards: usize) -> NodeHandle {
+    myriad::Node::spawn(common::config(shards).mailbox_capacity(CAPACITY)).expect("node starts")
+}
+
+#[test]
+fn a_thread_flood_into_a_full_mailbox_is_handled_or_counted_exactly() {
+    const THREADS: u64 = 4;
+    const EACH: u64 = 20_000;
+    let node = node(2);
+    let (sink, handled, open) = held_sink(&node);
+    let accepted = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (node, accepted) = (node.clone(), accepted.clone());
+            std::thread::spawn(move || {
+                for _ in 0..EACH {
+                    if node.send(sink, "x").is_ok() {
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    // The dropped count itself is read behind every send in the shard's
+    // inbox: all were taken or dropped by then.
+    check_held_flood(&node, open, || sync(&node, sink), &accepted, &handled);
+    node.shutdown();
+}
+
+#[test]
+fn a_cross_shard_flood_into_a_full_mailbox_is_handled_or_counted_exactly() {
+    const COUNT: u64 = 50_000;
+    let node = node(2);
+    let (sink, handled, open) = held_sink(&node);
+    let accepted = Arc::new(AtomicU64::new(0));
+    let flooder = Probe {
+        flood: Some(Flood {
+            to: sink.into(),
+            count: COUNT,
+            waiting: false,
+            accepted: accepted.clone(),
+        }),
+        ..Probe::default()
+    };
+    let flooder = node.spawn_on(0, flooder).unwrap();
+    node.send_and_receive(flooder, "go", LONG).unwrap();
+    // Behind every send of the flood: all were taken or dropped.
+    node.send_and_receive(flooder, "full-target", LONG).unwrap();
+    let sync = || {
+        node.send_and_receive(flooder, "sync-target", LONG).unwrap();
+    };
+    check_held_flood(&node, open, sync, &accepted, &handled);
+    node.shutdown();
+}
+
+/// Sends itself `tick` until it has handled `until` of them, then says so.
+struct Ticker {
+    until: u64,
+    ticks: u64,
+    done: flume::Sender<()>,
+}
+
+impl Worker for Ticker {
+    async fn handle_message(&mut self, ctx: &mut Context, _msg: Message) -> Result<(), BoxError> {
+        self.ticks += 1;
+        if self.ticks == self.until {
+            self.done.send(())?;
+        } else {
+            ctx.send(ctx.me(), "tick")?;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_flood_from_threads_leaves_the_shards_other_workers_served() {
+    const THREADS: usize = 4;
+    let node = common::node(1);
+    let handled = Arc::new(AtomicU64::new(0));
+    let sink = node
+        .spawn(Probe {
+            handled: handled.clone(),
+            ..Probe::default()
+        })
+        .unwrap();
+    let (done_tx, done) = flume::bounded(1);
+    let ticker = node
+        .spawn(Ticker {
+            until: 1_000,
+            ticks: 0,
+            done: done_tx,
+        })
+        .unwrap();
+    let flooding = Arc::new(AtomicBool::new(true));
+    let accepted = Arc::new(AtomicU64::new(0));
+    let (started_tx, started) = flume::bounded(THREADS);
+    let threads: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (node, flooding, accepted) = (node.clone(), flooding.clone(), accepted.clone());
+            let started = started_tx.clone();
+            std::thread::spawn(move || {
+                let mut sent = 0u64;
+                while flooding.load(Ordering::Relaxed) {
+                    if node.send(sink, "x").is_ok() {
+                        sent += 1;
+                    }
+                    if sent == 1_000 {
+                        started.send(()).unwrap();
+                    }
+                }
+                accepted.fetch_add(sent, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    for _ in 0..THREADS {
+        started.recv_timeout(LONG).expect("the flood starts");
+    }
+    // The first tick joins the flood in the shard's inbox; the others are
+    // the ticker's own sends, which only the shard's scheduler runs.
+    node.send_when_ready(ticker, "tick").unwrap();
+    let served = done.recv_timeout(LONG);
+    flooding.store(false, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    served.expect("the ticker handled its 1,000 ticks while the flood went on");
+    sync(&node, sink);
+    let dropped = node.dropped().unwrap();
+    let (accepted, handled) = (
+        accepted.load(Ordering::Relaxed),
+        handled.load(Ordering::Relaxed),
+    );
+    assert_eq!(accepted, handled + dropped.total(), "{dropped:?}");
+    node.shutdown();
+}
+
+#[test]
+fn waiting_sends_from_threads_lose_nothing() {
+    const THREADS: u64 = 4;
+    const EACH: u64 = 5_000;
+    let node = node(2);
+    let (sink, handled, open) = held_sink(&node);
+    let threads: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let node = node.clone();
+            std::thread::spawn(move || {
+                for _ in 0..EACH {
+                    node.send_when_ready("sink", "x").unwrap();
+                }
+            })
+        })
+        .collect();
+    open.send(()).unwrap();
+    for t in threads {
+        t.join().unwrap();
+    }
+    sync(&node, sink);
+    assert_eq!(handled.load(Ordering::Relaxed), THREADS * EACH);
+    assert_eq!(node.dropped_messages().unwrap(), 0);
+    node.shutdown();
+}
+
+/// Two workers on `shards` (one each, or both on shard 0) flood each other
+/// with waiting sends while neither handles anything else.
+fn two_workers_flood_each_other_with_waiting_sends(shards: usize) {
+    const COUNT: u64 = 20_000;
+    let node = node(shards);
+    const NAMES: [&str; 2] = ["left", "right"];
+    let name = NAMES;
+    let mut handled = Vec::new();
+    let mut accepted = Vec::new();
+    for (i, me) in name.iter().enumerate() {
+        let (h, a) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let probe = Probe {
+            handled: h.clone(),
+            flood: Some(Flood {
+                to: name[1 - i].into(),
+                count: COUNT,
+                waiting: true,
+                accepted: a.clone(),
+            }),
+            ..Probe::default()
+        };
+        node.start_worker_on(i % shards, me, probe).unwrap();
+        handled.push(h);
+        accepted.push(a);
+    }
+    let floods: Vec<_> = NAMES
+        .iter()
+        .map(|me| {
+            let node = node.clone();
+            std::thread::spawn(move || node.send_and_receive(*me, "go", LONG))
+        })
+        .collect();
+    for flood in floods {
+        let done = flood.join().unwrap();
+        assert_eq!(done.expect("the flood ends: no deadlock"), "done");
+    }
+    for me in name {
+        node.send_and_receive(me, "sync-target", LONG).unwrap();
+    }
+    for i in 0..2 {
+        assert_eq!(accepted[i].load(Ordering::Relaxed), COUNT);
+        assert_eq!(
+            handled[1 - i].load(Ordering::Relaxed),
+            COUNT,
+            "{} lost some",
+            name[1 - i]
+        );
+    }
+    assert_eq!(node.dropped_messages().unwrap(), 0);
+    node.shutdown();
+}
+
+#[test]
+fn two_workers_of_one_shard_flooding_each_other_neither_lose_nor_deadlock() {
+    two_workers_flood_each_other_with_waiting_sends(1);
+}
+
+#[test]
+fn two_workers_of_two_shards_flooding_each_other_neither_lose_nor_deadlock() {
+    two_workers_flood_each_other_with_waiting_sends(2);
+}
+
+#[test]
+fn a_waiting_send_to_a_worker_that_stops_is_told_so() {
+    let node = node(2);
+    let (sink, _handled, open) = held_sink(&node);
+    for _ in 0..CAPACITY {
+        node.send_when_ready(sink, "x").unwrap();
+    }
+    let waiting = {
+        let node = node.clone();
+        std::thread::spawn(move || node.send_when_ready(sink, "one too many"))
+    };
+    // Stopping marks the worker at once; it goes after `hold`, and the
+    // waiting send is failed with it.
+    node.stop_worker(sink).unwrap();
+    open.send(()).unwrap();
+    let err = waiting.join().unwrap().unwrap_err();
+    assert!(matches!(err, Error::NoSuchWorker(_)), "{err:?}");
+    let err = node.send_when_ready(sink, "late").unwrap_err();
+    assert!(matches!(err, Error::NoSuchWorker(_)), "{err:?}");
+    node.shutdown();
+}
+
+#[test]
+fn sends_accepted_while_a_link_connects_are_counted_when_the_attempt_fails() {
+    let b = cluster::start(1, cluster::transport("gone"));
+    let address = b.1.local_addr();
+    let a = cluster::start(
+        1,
+        cluster::transport("left-behind")
+            .seed(address.to_string())
+            .connect_timeout(Duration::from_millis(300)),
+    );
+    cluster::wait_for_nodes(&a.1, &["gone"]);
+    b.0.shutdown();
+    // No link is up any more: what a send hands a link now waits for a
+    // connection (sends written to a link that was up are another matter:
+    // the protocol has no acknowledgements).
+    cluster::wait_until("the link to go down", LONG, || a.1.nodes("gone").is_empty());
+    // The address now takes connections and never answers a handshake: each
+    // redial stays connecting until it times out, and takes sends meanwhile.
+    let mut silent = None;
+    cluster::wait_until("the address to be free", LONG, || {
+        silent = std::net::TcpListener::bind(address).ok();
+        silent.is_some()
+    });
+    let accepted = Arc::new(AtomicU64::new(0));
+    let flooder =
+        a.0.spawn(Probe {
+            flood: Some(Flood {
+                to: "gone/sink".into(),
+                count: 1_000,
+                waiting: false,
+                accepted: accepted.clone(),
+            }),
+            ..Probe::default()
+        })
+        .unwrap();
+    cluster::wait_until("sends accepted by a connecting link", LONG, || {
+        a.0.send_and_receive(flooder, "go", LONG).unwrap();
+        accepted.load(Ordering::Relaxed) >= 100
+    });
+    let accepted = accepted.load(Ordering::Relaxed);
+    cluster::wait_until("the attempt to fail", LONG, || {
+        a.0.dropped().unwrap().no_route >= accepted
+    });
+    let dropped = a.0.dropped().unwrap();
+    assert_eq!(dropped.no_route, accepted, "{dropped:?}");
+    assert_eq!(dropped.total(), accepted, "{dropped:?}");
+    assert_eq!(a.1.stats().undeliverable, accepted);
+    drop(silent);
+    a.0.shutdown();
+}
+
+/// How many deliveries the fake link below lets wait for room at once
+/// before it stops reading.
+const LINK_WINDOW: usize = 8;
+
+/// What a transport's inbound path does with `deliver_when_ready`: it hands
+/// each message over and reads on while fewer than [`LINK_WINDOW`] wait for
+/// room; at the window it stops reading until a verdict comes, so a fast
+/// sender is slowed down instead of losing messages. `wire` stands for the
+/// connection; what failed is counted in `refused`; `finished` is told
+/// when the wire is closed and every verdict came.
+async fn fake_inbound_link(
+    shard: ShardHandle,
+    wire: flume::Receiver<Message>,
+    refused: Arc<AtomicU64>,
+    finished: flume::Sender<()>,
+) {
+    let (verdict_tx, verdicts) = flume::unbounded::<myriad::Result<()>>();
+    let mut waiting = 0;
+    let to = Address::from("sink");
+    let settle = |verdict: Result<Result<(), Error>, flume::RecvError>| {
+        if !matches!(verdict, Ok(Ok(()))) {
+            refused.fetch_add(1, Ordering::Relaxed);
+        }
+    };
+    while let Ok(msg) = wire.recv_async().await {
+        if waiting == LINK_WINDOW {
+            settle(verdicts.recv_async().await);
+            waiting -= 1;
+        }
+        let tx = verdict_tx.clone();
+        shard.deliver_when_ready(&to, msg, Box::new(move |r| drop(tx.send(r))));
+        waiting += 1;
+    }
+    for _ in 0..waiting {
+        settle(verdicts.recv_async().await);
+    }
+    let _ = finished.send(());
+}
+
+/// Refuses everything: the fake link above is this test's whole transport.
+struct NoRoutes;
+
+impl RemoteRouter for NoRoutes {
+    fn send(
+        &self,
+        to: &myriad::RemoteAddress,
+        _msg: Message,
+        _from: Option<myriad::WorkerRef>,
+        _reply: &mut Option<myriad::Replier>,
+    ) -> myriad::Result<()> {
+        Err(Error::NoRoute(to.node.to_string()))
+    }
+}
+
+#[test]
+fn an_inbound_link_that_waits_for_room_loses_nothing_into_a_slow_worker() {
+    const COUNT: u64 = 20_000;
+    let (wire_tx, wire) = flume::unbounded::<Message>();
+    let (finished_tx, finished) = flume::bounded(1);
+    let refused = Arc::new(AtomicU64::new(0));
+    let link = Arc::new(std::sync::Mutex::new(Some((wire, finished_tx))));
+    let link_refused = refused.clone();
+    let config = common::config(2)
+        .mailbox_capacity(CAPACITY)
+        .remote_router(Arc::new(
+            move |shard: ShardHandle| -> Rc<dyn RemoteRouter> {
+                // The link runs on shard 0; its sink lives on the other shard.
+                if shard.index() == 0 {
+                    let (wire, finished) = link.lock().unwrap().take().expect("one shard 0");
+                    let task = fake_inbound_link(shard, wire, link_refused.clone(), finished);
+                    glommio::spawn_local(task).detach();
+                }
+                Rc::new(NoRoutes)
+            },
+        ));
+    let node = myriad::Node::spawn(config).unwrap();
+    let (sink, handled, open) = held_sink(&node);
+    for _ in 0..COUNT {
+        wire_tx.send(Message::from("x")).unwrap();
+    }
+    drop(wire_tx);
+    open.send(()).unwrap();
+    finished
+        .recv_timeout(LONG)
+        .expect("the link delivers everything");
+    sync(&node, sink);
+    assert_eq!(refused.load(Ordering::Relaxed), 0);
+    assert_eq!(handled.load(Ordering::Relaxed), COUNT);
+    assert_eq!(node.dropped_messages().unwrap(), 0);
+    node.shutdown();
+}
