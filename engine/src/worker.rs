@@ -62,7 +62,9 @@ pub trait Worker: 'static {
         async {}
     }
 
-    /// Runs once when the worker is stopped (not after a panic).
+    /// Runs once when the worker is stopped (not after a panic), also when
+    /// the node shuts down, within the node's stop deadline
+    /// ([`NodeConfig::stop_timeout`](crate::NodeConfig::stop_timeout)).
     fn on_stop(&mut self, ctx: &mut Context) -> impl Future<Output = ()> {
         let _ = ctx;
         async {}
@@ -130,7 +132,8 @@ impl<W: Worker> Runnable for W {
     }
 }
 
-/// Runs a worker's `on_stop` (a panic in it is logged); gives the shard back.
+/// Runs a worker's `on_stop` and drops the worker (a panic in either is
+/// logged); gives the shard back.
 async fn on_stop<W: Worker>(mut worker: Box<W>, shard: Rc<Shard>, me: WorkerRef) -> Rc<Shard> {
     let mut ctx = Context::new(shard, me, None, None);
     if let Err(panic) = AssertUnwindSafe(worker.on_stop(&mut ctx))
@@ -139,7 +142,18 @@ async fn on_stop<W: Worker>(mut worker: Box<W>, shard: Rc<Shard>, me: WorkerRef)
     {
         tracing::error!(worker = %me, reason = %panic_text(&panic), "on_stop panicked");
     }
+    drop_contained(worker, me);
     ctx.shard_handle().clone()
+}
+
+/// Drops `value` (a worker, or a run that owns one) with a panic in its
+/// `Drop` caught and logged: a worker's destructor must not take its shard
+/// down. Returns the panic's text, if it panicked.
+pub(crate) fn drop_contained<T>(value: T, me: impl std::fmt::Display) -> Option<String> {
+    let panic = std::panic::catch_unwind(AssertUnwindSafe(move || drop(value))).err()?;
+    let reason = panic_text(&panic);
+    tracing::error!(worker = %me, %reason, "a worker's Drop panicked");
+    Some(reason)
 }
 
 async fn run_worker<W: Worker>(mut worker: Box<W>, shard: Rc<Shard>, me: WorkerRef, first: bool) {
@@ -152,6 +166,7 @@ async fn run_worker<W: Worker>(mut worker: Box<W>, shard: Rc<Shard>, me: WorkerR
             .await
         {
             ctx.shard_handle().worker_panicked(me, panic_text(&panic));
+            drop_contained(worker, me);
             return;
         }
     }
@@ -180,6 +195,7 @@ async fn run_worker<W: Worker>(mut worker: Box<W>, shard: Rc<Shard>, me: WorkerR
                 let reason = panic_text(&panic);
                 ctx.fail(reason.clone());
                 ctx.shard_handle().worker_panicked(me, reason);
+                drop_contained(worker, me);
                 return;
             }
         }

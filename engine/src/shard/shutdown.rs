@@ -3,6 +3,8 @@
 
 use std::rc::Rc;
 
+use crate::worker::drop_contained;
+
 use super::{Shard, State};
 
 impl Shard {
@@ -33,11 +35,13 @@ impl Shard {
         }
         // Handlers still suspended end here (their workers do not run
         // `on_stop`, as they are in the middle of a message).
-        drop(self.suspended.take_all());
+        for run in self.suspended.take_all() {
+            drop_contained(run, "a suspended run");
+        }
         // Free every worker and queued message now: glommio does not drop
         // tasks still pending when its executor ends, and a handler suspended
         // at shutdown keeps this shard alive through its `Rc`.
         let state = std::mem::replace(&mut *self.state.borrow_mut(), State::new(self.shard_id()));
-        drop(state);
+        drop_contained(state, "a worker left at shutdown");
     }
 }

@@ -1,0 +1,187 @@
+//! Failures and lifecycles as a user sees them: a panic anywhere in a
+//! worker (`on_start`, `on_stop`, after an `.await`, its `Drop`) stops only
+//! that worker; calls never block forever; shutdown ends.
+
+mod common;
+
+use std::time::Duration;
+
+use myriad::{BoxError, Context, Error, Message, Node, Worker};
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// Replies `Hello, <msg>!`.
+struct Greeter;
+
+impl Worker for Greeter {
+    async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
+        ctx.reply(format!("Hello, {msg}!"))?;
+        Ok(())
+    }
+}
+
+/// Where a test's worker misbehaves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    OnStart,
+    OnStop,
+    AfterAwait,
+    Drop,
+}
+
+/// A worker that panics at its `fault`; it tells `events` what it did.
+struct Faulty {
+    fault: Fault,
+    events: flume::Sender<&'static str>,
+}
+
+impl Faulty {
+    fn new(fault: Fault) -> (Self, flume::Receiver<&'static str>) {
+        let (events, rx) = flume::unbounded();
+        (Faulty { fault, events }, rx)
+    }
+}
+
+impl Worker for Faulty {
+    async fn on_start(&mut self, _ctx: &mut Context) {
+        assert!(self.fault != Fault::OnStart, "on_start fails");
+    }
+
+    async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
+        ctx.sleep(Duration::from_millis(1)).await;
+        assert!(self.fault != Fault::AfterAwait, "handler fails after await");
+        ctx.reply(msg)?;
+        Ok(())
+    }
+
+    async fn on_stop(&mut self, _ctx: &mut Context) {
+        let _ = self.events.send("on_stop");
+        assert!(self.fault != Fault::OnStop, "on_stop fails");
+    }
+}
+
+impl Drop for Faulty {
+    fn drop(&mut self) {
+        let _ = self.events.send("drop");
+        assert!(self.fault != Fault::Drop, "drop fails");
+    }
+}
+
+/// Whether shard 0 of a one-shard node still answers every kind of call.
+fn assert_serving(node: &myriad::NodeHandle) {
+    let greeter = node.spawn_on(0, Greeter).expect("spawn_on answers");
+    assert_eq!(
+        node.send_and_receive(greeter, "again", LONG).unwrap(),
+        "Hello, again!"
+    );
+    assert!(node
+        .list_workers()
+        .expect("list_workers answers")
+        .iter()
+        .any(|w| w.id == greeter));
+    node.stop_worker(greeter).expect("stop_worker answers");
+}
+
+#[test]
+fn a_panic_in_on_start_stops_only_that_worker() {
+    let node = common::node(1);
+    let (worker, events) = Faulty::new(Fault::OnStart);
+    let faulty = node.spawn_on(0, worker).unwrap();
+    assert_eq!(events.recv().unwrap(), "drop");
+    let answer = node.send_and_receive(faulty, "hi", LONG);
+    assert!(matches!(answer, Err(Error::NoSuchWorker(_))), "{answer:?}");
+    assert_serving(&node);
+    node.shutdown();
+}
+
+#[test]
+fn a_panic_after_an_await_in_a_handler_stops_only_that_worker() {
+    let node = common::node(1);
+    let (worker, events) = Faulty::new(Fault::AfterAwait);
+    let faulty = node.spawn_on(0, worker).unwrap();
+    let answer = node.send_and_receive(faulty, "hi", LONG);
+    assert!(
+        matches!(&answer, Err(Error::WorkerFailed { reason, .. }) if reason.contains("after await")),
+        "{answer:?}"
+    );
+    assert_eq!(events.recv().unwrap(), "drop");
+    let again = node.send_and_receive(faulty, "hi", LONG);
+    assert!(matches!(again, Err(Error::NoSuchWorker(_))), "{again:?}");
+    assert_serving(&node);
+    node.shutdown();
+}
+
+#[test]
+fn a_panic_in_on_stop_stops_only_that_worker() {
+    let node = common::node(1);
+    let (worker, events) = Faulty::new(Fault::OnStop);
+    let faulty = node.spawn_on(0, worker).unwrap();
+    node.stop_worker(faulty).unwrap();
+    assert_eq!(events.recv().unwrap(), "on_stop");
+    assert_eq!(events.recv().unwrap(), "drop");
+    assert_serving(&node);
+    node.shutdown();
+}
+
+#[test]
+fn a_panicking_drop_leaves_the_node_serving() {
+    let node = common::node(1);
+    // Dropped after a stop, then after a handler's panic.
+    let (worker, events) = Faulty::new(Fault::Drop);
+    let stopped = node.spawn_on(0, worker).unwrap();
+    node.stop_worker(stopped).unwrap();
+    assert_eq!(events.recv().unwrap(), "on_stop");
+    assert_eq!(events.recv().unwrap(), "drop");
+    assert_serving(&node);
+
+    struct PanicsTwice {
+        _dropped: Faulty,
+    }
+    impl Worker for PanicsTwice {
+        async fn handle_message(&mut self, _: &mut Context, _: Message) -> Result<(), BoxError> {
+            panic!("handler fails")
+        }
+    }
+    let (worker, events) = Faulty::new(Fault::Drop);
+    let failed = node.spawn_on(0, PanicsTwice { _dropped: worker }).unwrap();
+    let answer = node.send_and_receive(failed, "hi", LONG);
+    assert!(
+        matches!(answer, Err(Error::WorkerFailed { .. })),
+        "{answer:?}"
+    );
+    assert_eq!(events.recv().unwrap(), "drop");
+    assert_serving(&node);
+    node.shutdown();
+}
+
+#[test]
+fn a_panicking_drop_at_shutdown_does_not_skip_the_other_workers() {
+    let node = common::node(1);
+    let (first, first_events) = Faulty::new(Fault::Drop);
+    let (second, second_events) = Faulty::new(Fault::None);
+    node.spawn_on(0, first).unwrap();
+    node.spawn_on(0, second).unwrap();
+    node.shutdown();
+    assert_eq!(
+        first_events.try_iter().collect::<Vec<_>>(),
+        ["on_stop", "drop"]
+    );
+    assert_eq!(
+        second_events.try_iter().collect::<Vec<_>>(),
+        ["on_stop", "drop"]
+    );
+}
+
+#[test]
+fn main_survives_a_worker_whose_drop_panics() {
+    let answer = Node::start(common::config(1), |ctx| async move {
+        let (worker, _events) = Faulty::new(Fault::Drop);
+        let faulty = ctx.spawn(worker);
+        ctx.stop_worker(faulty).await?;
+        let greeter = ctx.start_worker("greeter", Greeter).await?;
+        ctx.send_and_receive(greeter, "main", LONG).await
+    })
+    .unwrap();
+    assert_eq!(answer.unwrap(), "Hello, main!");
+}
