@@ -185,3 +185,29 @@ fn main_survives_a_worker_whose_drop_panics() {
     .unwrap();
     assert_eq!(answer.unwrap(), "Hello, main!");
 }
+
+/// Makes a blocking `NodeHandle` call from inside its handler.
+struct BlockingCaller(myriad::NodeHandle);
+
+impl Worker for BlockingCaller {
+    async fn handle_message(&mut self, ctx: &mut Context, _: Message) -> Result<(), BoxError> {
+        let listed = self.0.list_workers().map(|_| ());
+        let spawned = self.0.spawn_on(0, Greeter).map(|_| ());
+        let asked = self.0.send_and_receive("greeter", "x", LONG).map(|_| ());
+        ctx.reply(format!("{listed:?} {spawned:?} {asked:?}"))?;
+        Ok(())
+    }
+}
+
+#[test]
+fn a_blocking_handle_call_inside_a_shard_fails_instead_of_deadlocking() {
+    let node = common::node(1);
+    node.start_worker("greeter", Greeter).unwrap();
+    let caller = node.spawn_on(0, BlockingCaller(node.clone())).unwrap();
+    let answer = node.send_and_receive(caller, "go", LONG).unwrap();
+    let refused = Error::BlockingOnShard("list_workers").to_string();
+    assert_eq!(answer.matches("BlockingOnShard").count(), 3, "{answer}");
+    assert!(refused.contains("shard thread"), "{refused}");
+    node.stop_worker(caller).unwrap();
+    node.shutdown();
+}

@@ -56,6 +56,7 @@ not_under_loom! {
     mod error;
     mod inbox;
     mod link;
+    mod liveness;
     mod mailbox;
     mod message;
     mod node;

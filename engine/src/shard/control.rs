@@ -29,6 +29,9 @@ impl Shard {
             // The asker may have gone away (node stopping): nothing to do.
             let _ = tx.send(job(s));
         }));
+        if self.node.liveness.is_down(shard) {
+            return Err(Error::ShardDown(shard));
+        }
         self.post(shard, packet).map_err(|_| Error::NodeStopped)?;
         rx.recv_async().await.map_err(|_| Error::NodeStopped)
     }

@@ -27,6 +27,7 @@ use crate::ask::AskTable;
 use crate::directory::Directory;
 use crate::envelope::Packet;
 use crate::link::{Inbound, Outbox};
+use crate::liveness::Liveness;
 use crate::remote::RemoteRouter;
 use crate::signal::Signal;
 use crate::slots::Slots;
@@ -50,6 +51,8 @@ pub(crate) struct NodeShared {
     pub default_timeout: Duration,
     /// Each shard's channel from outside its thread.
     pub inboxes: Vec<flume::Sender<Packet>>,
+    /// Which shard threads have ended.
+    pub liveness: Arc<Liveness>,
 }
 
 /// The shard's mutable state, borrowed once per operation.
