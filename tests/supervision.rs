@@ -211,3 +211,107 @@ fn a_blocking_handle_call_inside_a_shard_fails_instead_of_deadlocking() {
     node.stop_worker(caller).unwrap();
     node.shutdown();
 }
+
+/// What a worker's `on_stop` does at shutdown.
+enum Stopping {
+    /// Tells `events` its label.
+    Report,
+    /// Sleeps, then reports.
+    Sleep(Duration),
+    /// Asks `greeter`, then reports the answer.
+    Ask,
+}
+
+/// A worker whose `on_stop` does `how`, then reports to `events`.
+struct StopsBy {
+    label: &'static str,
+    how: Stopping,
+    events: flume::Sender<String>,
+}
+
+impl Worker for StopsBy {
+    async fn handle_message(&mut self, _: &mut Context, _: Message) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    async fn on_stop(&mut self, ctx: &mut Context) {
+        let report = match self.how {
+            Stopping::Report => self.label.to_owned(),
+            Stopping::Sleep(duration) => {
+                ctx.sleep(duration).await;
+                format!("{} slept", self.label)
+            }
+            Stopping::Ask => match ctx.send_and_receive("greeter", self.label, LONG).await {
+                Ok(answer) => answer.to_string(),
+                Err(e) => e.to_string(),
+            },
+        };
+        let _ = self.events.send(report);
+    }
+}
+
+impl Drop for StopsBy {
+    fn drop(&mut self) {
+        let _ = self.events.send(format!("{} dropped", self.label));
+    }
+}
+
+#[test]
+fn shutdown_waits_for_on_stops_that_sleep_and_ask() {
+    let node = common::node(1);
+    let (events, reports) = flume::unbounded();
+    node.start_worker("greeter", Greeter).unwrap();
+    let how = [
+        ("sleeper", Stopping::Sleep(Duration::from_millis(5))),
+        ("asker", Stopping::Ask),
+    ];
+    for (label, how) in how {
+        let events = events.clone();
+        node.spawn_on(0, StopsBy { label, how, events }).unwrap();
+    }
+    drop(events);
+    node.shutdown();
+    let reports: Vec<String> = reports.iter().collect();
+    assert_eq!(
+        reports,
+        [
+            "Hello, asker!",
+            "asker dropped",
+            "sleeper slept",
+            "sleeper dropped"
+        ]
+    );
+}
+
+#[test]
+fn shutdown_stops_workers_newest_first() {
+    let node = common::node(1);
+    let (events, reports) = flume::unbounded();
+    for label in ["first", "second", "third"] {
+        let events = events.clone();
+        let how = Stopping::Report;
+        node.spawn_on(0, StopsBy { label, how, events }).unwrap();
+    }
+    drop(events);
+    node.shutdown();
+    let stops: Vec<String> = reports.iter().filter(|r| !r.ends_with("dropped")).collect();
+    assert_eq!(stops, ["third", "second", "first"]);
+}
+
+#[test]
+fn shutdown_ends_an_on_stop_that_outlives_the_deadline() {
+    let node = Node::spawn(common::config(1).stop_timeout(Duration::from_millis(20))).unwrap();
+    let (events, reports) = flume::unbounded();
+    let how = Stopping::Sleep(Duration::from_secs(3600));
+    node.spawn_on(
+        0,
+        StopsBy {
+            label: "sloth",
+            how,
+            events,
+        },
+    )
+    .unwrap();
+    node.shutdown();
+    assert_eq!(reports.iter().collect::<Vec<_>>(), ["sloth dropped"]);
+}

@@ -101,6 +101,7 @@ impl Node {
             shards,
             mailbox_capacity: config.mailbox_capacity,
             default_timeout: config.default_timeout,
+            stop_timeout: config.stop_timeout,
             inboxes,
             liveness: Arc::new(Liveness::new(inbox_receivers.clone())),
         });

@@ -309,21 +309,31 @@ impl<T> Slots<T> {
             .collect()
     }
 
-    /// Takes every worker that is in its slot (not running) out of it.
-    pub(crate) fn take_idle(&mut self) -> Vec<(WorkerRef, T)> {
-        let shard = self.shard;
-        self.slots
-            .iter_mut()
-            .filter_map(|(index, slot)| {
-                let worker = slot.worker.take()?;
-                let me = WorkerRef {
-                    index: index as u32,
-                    generation: slot.generation,
-                    shard,
-                };
-                Some((me, worker))
-            })
-            .collect()
+    /// The live (not stopping) workers, newest first: the order in which
+    /// a stopping shard stops them.
+    pub(crate) fn stop_order(&self) -> Vec<WorkerRef> {
+        let mut live: Vec<WorkerRef> = self
+            .slots
+            .iter()
+            .filter(|(_, slot)| !slot.stopping)
+            .map(|(index, slot)| self.worker_ref(index as u32, slot.generation))
+            .collect();
+        // Generations grow with each insert (they wrap only after 2^32).
+        live.sort_unstable_by_key(|r| std::cmp::Reverse(r.generation));
+        live
+    }
+
+    /// Takes worker `me` out of its slot to stop it, if it is in its slot
+    /// (not running) and not stopping yet; it takes no more messages.
+    pub(crate) fn take_to_stop(&mut self, me: WorkerRef) -> Option<T> {
+        let slot = self.slots.get_mut(me.index as usize)?;
+        if slot.generation != me.generation || slot.stopping {
+            return None;
+        }
+        let worker = slot.worker.take()?;
+        slot.stopping = true;
+        slot.run = RunState::Running;
+        Some(worker)
     }
 
     /// Releases the mailbox pool's memory after a burst (see
@@ -477,14 +487,18 @@ mod tests {
     }
 
     #[test]
-    fn idle_workers_are_taken_at_shutdown_running_ones_are_not() {
+    fn shutdown_stops_the_newest_first_and_only_workers_in_their_slots() {
         let mut slots = Table::new(0);
-        let idle = slots.insert("idle", None);
+        let old = slots.insert("old", None);
         let busy = slots.insert("busy", None);
+        let new = slots.insert("new", None);
+        assert_eq!(slots.stop_order(), [new, busy, old]);
         assert!(slots.activate(busy));
         run(&mut slots);
-        let taken = slots.take_idle();
-        assert_eq!(taken.len(), 1);
-        assert_eq!(taken[0], (idle, "idle"));
+        assert_eq!(slots.take_to_stop(busy), None, "running");
+        assert_eq!(slots.take_to_stop(new), Some("new"));
+        assert_eq!(slots.take_to_stop(new), None, "taken once");
+        assert_eq!(slots.stop_order(), [busy, old]);
+        assert!(slots.push(new, delivery("late"), 8).is_err(), "a stopping worker takes no message");
     }
 }

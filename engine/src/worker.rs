@@ -93,7 +93,9 @@ pub(crate) trait Runnable: 'static {
         cx: &mut task::Context<'_>,
     ) -> Option<Run>;
 
-    /// Builds the future that runs `on_stop` alone (the node is stopping).
+    /// Builds the future that stops the worker as [`Runnable::stop`] does,
+    /// to be awaited rather than run by the scheduler (the node is
+    /// stopping).
     fn shut_down(self: Box<Self>, shard: Rc<Shard>, me: WorkerRef) -> Run;
 }
 
@@ -115,21 +117,19 @@ impl<W: Worker> Runnable for W {
         me: WorkerRef,
         cx: &mut task::Context<'_>,
     ) -> Option<Run> {
-        let run = || {
-            let shard = shard.clone();
-            async move {
-                let shard = on_stop(self, shard, me).await;
-                shard.remove_worker(me, Error::NoSuchWorker(format!("{me} (stopped)")));
-            }
-        };
+        let run = || stop_worker(self, shard.clone(), me);
         shard.spares().poll_in_place(run, cx)
     }
 
     fn shut_down(self: Box<Self>, shard: Rc<Shard>, me: WorkerRef) -> Run {
-        Box::pin(async move {
-            on_stop(self, shard, me).await;
-        })
+        Box::pin(stop_worker(self, shard, me))
     }
+}
+
+/// Runs a worker's `on_stop`, drops it and frees its slot.
+async fn stop_worker<W: Worker>(worker: Box<W>, shard: Rc<Shard>, me: WorkerRef) {
+    let shard = on_stop(worker, shard, me).await;
+    shard.remove_worker(me, Error::NoSuchWorker(format!("{me} (stopped)")));
 }
 
 /// Runs a worker's `on_stop` and drops the worker (a panic in either is

@@ -49,6 +49,8 @@ pub(crate) struct NodeShared {
     pub shards: usize,
     pub mailbox_capacity: usize,
     pub default_timeout: Duration,
+    /// How long each `on_stop` may take at shutdown.
+    pub stop_timeout: Duration,
     /// Each shard's channel from outside its thread.
     pub inboxes: Vec<flume::Sender<Packet>>,
     /// Which shard threads have ended.
@@ -87,7 +89,9 @@ pub(crate) struct Shard {
     suspended: Suspended,
     /// Raised when a worker is queued or an outbox needs shipping.
     work: Signal,
+    /// Raised when the node asks the shard to stop.
     stop: Signal,
+    /// Set once the shard's workers are stopped: its tasks end.
     closed: Cell<bool>,
 }
 
