@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use myriad::{BoxError, Context, Error, Message, Node, Worker};
+use myriad::{BoxError, Context, Error, ExitReason, Message, Node, Worker};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -314,4 +314,174 @@ fn shutdown_ends_an_on_stop_that_outlives_the_deadline() {
     .unwrap();
     node.shutdown();
     assert_eq!(reports.iter().collect::<Vec<_>>(), ["sloth dropped"]);
+}
+
+/// Watches `target` on "watch", unwatches on "unwatch" (answering whether
+/// the watch was removed), answers anything else (a barrier); reports each
+/// notice to `notices` as `<who> <reason>`.
+struct Watcher {
+    target: myriad::Address,
+    notices: flume::Sender<String>,
+}
+
+impl Watcher {
+    fn new(target: impl Into<myriad::Address>) -> (Self, flume::Receiver<String>) {
+        let (notices, rx) = flume::unbounded();
+        let target = target.into();
+        (Watcher { target, notices }, rx)
+    }
+}
+
+impl Worker for Watcher {
+    async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
+        let answer = match msg.as_str() {
+            "watch" => ctx.watch(self.target.clone()).await?.to_string(),
+            "unwatch" => ctx.unwatch(self.target.clone()).await?.to_string(),
+            _ => "here".to_owned(),
+        };
+        ctx.reply(answer)?;
+        Ok(())
+    }
+
+    async fn on_terminated(&mut self, _: &mut Context, who: myriad::WorkerRef, reason: ExitReason) {
+        let _ = self.notices.send(format!("{who} {reason:?}"));
+    }
+}
+
+/// Panics on "panic", answers anything else.
+struct Fragile;
+
+impl Worker for Fragile {
+    async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
+        assert!(msg != "panic", "asked to panic");
+        ctx.reply(msg)?;
+        Ok(())
+    }
+}
+
+/// Everything `notices` holds once `watcher` has handled all that was
+/// queued before (its mailbox is FIFO).
+fn notices_after_barrier(
+    node: &myriad::NodeHandle,
+    watcher: myriad::WorkerRef,
+    notices: &flume::Receiver<String>,
+) -> Vec<String> {
+    node.send_and_receive(watcher, "barrier", LONG).unwrap();
+    notices.try_iter().collect()
+}
+
+/// How a test ends a target worker.
+type Terminate = fn(&myriad::NodeHandle, myriad::WorkerRef);
+
+#[test]
+fn a_watch_fires_once_for_each_reason() {
+    let node = common::node(2);
+    let cases: [(&str, Terminate); 2] = [
+        ("Stopped", |node, target| node.stop_worker(target).unwrap()),
+        ("Panicked", |node, target| {
+            assert!(node.send_and_receive(target, "panic", LONG).is_err());
+        }),
+    ];
+    // The target on the watcher's shard, then on another.
+    for (shard, (reason, terminate)) in [0, 1].into_iter().zip(cases) {
+        let target = node.spawn_on(shard, Fragile).unwrap();
+        let (watcher, notices) = Watcher::new(target);
+        let watcher = node.spawn_on(0, watcher).unwrap();
+        // Two watches of one pair are one watch.
+        for _ in 0..2 {
+            let watched = node.send_and_receive(watcher, "watch", LONG).unwrap();
+            assert_eq!(watched, target.to_string().as_str());
+        }
+        terminate(&node, target);
+        let notice = notices.recv_timeout(LONG).expect("a notice");
+        assert!(notice.starts_with(&target.to_string()), "{notice}");
+        assert!(notice.contains(reason), "{notice}");
+        assert!(
+            notices_after_barrier(&node, watcher, &notices).is_empty(),
+            "one notice only"
+        );
+    }
+    node.shutdown();
+}
+
+#[test]
+fn a_panicking_on_stop_or_drop_is_reported_as_a_panic() {
+    let node = common::node(2);
+    for fault in [Fault::OnStop, Fault::Drop] {
+        let (worker, _events) = Faulty::new(fault);
+        let target = node.spawn_on(1, worker).unwrap();
+        let (watcher, notices) = Watcher::new(target);
+        let watcher = node.spawn_on(0, watcher).unwrap();
+        node.send_and_receive(watcher, "watch", LONG).unwrap();
+        node.stop_worker(target).unwrap();
+        let notice = notices.recv_timeout(LONG).expect("a notice");
+        assert!(
+            notice.contains("Panicked") && notice.contains("fails"),
+            "{notice}"
+        );
+    }
+    node.shutdown();
+}
+
+#[test]
+fn watching_a_worker_already_gone_answers_at_once() {
+    let node = common::node(2);
+    let target = node.spawn_on(1, Fragile).unwrap();
+    node.stop_worker(target).unwrap();
+    // The stop is done once a later message on its shard is handled.
+    let barrier = node.spawn_on(1, Fragile).unwrap();
+    node.send_and_receive(barrier, "x", LONG).unwrap();
+    let (watcher, notices) = Watcher::new(target);
+    let watcher = node.spawn_on(0, watcher).unwrap();
+    node.send_and_receive(watcher, "watch", LONG).unwrap();
+    let notices = notices_after_barrier(&node, watcher, &notices);
+    assert_eq!(notices, [format!("{target} NoSuchWorker")]);
+    // A name bound to no worker is an error, not a notice.
+    let (by_name, _) = Watcher::new("nobody");
+    let by_name = node.spawn_on(0, by_name).unwrap();
+    let answer = node.send_and_receive(by_name, "watch", LONG);
+    assert!(
+        matches!(answer, Err(Error::WorkerFailed { ref reason, .. }) if reason.contains("no such worker")),
+        "{answer:?}"
+    );
+    node.shutdown();
+}
+
+#[test]
+fn an_unwatch_either_removes_the_watch_or_its_notice_comes() {
+    let node = common::node(2);
+    let mut outcomes = [0, 0];
+    for _ in 0..50 {
+        let target = node.spawn_on(1, Fragile).unwrap();
+        let (watcher, notices) = Watcher::new(target);
+        let watcher = node.spawn_on(0, watcher).unwrap();
+        node.send_and_receive(watcher, "watch", LONG).unwrap();
+        let racer = {
+            let node = node.clone();
+            std::thread::spawn(move || node.stop_worker(target).unwrap())
+        };
+        let removed = node.send_and_receive(watcher, "unwatch", LONG).unwrap();
+        racer.join().unwrap();
+        if removed == "true" {
+            outcomes[0] += 1;
+            // The stop is done once a later message on its shard is handled.
+            let barrier = node.spawn_on(1, Fragile).unwrap();
+            node.send_and_receive(barrier, "x", LONG).unwrap();
+            assert!(notices_after_barrier(&node, watcher, &notices).is_empty());
+            node.stop_worker(barrier).unwrap();
+        } else {
+            outcomes[1] += 1;
+            let notice = notices
+                .recv_timeout(LONG)
+                .expect("the notice of a fired watch");
+            assert!(notice.ends_with("Stopped"), "{notice}");
+            assert!(notices_after_barrier(&node, watcher, &notices).is_empty());
+        }
+        node.stop_worker(watcher).unwrap();
+    }
+    eprintln!(
+        "unwatch removed the watch {} times, came too late {} times",
+        outcomes[0], outcomes[1]
+    );
+    node.shutdown();
 }

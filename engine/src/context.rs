@@ -225,6 +225,31 @@ impl Context {
         self.shard.stop_worker(who.into()).await
     }
 
+    /// Watches the worker `target` means: when it terminates (stops,
+    /// panics), this worker's [`Worker::on_terminated`] runs once, with its
+    /// reference and the [`ExitReason`](crate::ExitReason). Watching a
+    /// worker twice is one watch. A reference to a worker already gone is
+    /// answered at once with [`ExitReason::NoSuchWorker`](crate::ExitReason::NoSuchWorker);
+    /// a name bound to no worker fails with [`Error::NoSuchWorker`]. Returns
+    /// the watched worker's reference (a name is resolved once: a worker
+    /// started later under the same name is not watched).
+    ///
+    /// A watch costs nothing on the message path: it is an entry kept with
+    /// the watched worker until it fires or [`unwatch`](Self::unwatch)
+    /// removes it. Workers of other nodes cannot be watched yet
+    /// ([`Error::NoRoute`]).
+    pub async fn watch(&self, target: impl Into<Address>) -> Result<WorkerRef> {
+        self.shard.watch(self.me, target.into()).await
+    }
+
+    /// Removes this worker's watch of `target`. `Ok(true)` if the watch was
+    /// removed before it fired: no notice will come. `Ok(false)` if there
+    /// was no watch, or it has fired already (its notice may still be on
+    /// its way to this worker's mailbox).
+    pub async fn unwatch(&self, target: impl Into<Address>) -> Result<bool> {
+        self.shard.unwatch(self.me, target.into()).await
+    }
+
     /// In `main` (`Node::start`): waits for the next message sent to
     /// `ctx.me()`, in arrival order. `None` once `main`'s worker was
     /// stopped (`ctx.stop()`, `stop_worker`) and every message received,

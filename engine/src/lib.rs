@@ -54,6 +54,7 @@ not_under_loom! {
     mod directory;
     mod envelope;
     mod error;
+    mod exit;
     mod inbox;
     mod link;
     mod liveness;
@@ -70,6 +71,7 @@ not_under_loom! {
     pub use config::NodeConfig;
     pub use context::Context;
     pub use error::{BoxError, Error, Result};
+    pub use exit::ExitReason;
     pub use message::Message;
     pub use node::{Node, NodeHandle, WorkerInfo};
     pub use remote::Replier;

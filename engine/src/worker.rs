@@ -12,14 +12,15 @@ use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task;
 
 use futures_lite::FutureExt;
 
-use crate::envelope::Delivery;
+use crate::envelope::{Delivery, ReplyTo};
 use crate::shard::Shard;
 use crate::spare::Run;
-use crate::{BoxError, Context, Error, Message, WorkerRef};
+use crate::{BoxError, Context, Error, ExitReason, Message, WorkerRef};
 
 /// How many messages one run handles before the worker goes to the back of
 /// the run queue, so that one busy worker cannot starve the others.
@@ -59,6 +60,19 @@ pub trait Worker: 'static {
     /// Runs once, before the first message.
     fn on_start(&mut self, ctx: &mut Context) -> impl Future<Output = ()> {
         let _ = ctx;
+        async {}
+    }
+
+    /// Runs when a worker this one watches ([`Context::watch`]) has
+    /// terminated: once per watch, in this worker's mailbox order, with the
+    /// reason. A panic here stops this worker as a handler's would.
+    fn on_terminated(
+        &mut self,
+        ctx: &mut Context,
+        who: WorkerRef,
+        reason: ExitReason,
+    ) -> impl Future<Output = ()> {
+        let _ = (ctx, who, reason);
         async {}
     }
 
@@ -128,22 +142,33 @@ impl<W: Worker> Runnable for W {
 
 /// Runs a worker's `on_stop`, drops it and frees its slot.
 async fn stop_worker<W: Worker>(worker: Box<W>, shard: Rc<Shard>, me: WorkerRef) {
-    let shard = on_stop(worker, shard, me).await;
-    shard.remove_worker(me, Error::NoSuchWorker(format!("{me} (stopped)")));
+    let (shard, panic) = on_stop(worker, shard, me).await;
+    let exit = match panic {
+        Some(text) => ExitReason::Panicked(Arc::from(text)),
+        None => ExitReason::Stopped,
+    };
+    shard.remove_worker(me, Error::NoSuchWorker(format!("{me} (stopped)")), exit);
 }
 
 /// Runs a worker's `on_stop` and drops the worker (a panic in either is
-/// logged); gives the shard back.
-async fn on_stop<W: Worker>(mut worker: Box<W>, shard: Rc<Shard>, me: WorkerRef) -> Rc<Shard> {
+/// logged); gives the shard back, with the text of the first panic.
+async fn on_stop<W: Worker>(
+    mut worker: Box<W>,
+    shard: Rc<Shard>,
+    me: WorkerRef,
+) -> (Rc<Shard>, Option<String>) {
     let mut ctx = Context::new(shard, me, None, None);
+    let mut panicked = None;
     if let Err(panic) = AssertUnwindSafe(worker.on_stop(&mut ctx))
         .catch_unwind()
         .await
     {
-        tracing::error!(worker = %me, reason = %panic_text(&panic), "on_stop panicked");
+        let reason = panic_text(&panic);
+        tracing::error!(worker = %me, %reason, "on_stop panicked");
+        panicked = Some(reason);
     }
-    drop_contained(worker, me);
-    ctx.shard_handle().clone()
+    let dropped = drop_contained(worker, me);
+    (ctx.shard_handle().clone(), panicked.or(dropped))
 }
 
 /// Drops `value` (a worker, or a run that owns one) with a panic in its
@@ -181,10 +206,24 @@ async fn run_worker<W: Worker>(mut worker: Box<W>, shard: Rc<Shard>, me: WorkerR
         worker = back;
         handled = 1;
         budget -= 1;
-        ctx.begin(from, reply);
-        let outcome = AssertUnwindSafe(worker.handle_message(&mut ctx, msg))
-            .catch_unwind()
-            .await;
+        let outcome = match reply {
+            Some(ReplyTo::Notice(reason)) => {
+                ctx.begin(None, None);
+                // A notice always names who terminated.
+                let who = from.unwrap_or(me);
+                let notice = async {
+                    worker.on_terminated(&mut ctx, who, reason).await;
+                    Ok(())
+                };
+                AssertUnwindSafe(notice).catch_unwind().await
+            }
+            reply => {
+                ctx.begin(from, reply);
+                AssertUnwindSafe(worker.handle_message(&mut ctx, msg))
+                    .catch_unwind()
+                    .await
+            }
+        };
         match outcome {
             Ok(Ok(())) => ctx.finish(),
             Ok(Err(error)) => {

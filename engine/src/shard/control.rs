@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::address::{home_shard, validate_name};
 use crate::envelope::Packet;
-use crate::{Address, Error, Result, Worker, WorkerInfo, WorkerRef};
+use crate::{Address, Error, ExitReason, Result, Worker, WorkerInfo, WorkerRef};
 
 use super::Shard;
 
@@ -130,6 +130,25 @@ impl Shard {
             .await?;
         }
         Ok(())
+    }
+
+    /// Makes `watcher` watch the worker `target` means (see
+    /// `Context::watch`); returns that worker.
+    pub(crate) async fn watch(self: &Rc<Self>, watcher: WorkerRef, target: Address) -> Result<WorkerRef> {
+        let r = self.resolve(&target).await?;
+        self.check_shard(r.shard())?;
+        let live = self.submit(r.shard(), move |s| s.add_watch(r, watcher)).await?;
+        if !live {
+            self.notify_watcher(watcher, r, ExitReason::NoSuchWorker);
+        }
+        Ok(r)
+    }
+
+    /// Removes `watcher`'s watch of `target` (see `Context::unwatch`).
+    pub(crate) async fn unwatch(self: &Rc<Self>, watcher: WorkerRef, target: Address) -> Result<bool> {
+        let r = self.resolve(&target).await?;
+        self.check_shard(r.shard())?;
+        self.submit(r.shard(), move |s| s.remove_watch(r, watcher)).await
     }
 
     /// The workers of every shard of the node.
