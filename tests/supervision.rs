@@ -6,7 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use myriad::{BoxError, Context, Error, ExitReason, Message, Node, Worker};
+use myriad::{
+    BoxError, ChildSpec, Context, Error, ExitReason, Message, Node, Strategy, Supervisor, Worker,
+};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -484,4 +486,159 @@ fn an_unwatch_either_removes_the_watch_or_its_notice_comes() {
         outcomes[0], outcomes[1]
     );
     node.shutdown();
+}
+
+/// A supervised child: answers its label, panics on "panic", reports its
+/// stops.
+struct Child {
+    label: &'static str,
+    events: flume::Sender<String>,
+}
+
+impl Worker for Child {
+    async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
+        assert!(msg != "panic", "child {} asked to panic", self.label);
+        ctx.reply(self.label)?;
+        Ok(())
+    }
+
+    async fn on_stop(&mut self, _: &mut Context) {
+        let _ = self.events.send(format!("stop {}", self.label));
+    }
+}
+
+/// A spec whose factory reports each start of `label` to `events`.
+fn child_spec(
+    label: &'static str,
+    name: Option<&str>,
+    events: &flume::Sender<String>,
+) -> ChildSpec {
+    let events = events.clone();
+    let make = move || {
+        let _ = events.send(format!("start {label}"));
+        Child {
+            label,
+            events: events.clone(),
+        }
+    };
+    match name {
+        Some(name) => ChildSpec::named(name, make),
+        None => ChildSpec::anonymous(make),
+    }
+}
+
+/// The supervisor's children, once it has handled what came before.
+fn children_of(node: &myriad::NodeHandle, supervisor: &str) -> Vec<String> {
+    let answer = node.send_and_receive(supervisor, "children", LONG).unwrap();
+    answer.as_str().split(' ').map(str::to_owned).collect()
+}
+
+/// Waits for `n` events and returns them.
+fn events(rx: &flume::Receiver<String>, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| rx.recv_timeout(LONG).expect("an event"))
+        .collect()
+}
+
+#[test]
+fn rest_for_one_and_one_for_all_restart_in_order() {
+    for (strategy, stops, starts) in [
+        (
+            Strategy::RestForOne,
+            vec!["stop c"],
+            vec!["start b", "start c"],
+        ),
+        (
+            Strategy::OneForAll,
+            vec!["stop c", "stop a"],
+            vec!["start a", "start b", "start c"],
+        ),
+        (Strategy::OneForOne, vec![], vec!["start b"]),
+    ] {
+        let node = common::node(1);
+        let (tx, rx) = flume::unbounded();
+        let supervisor = Supervisor::new(strategy)
+            .child(child_spec("a", None, &tx))
+            .child(child_spec("b", None, &tx))
+            .child(child_spec("c", None, &tx));
+        node.start_worker("sup", supervisor).unwrap();
+        assert_eq!(events(&rx, 3), ["start a", "start b", "start c"]);
+        let before = children_of(&node, "sup");
+        let b: myriad::WorkerRef = node
+            .list_workers()
+            .unwrap()
+            .into_iter()
+            .find(|w| w.id.to_string() == before[1])
+            .unwrap()
+            .id;
+        assert!(node.send_and_receive(b, "panic", LONG).is_err());
+        let restarted = events(&rx, stops.len() + starts.len());
+        let (got_stops, got_starts): (Vec<_>, Vec<_>) =
+            restarted.iter().partition(|e| e.starts_with("stop"));
+        assert_eq!(got_starts, starts, "{strategy:?}");
+        assert_eq!(got_stops, stops, "{strategy:?}: newest first");
+        let after = children_of(&node, "sup");
+        for (i, label) in ["a", "b", "c"].into_iter().enumerate() {
+            let restarted = starts.contains(&format!("start {label}").as_str());
+            assert_eq!(after[i] != before[i], restarted, "{strategy:?} {label}");
+        }
+        node.shutdown();
+    }
+}
+
+#[test]
+fn a_named_child_is_restarted_under_its_name_until_the_intensity_escalates() {
+    let node = common::node(2);
+    let (tx, rx) = flume::unbounded();
+    let inner_events = tx.clone();
+    let inner = move || {
+        Supervisor::new(Strategy::OneForOne)
+            .intensity(2, Duration::from_secs(3600))
+            .child(child_spec("crash", Some("crash"), &inner_events))
+    };
+    let outer = Supervisor::new(Strategy::OneForOne)
+        .intensity(10, Duration::from_secs(3600))
+        .child(ChildSpec::named("inner", inner));
+    node.start_worker("outer", outer).unwrap();
+    assert_eq!(events(&rx, 1), ["start crash"]);
+    let first_inner = children_of(&node, "outer");
+    let (watcher, notices) = Watcher::new("inner");
+    let watcher = node.spawn_on(0, watcher).unwrap();
+    node.send_and_receive(watcher, "watch", LONG).unwrap();
+    for _ in 0..2 {
+        assert!(node.send_and_receive("crash", "panic", LONG).is_err());
+        assert_eq!(events(&rx, 1), ["start crash"]);
+        children_of(&node, "inner");
+        // The restarted child answers under its name.
+        assert_eq!(node.send_and_receive("crash", "hi", LONG).unwrap(), "crash");
+    }
+    // The third failure is one too many: inner stops its child and fails,
+    // outer restarts inner, which starts a new child.
+    assert!(node.send_and_receive("crash", "panic", LONG).is_err());
+    let notice = notices.recv_timeout(LONG).expect("inner's end");
+    assert!(
+        notice.contains("Panicked") && notice.contains("more than 2 restarts"),
+        "{notice}"
+    );
+    assert_eq!(events(&rx, 1), ["start crash"]);
+    assert_ne!(children_of(&node, "outer"), first_inner);
+    children_of(&node, "inner");
+    assert_eq!(node.send_and_receive("crash", "hi", LONG).unwrap(), "crash");
+    node.shutdown();
+}
+
+#[test]
+fn a_stopped_supervisor_stops_its_children_newest_first_and_restarts_none() {
+    let node = common::node(1);
+    let (tx, rx) = flume::unbounded();
+    let supervisor = Supervisor::new(Strategy::OneForOne)
+        .child(child_spec("a", None, &tx))
+        .child(child_spec("b", Some("b"), &tx));
+    node.start_worker("sup", supervisor).unwrap();
+    assert_eq!(events(&rx, 2), ["start a", "start b"]);
+    node.stop_worker("sup").unwrap();
+    assert_eq!(events(&rx, 2), ["stop b", "stop a"]);
+    drop(tx);
+    node.shutdown();
+    assert!(rx.try_iter().next().is_none(), "nothing restarted");
 }

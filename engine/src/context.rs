@@ -101,6 +101,14 @@ impl Context {
         self.shard.node_name()
     }
 
+    /// Whether the node has begun to shut down.
+    pub fn node_is_stopping(&self) -> bool {
+        self.shard
+            .node()
+            .stopping
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Sends `msg` to `to` and returns at once (fire and forget).
     ///
     /// Fails at once with [`Error::NoSuchWorker`] or [`Error::MailboxFull`]

@@ -66,6 +66,7 @@ not_under_loom! {
     mod shard;
     mod signal;
     mod slots;
+    mod supervisor;
     mod worker;
     pub use address::{validate_name, Address, RemoteAddress, WorkerRef, MAX_NAME_LEN};
     pub use config::NodeConfig;
@@ -75,5 +76,6 @@ not_under_loom! {
     pub use message::Message;
     pub use node::{Node, NodeHandle, WorkerInfo};
     pub use remote::Replier;
+    pub use supervisor::{ChildSpec, Restart, Strategy, Supervisor};
     pub use worker::Worker;
 }

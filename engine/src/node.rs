@@ -104,6 +104,7 @@ impl Node {
             stop_timeout: config.stop_timeout,
             inboxes,
             liveness: Arc::new(Liveness::new(inbox_receivers.clone())),
+            stopping: AtomicBool::new(false),
         });
         let mut links = links(shards);
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
@@ -266,6 +267,7 @@ impl std::fmt::Debug for NodeHandle {
 impl NodeInner {
     fn stop_shards(&self) {
         self.stopped.store(true, Ordering::SeqCst);
+        self.shared.stopping.store(true, Ordering::SeqCst);
         for inbox in &self.shared.inboxes {
             // A shard that is already gone needs no stop request.
             let _ = inbox.send(Packet::Run(Box::new(|s: &Rc<Shard>| s.request_shutdown())));

@@ -82,10 +82,20 @@ impl Shard {
         Ok(r)
     }
 
-    /// Frees `name` in its home shard's directory if it is still `r`'s.
-    pub(super) fn unbind(self: &Rc<Self>, name: Arc<str>, r: WorkerRef) {
+    /// Frees `name` in its home shard's directory if it is still `r`'s,
+    /// then runs `then` there (so that what `then` sends follows the
+    /// release: a watcher told of `r`'s end may take the name again).
+    pub(super) fn unbind_then(
+        self: &Rc<Self>,
+        name: Arc<str>,
+        r: WorkerRef,
+        then: impl FnOnce(&Rc<Shard>) + Send + 'static,
+    ) {
         let home = home_shard(&name, self.node.shards);
-        let job = move |shard: &Rc<Shard>| shard.state.borrow_mut().directory.release(&name, r);
+        let job = move |shard: &Rc<Shard>| {
+            shard.state.borrow_mut().directory.release(&name, r);
+            then(shard);
+        };
         if let Err(Packet::Run(job)) = self.post(home, Packet::Run(Box::new(job))) {
             job(self);
         }

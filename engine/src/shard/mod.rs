@@ -55,6 +55,8 @@ pub(crate) struct NodeShared {
     pub inboxes: Vec<flume::Sender<Packet>>,
     /// Which shard threads have ended.
     pub liveness: Arc<Liveness>,
+    /// Set when the node begins to shut down (supervisors stop restarting).
+    pub stopping: std::sync::atomic::AtomicBool,
 }
 
 /// The shard's mutable state, borrowed once per operation.

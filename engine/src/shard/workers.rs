@@ -97,11 +97,14 @@ impl Shard {
                 delivery,
             });
         }
-        if let Some(name) = freed.name {
-            self.unbind(name, me);
-        }
-        for watcher in freed.watchers {
-            self.notify_watcher(watcher, me, exit.clone());
+        let notify = move |shard: &Rc<Shard>| {
+            for watcher in freed.watchers {
+                shard.notify_watcher(watcher, me, exit.clone());
+            }
+        };
+        match freed.name {
+            Some(name) => self.unbind_then(name, me, notify),
+            None => notify(self),
         }
     }
 
