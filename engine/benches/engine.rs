@@ -3,7 +3,10 @@
 //! - `local_send`: a send to a worker of the same shard, and its handling;
 //! - `ring_batch`: a batch of 256 messages through the cross-shard ring;
 //! - `ask`: one `send_and_receive` round trip, same shard and across shards;
-//! - `spawn`: one `ctx.spawn` of a small worker.
+//! - `spawn`: one `ctx.spawn` of a small worker;
+//! - `restart`: a supervised child panics and its supervisor restarts it
+//!   (the panic's unwinding, the notice, a new worker, its watch, and the
+//!   two asks that drive it; the panic hook is silenced).
 //!
 //! Every measurement runs inside the node: a driver worker on shard 0 gets
 //! `<op> <iterations>`, times the loop itself and answers the nanoseconds,
@@ -15,7 +18,10 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use myriad_engine::{BoxError, Context, Message, Node, NodeConfig, NodeHandle, Worker, WorkerRef};
+use myriad_engine::{
+    BoxError, ChildSpec, Context, Message, Node, NodeConfig, NodeHandle, Strategy, Supervisor,
+    Worker, WorkerRef,
+};
 
 /// Messages per batch in `ring_batch`.
 const BATCH: u64 = 256;
@@ -51,6 +57,15 @@ impl Worker for Echo {
     }
 }
 
+/// Panics on every message.
+struct Crasher;
+
+impl Worker for Crasher {
+    async fn handle_message(&mut self, _: &mut Context, _: Message) -> Result<(), BoxError> {
+        panic!("crash")
+    }
+}
+
 /// Runs `<op> <n>` loops against its peers and answers the nanoseconds the
 /// loop took.
 struct Driver {
@@ -58,6 +73,8 @@ struct Driver {
     far: WorkerRef,
     near_echo: WorkerRef,
     far_echo: WorkerRef,
+    /// Supervises one `Crasher`, restarting it without limit.
+    supervisor: WorkerRef,
 }
 
 impl Driver {
@@ -102,6 +119,16 @@ impl Driver {
                 }
                 return Ok(elapsed);
             }
+            "restart" => {
+                for _ in 0..n {
+                    // The supervisor answers its child, after any restart
+                    // whose notice came before this ask.
+                    let child = ctx.send_and_receive(self.supervisor, "", LONG).await?;
+                    let child: WorkerRef = child.as_str().parse()?;
+                    // Fails: the child panics.
+                    let _ = ctx.send_and_receive(child, "crash", LONG).await;
+                }
+            }
             other => return Err(format!("unknown op {other}").into()),
         }
         Ok(start.elapsed())
@@ -131,6 +158,14 @@ impl Bench {
             far: node.spawn_on(1, Sink).expect("spawn"),
             near_echo: node.spawn_on(0, Echo).expect("spawn"),
             far_echo: node.spawn_on(1, Echo).expect("spawn"),
+            supervisor: node
+                .spawn_on(
+                    0,
+                    Supervisor::new(Strategy::OneForOne)
+                        .intensity(usize::MAX, Duration::from_secs(1))
+                        .child(ChildSpec::anonymous(|| Crasher)),
+                )
+                .expect("spawn"),
         };
         let driver = node.spawn_on(0, driver).expect("spawn");
         Bench { node, driver }
@@ -166,6 +201,10 @@ fn main() {
     bench.bench(&mut c, "ask_round_trip", "ask", 1);
     bench.bench(&mut c, "ask_round_trip", "ask-far", 1);
     bench.bench(&mut c, "spawn", "spawn", 1);
+    // Thousands of panics: their default report to stderr would be most
+    // of what is measured.
+    std::panic::set_hook(Box::new(|_| {}));
+    bench.bench(&mut c, "restart", "restart", 1);
     c.final_summary();
     bench.node.shutdown();
 }

@@ -25,6 +25,7 @@ pub struct NodeConfig {
     pub(crate) shards: Option<usize>,
     pub(crate) mailbox_capacity: usize,
     pub(crate) default_timeout: Duration,
+    pub(crate) stop_timeout: Duration,
     pub(crate) pin_shards: bool,
     pub(crate) io_memory: usize,
     pub(crate) spin_before_park: Duration,
@@ -38,6 +39,7 @@ impl Default for NodeConfig {
             shards: None,
             mailbox_capacity: 100_000,
             default_timeout: Duration::from_secs(5),
+            stop_timeout: Duration::from_secs(5),
             pin_shards: true,
             io_memory: 256 << 10,
             spin_before_park: Duration::from_micros(100),
@@ -69,6 +71,14 @@ impl NodeConfig {
     /// Timeout used by `Context::ask` (default 5 s).
     pub fn default_timeout(mut self, timeout: Duration) -> Self {
         self.default_timeout = timeout;
+        self
+    }
+
+    /// How long each worker's `on_stop` may take when the node shuts down
+    /// (default 5 s); one still running then is dropped, so that shutdown
+    /// always ends.
+    pub fn stop_timeout(mut self, timeout: Duration) -> Self {
+        self.stop_timeout = timeout;
         self
     }
 
@@ -150,6 +160,7 @@ impl fmt::Debug for NodeConfig {
             .field("shards", &self.shards)
             .field("mailbox_capacity", &self.mailbox_capacity)
             .field("default_timeout", &self.default_timeout)
+            .field("stop_timeout", &self.stop_timeout)
             .field("pin_shards", &self.pin_shards)
             .field("io_memory", &self.io_memory)
             .field("spin_before_park", &self.spin_before_park)

@@ -101,6 +101,14 @@ impl Context {
         self.shard.node_name()
     }
 
+    /// Whether the node has begun to shut down.
+    pub fn node_is_stopping(&self) -> bool {
+        self.shard
+            .node()
+            .stopping
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Sends `msg` to `to` and returns at once (fire and forget).
     ///
     /// Fails at once with [`Error::NoSuchWorker`] or [`Error::MailboxFull`]
@@ -262,6 +270,31 @@ impl Context {
     /// other without deadlock.
     pub async fn stop_worker(&self, who: impl Into<Address>) -> Result<()> {
         self.shard.stop_worker(who.into()).await
+    }
+
+    /// Watches the worker `target` means: when it terminates (stops,
+    /// panics), this worker's [`Worker::on_terminated`] runs once, with its
+    /// reference and the [`ExitReason`](crate::ExitReason). Watching a
+    /// worker twice is one watch. A reference to a worker already gone is
+    /// answered at once with [`ExitReason::NoSuchWorker`](crate::ExitReason::NoSuchWorker);
+    /// a name bound to no worker fails with [`Error::NoSuchWorker`]. Returns
+    /// the watched worker's reference (a name is resolved once: a worker
+    /// started later under the same name is not watched).
+    ///
+    /// A watch costs nothing on the message path: it is an entry kept with
+    /// the watched worker until it fires or [`unwatch`](Self::unwatch)
+    /// removes it. Workers of other nodes cannot be watched yet
+    /// ([`Error::NoRoute`]).
+    pub async fn watch(&self, target: impl Into<Address>) -> Result<WorkerRef> {
+        self.shard.watch(self.me, target.into()).await
+    }
+
+    /// Removes this worker's watch of `target`. `Ok(true)` if the watch was
+    /// removed before it fired: no notice will come. `Ok(false)` if there
+    /// was no watch, or it has fired already (its notice may still be on
+    /// its way to this worker's mailbox).
+    pub async fn unwatch(&self, target: impl Into<Address>) -> Result<bool> {
+        self.shard.unwatch(self.me, target.into()).await
     }
 
     /// In `main` (`Node::start`): waits for the next message sent to

@@ -5,7 +5,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::shard::Shard;
-use crate::{Error, Message, WorkerRef};
+use crate::{Error, ExitReason, Message, WorkerRef};
 
 /// A message on its way into a worker's mailbox.
 pub(crate) struct Delivery {
@@ -25,6 +25,10 @@ pub(crate) enum ReplyTo {
     /// Anything else (a thread outside the node, a remote link): a callback
     /// that may run on any shard.
     Callback(Box<dyn FnOnce(Result<Message, Error>) + Send>),
+    /// Not an ask: the delivery tells a watcher that the worker `from`
+    /// terminated, and why (see `Context::watch`). Nobody waits for an
+    /// answer to it.
+    Notice(ExitReason),
 }
 
 /// Which worker a delivery is for, as seen by the shard that resolves it.

@@ -69,6 +69,13 @@ pub enum Error {
     /// The node is shutting down or has stopped.
     #[error("the node is shut down")]
     NodeStopped,
+    /// The shard's thread has ended (it failed): nothing on it answers.
+    #[error("shard {0} is down: its thread has ended")]
+    ShardDown(usize),
+    /// A blocking [`NodeHandle`](crate::NodeHandle) call was made on a shard
+    /// thread, where waiting would stop the shard that must answer it.
+    #[error("blocking NodeHandle::{0} called on a shard thread; use the worker's Context instead")]
+    BlockingOnShard(&'static str),
     /// A shard index outside `0..shards`.
     #[error("no shard {shard}: the node has {shards} shards")]
     NoSuchShard {

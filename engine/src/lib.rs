@@ -55,9 +55,11 @@ not_under_loom! {
     mod dropped;
     mod envelope;
     mod error;
+    mod exit;
     mod host;
     mod inbox;
     mod link;
+    mod liveness;
     mod mailbox;
     mod message;
     mod node;
@@ -66,14 +68,17 @@ not_under_loom! {
     mod shard;
     mod signal;
     mod slots;
+    mod supervisor;
     mod worker;
     pub use address::{validate_name, Address, RemoteAddress, WorkerRef, MAX_NAME_LEN};
     pub use config::NodeConfig;
     pub use context::Context;
     pub use dropped::Dropped;
     pub use error::{BoxError, Error, Result};
+    pub use exit::ExitReason;
     pub use message::Message;
     pub use node::{Node, NodeHandle, WorkerInfo};
     pub use remote::Replier;
+    pub use supervisor::{ChildSpec, Restart, Strategy, Supervisor};
     pub use worker::Worker;
 }

@@ -20,6 +20,7 @@ use crate::envelope::{Delivery, Packet, ReplyTo};
 use crate::inbox::{Inbox, MainWorker};
 use crate::doorbell::Doorbell;
 use crate::link::{Inbound, Outbox, Ring, RING_CAPACITY};
+use crate::liveness::{self, Liveness};
 use crate::remote::{self, RemoteRouterFactory, ShardHandle};
 use crate::shard::{NodeShared, Shard};
 use crate::suspended;
@@ -76,7 +77,7 @@ impl Node {
         T: Send + 'static,
     {
         let node = Node::spawn(config)?;
-        let outcome = node.call_async(0, move |shard| async move {
+        let outcome = node.call_async("start", 0, move |shard| async move {
             let inbox = Rc::new(Inbox::default());
             let me = shard.insert_worker(Box::new(MainWorker(inbox.clone())), None, true);
             let ctx = Context::main(shard, me, inbox);
@@ -103,7 +104,10 @@ impl Node {
             shards,
             mailbox_capacity: config.mailbox_capacity,
             default_timeout: config.default_timeout,
+            stop_timeout: config.stop_timeout,
             inboxes,
+            liveness: Arc::new(Liveness::new(inbox_receivers.clone())),
+            stopping: AtomicBool::new(false),
         });
         let mut links = links(shards);
         // Pinned to the CPUs this process may use (a cpuset, `taskset`), in turn.
@@ -129,7 +133,10 @@ impl Node {
                 .io_memory(config.io_memory)
                 .ring_depth(128)
                 .spin_before_park(config.spin_before_park)
-                .spawn(move || run_shard(start));
+                .spawn(move || {
+                    liveness::watch_this_thread(start.shared.liveness.clone(), start.index);
+                    run_shard(start)
+                });
             match spawned {
                 Ok(handle) => threads.push(handle),
                 Err(e) => {
@@ -240,7 +247,9 @@ async fn drain_inbox(shard: Rc<Shard>, inbox: flume::Receiver<Packet>) {
 
 /// A handle to a running node, for plain threads and tests: `Send + Sync`,
 /// cheap to clone. Its methods block the calling thread; inside a worker use
-/// [`Context`] instead.
+/// [`Context`] instead (on a shard's thread, a call that would wait fails
+/// with [`Error::BlockingOnShard`]). A call to a shard whose thread has
+/// ended fails with [`Error::ShardDown`].
 ///
 /// The node stops when [`shutdown`](Self::shutdown) is called or the last
 /// handle is dropped.
@@ -270,6 +279,7 @@ impl std::fmt::Debug for NodeHandle {
 impl NodeInner {
     fn stop_shards(&self) {
         self.stopped.store(true, Ordering::SeqCst);
+        self.shared.stopping.store(true, Ordering::SeqCst);
         for inbox in &self.shared.inboxes {
             // A shard that is already gone needs no stop request.
             let _ = inbox.send(Packet::Run(Box::new(|s: &Rc<Shard>| s.request_shutdown())));
@@ -328,19 +338,49 @@ impl NodeHandle {
         if self.inner.stopped.load(Ordering::SeqCst) {
             return Err(Error::NodeStopped);
         }
-        self.inner
+        let inbox = self
+            .inner
             .shared
             .inboxes
             .get(shard)
             .ok_or(Error::NoSuchShard {
                 shard,
                 shards: self.shards(),
-            })
+            })?;
+        if self.inner.shared.liveness.is_down(shard) {
+            return Err(Error::ShardDown(shard));
+        }
+        Ok(inbox)
+    }
+
+    /// Queues `packet` for `shard`, whose answer the caller then waits for
+    /// (as `call`): fails on a shard thread, where the wait would block the
+    /// shard that must answer, and makes sure that a packet for a shard that
+    /// is down is dropped, so the wait ends.
+    fn post_for_answer(&self, call: &'static str, shard: usize, packet: Packet) -> Result<()> {
+        if liveness::on_shard_thread() {
+            return Err(Error::BlockingOnShard(call));
+        }
+        self.inbox(shard)?
+            .send(packet)
+            .map_err(|_| Error::NodeStopped)?;
+        self.inner.shared.liveness.settle(shard);
+        Ok(())
+    }
+
+    /// The error of a wait on `shard` whose answer channel closed.
+    fn unanswered(&self, shard: usize) -> Error {
+        if self.inner.shared.liveness.is_down(shard) {
+            Error::ShardDown(shard)
+        } else {
+            Error::NodeStopped
+        }
     }
 
     /// Runs `job` on `shard` and waits for its result.
     fn call<R: Send + 'static>(
         &self,
+        call: &'static str,
         shard: usize,
         job: impl FnOnce(&Rc<Shard>) -> R + Send + 'static,
     ) -> Result<R> {
@@ -348,15 +388,14 @@ impl NodeHandle {
         let packet = Packet::Run(Box::new(move |s| {
             let _ = tx.send(job(s));
         }));
-        self.inbox(shard)?
-            .send(packet)
-            .map_err(|_| Error::NodeStopped)?;
-        rx.recv().map_err(|_| Error::NodeStopped)
+        self.post_for_answer(call, shard, packet)?;
+        rx.recv().map_err(|_| self.unanswered(shard))
     }
 
     /// Runs the future made by `make` on `shard` and waits for its output.
     fn call_async<R, Fut>(
         &self,
+        call: &'static str,
         shard: usize,
         make: impl FnOnce(Rc<Shard>) -> Fut + Send + 'static,
     ) -> Result<R>
@@ -372,10 +411,8 @@ impl NodeHandle {
             })
             .detach();
         }));
-        self.inbox(shard)?
-            .send(packet)
-            .map_err(|_| Error::NodeStopped)?;
-        rx.recv().map_err(|_| Error::NodeStopped)
+        self.post_for_answer(call, shard, packet)?;
+        rx.recv().map_err(|_| self.unanswered(shard))
     }
 
     /// The shard that first handles a message for `to`.
@@ -466,23 +503,21 @@ impl NodeHandle {
                 s.reject(undelivered);
             }
         }));
-        self.inbox(shard)?
-            .send(packet)
-            .map_err(|_| Error::NodeStopped)?;
+        self.post_for_answer("send_and_receive", shard, packet)?;
         match rx.recv_timeout(timeout) {
             Ok(result) => result,
             Err(flume::RecvTimeoutError::Timeout) => Err(Error::Timeout {
                 worker,
                 after: timeout,
             }),
-            Err(flume::RecvTimeoutError::Disconnected) => Err(Error::NodeStopped),
+            Err(flume::RecvTimeoutError::Disconnected) => Err(self.unanswered(shard)),
         }
     }
 
     /// Starts a worker with a unique name on the shard its name hashes to.
     pub fn start_worker<W: Worker + Send>(&self, name: &str, worker: W) -> Result<WorkerRef> {
         let name = name.to_owned();
-        self.call_async(0, move |s| async move {
+        self.call_async("start_worker", 0, move |s| async move {
             s.start_named(&name, None, worker).await
         })?
     }
@@ -495,7 +530,7 @@ impl NodeHandle {
         worker: W,
     ) -> Result<WorkerRef> {
         let name = name.to_owned();
-        self.call_async(0, move |s| async move {
+        self.call_async("start_worker_on", 0, move |s| async move {
             s.start_named(&name, Some(shard), worker).await
         })?
     }
@@ -508,7 +543,7 @@ impl NodeHandle {
 
     /// Starts an anonymous worker on shard `shard`.
     pub fn spawn_on<W: Worker + Send>(&self, shard: usize, worker: W) -> Result<WorkerRef> {
-        self.call(shard, move |s| {
+        self.call("spawn_on", shard, move |s| {
             s.insert_worker(Box::new(worker), None, true)
         })
     }
@@ -516,7 +551,9 @@ impl NodeHandle {
     /// Stops a worker (see [`Context::stop_worker`]).
     pub fn stop_worker(&self, who: impl Into<Address>) -> Result<()> {
         let who = who.into();
-        self.call_async(0, move |s| async move { s.stop_worker(who).await })?
+        self.call_async("stop_worker", 0, move |s| async move {
+            s.stop_worker(who).await
+        })?
     }
 
     /// Lists the workers of every shard: name or id, shard, mailbox length,
@@ -524,7 +561,7 @@ impl NodeHandle {
     pub fn list_workers(&self) -> Result<Vec<WorkerInfo>> {
         let mut all = Vec::new();
         for shard in 0..self.shards() {
-            all.append(&mut self.call(shard, |s| s.list_here())?);
+            all.append(&mut self.call("list_workers", shard, |s| s.list_here())?);
         }
         Ok(all)
     }
@@ -542,7 +579,7 @@ impl NodeHandle {
     pub fn dropped(&self) -> Result<Dropped> {
         let mut total = Dropped::default();
         for shard in 0..self.shards() {
-            total += self.call(shard, |s| s.dropped())?;
+            total += self.call("dropped_messages", shard, |s| s.dropped())?;
         }
         Ok(total)
     }
@@ -568,4 +605,38 @@ pub struct WorkerInfo {
     pub mailbox_len: usize,
     /// Messages it has handled.
     pub handled: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Idle;
+
+    impl Worker for Idle {
+        async fn handle_message(&mut self, _: &mut Context, _: Message) -> crate::Result<(), crate::BoxError> {
+            Ok(())
+        }
+    }
+
+    fn one_shard() -> NodeHandle {
+        Node::spawn(NodeConfig::default().shards(1).pin_shards(false)).expect("node starts")
+    }
+
+    #[test]
+    fn calls_to_a_shard_whose_thread_died_fail_instead_of_blocking() {
+        let node = one_shard();
+        // An engine failure that escapes every containment: it ends the
+        // shard's thread.
+        let killer = Packet::Run(Box::new(|_: &Rc<Shard>| panic!("the shard thread dies")));
+        node.inbox(0).unwrap().send(killer).unwrap();
+        // Whichever of these reaches the inbox before the thread's end is
+        // dropped by the thread's guard; later ones are refused.
+        let listed = node.list_workers();
+        assert!(matches!(listed, Err(Error::ShardDown(0))), "{listed:?}");
+        let spawned = node.spawn_on(0, Idle);
+        assert!(matches!(spawned, Err(Error::ShardDown(0))), "{spawned:?}");
+        let asked = node.send_and_receive("nobody", "hi", Duration::from_secs(30));
+        assert!(matches!(asked, Err(Error::ShardDown(0))), "{asked:?}");
+    }
 }

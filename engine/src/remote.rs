@@ -76,6 +76,7 @@ impl std::fmt::Debug for Replier {
         let asker = match &self.reply {
             Some(ReplyTo::Shard { shard, .. }) => format!("a worker of shard {shard}"),
             Some(ReplyTo::Callback(_)) => "a thread or link outside the shards".to_owned(),
+            Some(ReplyTo::Notice(_)) => "nobody (a notice)".to_owned(),
             None => "nobody (answered)".to_owned(),
         };
         f.debug_struct("Replier")
@@ -102,6 +103,8 @@ impl Replier {
         match (on_our_shard, reply) {
             (Some(shard), reply) => shard.complete(reply, result),
             (None, ReplyTo::Callback(callback)) => callback(result),
+            // A replier never holds a notice (it is no ask).
+            (None, ReplyTo::Notice(_)) => {}
             (
                 None,
                 ReplyTo::Shard {

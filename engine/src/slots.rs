@@ -56,6 +56,8 @@ struct Slot<T> {
     stopping: bool,
     /// Whether `Slots::names` has an entry for this slot.
     named: bool,
+    /// Whether `Slots::watchers` has an entry for this slot.
+    watched: bool,
 }
 
 // The sizes docs/architecture.md quotes: a slot of 48 bytes with a
@@ -85,6 +87,16 @@ pub(crate) enum Step<B> {
     Parked { requeued: bool },
 }
 
+/// What a freed slot leaves behind.
+pub(crate) struct Freed {
+    /// The deliveries still queued for the worker.
+    pub orphans: Vec<Delivery>,
+    /// Its name, if it had one.
+    pub name: Option<Arc<str>>,
+    /// Who watched it.
+    pub watchers: Vec<WorkerRef>,
+}
+
 /// The worker slots of one shard.
 pub(crate) struct Slots<T> {
     shard: u16,
@@ -93,6 +105,9 @@ pub(crate) struct Slots<T> {
     run_queue: VecDeque<(u32, u32)>,
     /// Names of the named workers of this shard, by slot.
     names: HashMap<u32, Arc<str>>,
+    /// Who watches the watched workers of this shard, by slot: an
+    /// unwatched worker has no entry and pays nothing.
+    watchers: HashMap<u32, Vec<WorkerRef>>,
     next_generation: u32,
 }
 
@@ -105,6 +120,7 @@ impl<T> Slots<T> {
             pool: MailboxPool::default(),
             run_queue: VecDeque::new(),
             names: HashMap::new(),
+            watchers: HashMap::new(),
             next_generation: 0,
         }
     }
@@ -130,6 +146,7 @@ impl<T> Slots<T> {
             started: false,
             stopping: false,
             named: name.is_some(),
+            watched: false,
         });
         let index = u32::try_from(key).expect("more than 2^32 workers on one shard");
         if let Some(name) = name {
@@ -257,9 +274,48 @@ impl<T> Slots<T> {
         Some(true)
     }
 
-    /// Frees worker `me`'s slot: returns the deliveries still queued for it
-    /// and its name, or `None` if the slot is not `me`'s.
-    pub(crate) fn remove(&mut self, me: WorkerRef) -> Option<(Vec<Delivery>, Option<Arc<str>>)> {
+    /// Adds `watcher` to the watchers of worker `target` (once per pair);
+    /// `false` if `target` is not a live worker of this shard.
+    pub(crate) fn watch(&mut self, target: WorkerRef, watcher: WorkerRef) -> bool {
+        let Some(slot) = self.slots.get_mut(target.index as usize) else {
+            return false;
+        };
+        if slot.generation != target.generation {
+            return false;
+        }
+        slot.watched = true;
+        let watchers = self.watchers.entry(target.index).or_default();
+        if !watchers.contains(&watcher) {
+            watchers.push(watcher);
+        }
+        true
+    }
+
+    /// Removes `watcher`'s watch of `target`; `true` if it was there (so no
+    /// notice of `target`'s end will be sent to `watcher`).
+    pub(crate) fn unwatch(&mut self, target: WorkerRef, watcher: WorkerRef) -> bool {
+        let Some(slot) = self.slots.get_mut(target.index as usize) else {
+            return false;
+        };
+        if slot.generation != target.generation || !slot.watched {
+            return false;
+        }
+        let Some(watchers) = self.watchers.get_mut(&target.index) else {
+            return false;
+        };
+        let before = watchers.len();
+        watchers.retain(|w| *w != watcher);
+        let removed = watchers.len() < before;
+        if watchers.is_empty() {
+            self.watchers.remove(&target.index);
+            slot.watched = false;
+        }
+        removed
+    }
+
+    /// Frees worker `me`'s slot: returns what it leaves behind, or `None`
+    /// if the slot is not `me`'s.
+    pub(crate) fn remove(&mut self, me: WorkerRef) -> Option<Freed> {
         let index = me.index as usize;
         if self
             .slots
@@ -278,7 +334,16 @@ impl<T> Slots<T> {
         } else {
             None
         };
-        Some((orphans, name))
+        let watchers = if slot.watched {
+            self.watchers.remove(&me.index).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        Some(Freed {
+            orphans,
+            name,
+            watchers,
+        })
     }
 
     /// How many deliveries wait in worker `r`'s mailbox; `None` if `r` is
@@ -316,21 +381,31 @@ impl<T> Slots<T> {
             .collect()
     }
 
-    /// Takes every worker that is in its slot (not running) out of it.
-    pub(crate) fn take_idle(&mut self) -> Vec<(WorkerRef, T)> {
-        let shard = self.shard;
-        self.slots
-            .iter_mut()
-            .filter_map(|(index, slot)| {
-                let worker = slot.worker.take()?;
-                let me = WorkerRef {
-                    index: index as u32,
-                    generation: slot.generation,
-                    shard,
-                };
-                Some((me, worker))
-            })
-            .collect()
+    /// The live (not stopping) workers, newest first: the order in which
+    /// a stopping shard stops them.
+    pub(crate) fn stop_order(&self) -> Vec<WorkerRef> {
+        let mut live: Vec<WorkerRef> = self
+            .slots
+            .iter()
+            .filter(|(_, slot)| !slot.stopping)
+            .map(|(index, slot)| self.worker_ref(index as u32, slot.generation))
+            .collect();
+        // Generations grow with each insert (they wrap only after 2^32).
+        live.sort_unstable_by_key(|r| std::cmp::Reverse(r.generation));
+        live
+    }
+
+    /// Takes worker `me` out of its slot to stop it, if it is in its slot
+    /// (not running) and not stopping yet; it takes no more messages.
+    pub(crate) fn take_to_stop(&mut self, me: WorkerRef) -> Option<T> {
+        let slot = self.slots.get_mut(me.index as usize)?;
+        if slot.generation != me.generation || slot.stopping {
+            return None;
+        }
+        let worker = slot.worker.take()?;
+        slot.stopping = true;
+        slot.run = RunState::Running;
+        Some(worker)
     }
 
     /// Releases the mailbox pool's memory after a burst (see
@@ -462,8 +537,8 @@ mod tests {
         let full = slots.push(w, delivery("b"), 1).unwrap_err();
         assert!(matches!(full.error, Error::MailboxFull(ref who) if who == "greeter"));
         assert_eq!(text(&full.delivery), "b", "the delivery comes back");
-        let (orphans, name) = slots.remove(w).expect("a live worker");
-        assert_eq!((orphans.len(), name.as_deref()), (1, Some("greeter")));
+        let freed = slots.remove(w).expect("a live worker");
+        assert_eq!((freed.orphans.len(), freed.name.as_deref()), (1, Some("greeter")));
         assert!(slots.remove(w).is_none(), "removed once");
         // A new worker reuses the slot under a new generation.
         let newer = slots.insert("v", None);
@@ -500,14 +575,34 @@ mod tests {
     }
 
     #[test]
-    fn idle_workers_are_taken_at_shutdown_running_ones_are_not() {
+    fn shutdown_stops_the_newest_first_and_only_workers_in_their_slots() {
         let mut slots = Table::new(0);
-        let idle = slots.insert("idle", None);
+        let old = slots.insert("old", None);
         let busy = slots.insert("busy", None);
+        let new = slots.insert("new", None);
+        assert_eq!(slots.stop_order(), [new, busy, old]);
         assert!(slots.activate(busy));
         run(&mut slots);
-        let taken = slots.take_idle();
-        assert_eq!(taken.len(), 1);
-        assert_eq!(taken[0], (idle, "idle"));
+        assert_eq!(slots.take_to_stop(busy), None, "running");
+        assert_eq!(slots.take_to_stop(new), Some("new"));
+        assert_eq!(slots.take_to_stop(new), None, "taken once");
+        assert_eq!(slots.stop_order(), [busy, old]);
+        assert!(slots.push(new, delivery("late"), 8).is_err(), "a stopping worker takes no message");
+    }
+
+    #[test]
+    fn watchers_are_kept_once_per_pair_and_handed_over_when_the_slot_is_freed() {
+        let mut slots = Table::new(0);
+        let target = slots.insert("target", None);
+        let (a, b) = (slots.insert("a", None), slots.insert("b", None));
+        assert!(slots.watch(target, a));
+        assert!(slots.watch(target, a), "a second watch of the pair is the same watch");
+        assert!(slots.watch(target, b));
+        assert!(slots.unwatch(target, b));
+        assert!(!slots.unwatch(target, b), "unwatched once");
+        assert_eq!(slots.remove(target).unwrap().watchers, [a]);
+        assert!(!slots.watch(target, a), "gone");
+        assert!(!slots.unwatch(target, a));
+        assert!(slots.remove(a).unwrap().watchers.is_empty());
     }
 }

@@ -12,14 +12,15 @@ use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task;
 
 use futures_lite::FutureExt;
 
-use crate::envelope::Delivery;
+use crate::envelope::{Delivery, ReplyTo};
 use crate::shard::Shard;
 use crate::spare::Run;
-use crate::{BoxError, Context, Error, Message, WorkerRef};
+use crate::{BoxError, Context, Error, ExitReason, Message, WorkerRef};
 
 /// How many messages one run handles before the worker goes to the back of
 /// the run queue, so that one busy worker cannot starve the others.
@@ -62,7 +63,22 @@ pub trait Worker: 'static {
         async {}
     }
 
-    /// Runs once when the worker is stopped (not after a panic).
+    /// Runs when a worker this one watches ([`Context::watch`]) has
+    /// terminated: once per watch, in this worker's mailbox order, with the
+    /// reason. A panic here stops this worker as a handler's would.
+    fn on_terminated(
+        &mut self,
+        ctx: &mut Context,
+        who: WorkerRef,
+        reason: ExitReason,
+    ) -> impl Future<Output = ()> {
+        let _ = (ctx, who, reason);
+        async {}
+    }
+
+    /// Runs once when the worker is stopped (not after a panic), also when
+    /// the node shuts down, within the node's stop deadline
+    /// ([`NodeConfig::stop_timeout`](crate::NodeConfig::stop_timeout)).
     fn on_stop(&mut self, ctx: &mut Context) -> impl Future<Output = ()> {
         let _ = ctx;
         async {}
@@ -91,7 +107,9 @@ pub(crate) trait Runnable: 'static {
         cx: &mut task::Context<'_>,
     ) -> Option<Run>;
 
-    /// Builds the future that runs `on_stop` alone (the node is stopping).
+    /// Builds the future that stops the worker as [`Runnable::stop`] does,
+    /// to be awaited rather than run by the scheduler (the node is
+    /// stopping).
     fn shut_down(self: Box<Self>, shard: Rc<Shard>, me: WorkerRef) -> Run;
 }
 
@@ -113,33 +131,54 @@ impl<W: Worker> Runnable for W {
         me: WorkerRef,
         cx: &mut task::Context<'_>,
     ) -> Option<Run> {
-        let run = || {
-            let shard = shard.clone();
-            async move {
-                let shard = on_stop(self, shard, me).await;
-                shard.remove_worker(me, Error::NoSuchWorker(format!("{me} (stopped)")));
-            }
-        };
+        let run = || stop_worker(self, shard.clone(), me);
         shard.spares().poll_in_place(run, cx)
     }
 
     fn shut_down(self: Box<Self>, shard: Rc<Shard>, me: WorkerRef) -> Run {
-        Box::pin(async move {
-            on_stop(self, shard, me).await;
-        })
+        Box::pin(stop_worker(self, shard, me))
     }
 }
 
-/// Runs a worker's `on_stop` (a panic in it is logged); gives the shard back.
-async fn on_stop<W: Worker>(mut worker: Box<W>, shard: Rc<Shard>, me: WorkerRef) -> Rc<Shard> {
+/// Runs a worker's `on_stop`, drops it and frees its slot.
+async fn stop_worker<W: Worker>(worker: Box<W>, shard: Rc<Shard>, me: WorkerRef) {
+    let (shard, panic) = on_stop(worker, shard, me).await;
+    let exit = match panic {
+        Some(text) => ExitReason::Panicked(Arc::from(text)),
+        None => ExitReason::Stopped,
+    };
+    shard.remove_worker(me, Error::NoSuchWorker(format!("{me} (stopped)")), exit);
+}
+
+/// Runs a worker's `on_stop` and drops the worker (a panic in either is
+/// logged); gives the shard back, with the text of the first panic.
+async fn on_stop<W: Worker>(
+    mut worker: Box<W>,
+    shard: Rc<Shard>,
+    me: WorkerRef,
+) -> (Rc<Shard>, Option<String>) {
     let mut ctx = Context::new(shard, me, None, None);
+    let mut panicked = None;
     if let Err(panic) = AssertUnwindSafe(worker.on_stop(&mut ctx))
         .catch_unwind()
         .await
     {
-        tracing::error!(worker = %me, reason = %panic_text(&panic), "on_stop panicked");
+        let reason = panic_text(&panic);
+        tracing::error!(worker = %me, %reason, "on_stop panicked");
+        panicked = Some(reason);
     }
-    ctx.shard_handle().clone()
+    let dropped = drop_contained(worker, me);
+    (ctx.shard_handle().clone(), panicked.or(dropped))
+}
+
+/// Drops `value` (a worker, or a run that owns one) with a panic in its
+/// `Drop` caught and logged: a worker's destructor must not take its shard
+/// down. Returns the panic's text, if it panicked.
+pub(crate) fn drop_contained<T>(value: T, me: impl std::fmt::Display) -> Option<String> {
+    let panic = std::panic::catch_unwind(AssertUnwindSafe(move || drop(value))).err()?;
+    let reason = panic_text(&panic);
+    tracing::error!(worker = %me, %reason, "a worker's Drop panicked");
+    Some(reason)
 }
 
 async fn run_worker<W: Worker>(mut worker: Box<W>, shard: Rc<Shard>, me: WorkerRef, first: bool) {
@@ -152,6 +191,7 @@ async fn run_worker<W: Worker>(mut worker: Box<W>, shard: Rc<Shard>, me: WorkerR
             .await
         {
             ctx.shard_handle().worker_panicked(me, panic_text(&panic));
+            drop_contained(worker, me);
             return;
         }
     }
@@ -166,10 +206,24 @@ async fn run_worker<W: Worker>(mut worker: Box<W>, shard: Rc<Shard>, me: WorkerR
         worker = back;
         handled = 1;
         budget -= 1;
-        ctx.begin(from, reply);
-        let outcome = AssertUnwindSafe(worker.handle_message(&mut ctx, msg))
-            .catch_unwind()
-            .await;
+        let outcome = match reply {
+            Some(ReplyTo::Notice(reason)) => {
+                ctx.begin(None, None);
+                // A notice always names who terminated.
+                let who = from.unwrap_or(me);
+                let notice = async {
+                    worker.on_terminated(&mut ctx, who, reason).await;
+                    Ok(())
+                };
+                AssertUnwindSafe(notice).catch_unwind().await
+            }
+            reply => {
+                ctx.begin(from, reply);
+                AssertUnwindSafe(worker.handle_message(&mut ctx, msg))
+                    .catch_unwind()
+                    .await
+            }
+        };
         match outcome {
             Ok(Ok(())) => ctx.finish(),
             Ok(Err(error)) => {
@@ -180,6 +234,7 @@ async fn run_worker<W: Worker>(mut worker: Box<W>, shard: Rc<Shard>, me: WorkerR
                 let reason = panic_text(&panic);
                 ctx.fail(reason.clone());
                 ctx.shard_handle().worker_panicked(me, reason);
+                drop_contained(worker, me);
                 return;
             }
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::address::{home_shard, validate_name};
 use crate::envelope::Packet;
-use crate::{Address, Error, Result, Worker, WorkerInfo, WorkerRef};
+use crate::{Address, Error, ExitReason, Result, Worker, WorkerInfo, WorkerRef};
 
 use super::Shard;
 
@@ -29,6 +29,9 @@ impl Shard {
             // The asker may have gone away (node stopping): nothing to do.
             let _ = tx.send(job(s));
         }));
+        if self.node.liveness.is_down(shard) {
+            return Err(Error::ShardDown(shard));
+        }
         self.post(shard, packet).map_err(|_| Error::NodeStopped)?;
         rx.recv_async().await.map_err(|_| Error::NodeStopped)
     }
@@ -79,10 +82,20 @@ impl Shard {
         Ok(r)
     }
 
-    /// Frees `name` in its home shard's directory if it is still `r`'s.
-    pub(super) fn unbind(self: &Rc<Self>, name: Arc<str>, r: WorkerRef) {
+    /// Frees `name` in its home shard's directory if it is still `r`'s,
+    /// then runs `then` there (so that what `then` sends follows the
+    /// release: a watcher told of `r`'s end may take the name again).
+    pub(super) fn unbind_then(
+        self: &Rc<Self>,
+        name: Arc<str>,
+        r: WorkerRef,
+        then: impl FnOnce(&Rc<Shard>) + Send + 'static,
+    ) {
         let home = home_shard(&name, self.node.shards);
-        let job = move |shard: &Rc<Shard>| shard.state.borrow_mut().directory.release(&name, r);
+        let job = move |shard: &Rc<Shard>| {
+            shard.state.borrow_mut().directory.release(&name, r);
+            then(shard);
+        };
         if let Err(Packet::Run(job)) = self.post(home, Packet::Run(Box::new(job))) {
             job(self);
         }
@@ -127,6 +140,25 @@ impl Shard {
             .await?;
         }
         Ok(())
+    }
+
+    /// Makes `watcher` watch the worker `target` means (see
+    /// `Context::watch`); returns that worker.
+    pub(crate) async fn watch(self: &Rc<Self>, watcher: WorkerRef, target: Address) -> Result<WorkerRef> {
+        let r = self.resolve(&target).await?;
+        self.check_shard(r.shard())?;
+        let live = self.submit(r.shard(), move |s| s.add_watch(r, watcher)).await?;
+        if !live {
+            self.notify_watcher(watcher, r, ExitReason::NoSuchWorker);
+        }
+        Ok(r)
+    }
+
+    /// Removes `watcher`'s watch of `target` (see `Context::unwatch`).
+    pub(crate) async fn unwatch(self: &Rc<Self>, watcher: WorkerRef, target: Address) -> Result<bool> {
+        let r = self.resolve(&target).await?;
+        self.check_shard(r.shard())?;
+        self.submit(r.shard(), move |s| s.remove_watch(r, watcher)).await
     }
 
     /// The workers of every shard of the node.

@@ -29,6 +29,7 @@ use crate::directory::Directory;
 use crate::dropped::Dropped;
 use crate::envelope::Packet;
 use crate::link::{Inbound, Outbox};
+use crate::liveness::Liveness;
 use crate::remote::RemoteRouter;
 use crate::signal::Signal;
 use crate::slots::Slots;
@@ -53,8 +54,14 @@ pub(crate) struct NodeShared {
     pub shards: usize,
     pub mailbox_capacity: usize,
     pub default_timeout: Duration,
+    /// How long each `on_stop` may take at shutdown.
+    pub stop_timeout: Duration,
     /// Each shard's channel from outside its thread.
     pub inboxes: Vec<flume::Sender<Packet>>,
+    /// Which shard threads have ended.
+    pub liveness: Arc<Liveness>,
+    /// Set when the node begins to shut down (supervisors stop restarting).
+    pub stopping: std::sync::atomic::AtomicBool,
 }
 
 /// The shard's mutable state, borrowed once per operation.
@@ -91,7 +98,9 @@ pub(crate) struct Shard {
     waiting: Waiting,
     /// Raised when a worker is queued or an outbox needs shipping.
     work: Signal,
+    /// Raised when the node asks the shard to stop.
     stop: Signal,
+    /// Set once the shard's workers are stopped: its tasks end.
     closed: Cell<bool>,
 }
 

@@ -174,6 +174,8 @@ impl Shard {
                 }
             }
             ReplyTo::Callback(callback) => callback(result),
+            // A notice whose watcher is gone: nobody to tell.
+            ReplyTo::Notice(_) => {}
         }
     }
 }

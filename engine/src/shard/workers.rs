@@ -6,10 +6,10 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use crate::envelope::{Delivery, Undelivered};
+use crate::envelope::{Delivery, ReplyTo, Undelivered};
 use crate::slots::Step;
 use crate::worker::Runnable;
-use crate::{Error, WorkerInfo, WorkerRef};
+use crate::{Address, Error, ExitReason, Message, WorkerInfo, WorkerRef};
 
 use super::Shard;
 
@@ -83,26 +83,59 @@ impl Shard {
     pub(crate) fn worker_panicked(self: &Rc<Self>, me: WorkerRef, reason: String) {
         let worker = self.describe(me);
         tracing::error!(%worker, %reason, "worker panicked and was stopped");
-        self.remove_worker(me, Error::WorkerFailed { worker, reason });
+        let exit = ExitReason::Panicked(Arc::from(reason.as_str()));
+        self.remove_worker(me, Error::WorkerFailed { worker, reason }, exit);
     }
 
     /// Frees a worker's slot and name; its queued messages are rejected
-    /// with `why`.
-    pub(crate) fn remove_worker(self: &Rc<Self>, me: WorkerRef, why: Error) {
+    /// with `why`, its watchers are told `exit`.
+    pub(crate) fn remove_worker(self: &Rc<Self>, me: WorkerRef, why: Error, exit: ExitReason) {
         let removed = self.state.borrow_mut().slots.remove(me);
-        let Some((orphans, name)) = removed else {
+        let Some(freed) = removed else {
             return;
         };
         self.fail_parked(me, &why);
-        for delivery in orphans {
+        for delivery in freed.orphans {
             self.reject(Undelivered {
                 error: why.clone(),
                 delivery,
             });
         }
-        if let Some(name) = name {
-            self.unbind(name, me);
+        let notify = move |shard: &Rc<Shard>| {
+            for watcher in freed.watchers {
+                shard.notify_watcher(watcher, me, exit.clone());
+            }
+        };
+        match freed.name {
+            Some(name) => self.unbind_then(name, me, notify),
+            None => notify(self),
         }
+    }
+
+    /// Tells `watcher` that `who` terminated (a notice in its mailbox,
+    /// handled by `Worker::on_terminated`). A watcher that is gone needs
+    /// no notice.
+    pub(crate) fn notify_watcher(self: &Rc<Self>, watcher: WorkerRef, who: WorkerRef, exit: ExitReason) {
+        let notice = Delivery {
+            msg: Message::default(),
+            from: Some(who),
+            reply: Some(ReplyTo::Notice(exit)),
+        };
+        if let Err(undelivered) = self.route(&Address::Worker(watcher), notice) {
+            tracing::debug!(%watcher, error = %undelivered.error, "notice for a watcher that is gone");
+        }
+    }
+
+    /// Adds `watcher`'s watch of `target`, a worker of this shard; `false`
+    /// if `target` is gone.
+    pub(crate) fn add_watch(&self, target: WorkerRef, watcher: WorkerRef) -> bool {
+        self.state.borrow_mut().slots.watch(target, watcher)
+    }
+
+    /// Removes `watcher`'s watch of `target`, a worker of this shard;
+    /// `true` if it was there.
+    pub(crate) fn remove_watch(&self, target: WorkerRef, watcher: WorkerRef) -> bool {
+        self.state.borrow_mut().slots.unwatch(target, watcher)
     }
 
     /// `name` if the worker has one, else its reference.

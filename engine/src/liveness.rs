@@ -1,0 +1,143 @@
+//! Which shard threads are still alive, so that a call to a shard whose
+//! thread has ended (normally, or because it panicked) fails instead of
+//! waiting forever.
+//!
+//! A call from outside queues a closure in the shard's inbox and waits for
+//! the closure to answer. When the shard's thread ends, a thread-local guard
+//! marks the shard down and drops every packet still in its inbox, which
+//! drops their answer channels: the waiting callers see them close. A caller
+//! that queued its packet after that drain sees the mark and drains the
+//! inbox itself: marking (or queuing) happens before draining (or checking),
+//! all `SeqCst`, so either the guard drains the packet or the caller sees the
+//! mark.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::envelope::Packet;
+
+/// The liveness of a node's shard threads, with the receiving end of each
+/// shard's inbox to drain it once its thread is gone.
+pub(crate) struct Liveness {
+    down: Vec<AtomicBool>,
+    inboxes: Vec<flume::Receiver<Packet>>,
+}
+
+impl Liveness {
+    /// All shards alive; `inboxes[i]` is shard `i`'s inbox.
+    pub(crate) fn new(inboxes: Vec<flume::Receiver<Packet>>) -> Self {
+        Liveness {
+            down: inboxes.iter().map(|_| AtomicBool::new(false)).collect(),
+            inboxes,
+        }
+    }
+
+    /// Whether shard `shard`'s thread has ended.
+    pub(crate) fn is_down(&self, shard: usize) -> bool {
+        self.down
+            .get(shard)
+            .is_some_and(|down| down.load(Ordering::SeqCst))
+    }
+
+    /// After queuing a packet for `shard`: if the shard is down, drops what
+    /// its inbox holds (the packet included), so that its caller's wait
+    /// ends. Returns whether the shard is down.
+    pub(crate) fn settle(&self, shard: usize) -> bool {
+        let down = self.is_down(shard);
+        if down {
+            self.drain(shard);
+        }
+        down
+    }
+
+    fn mark_down(&self, shard: usize) {
+        if let Some(down) = self.down.get(shard) {
+            down.store(true, Ordering::SeqCst);
+        }
+        self.drain(shard);
+    }
+
+    fn drain(&self, shard: usize) {
+        let Some(inbox) = self.inboxes.get(shard) else {
+            return;
+        };
+        for packet in inbox.try_iter() {
+            // A packet's closure may own a worker; its drop must not end
+            // the draining thread.
+            crate::worker::drop_contained(packet, "a packet for a shard that is down");
+        }
+    }
+}
+
+/// Marks its shard down when its thread ends (see [`watch_this_thread`]).
+struct Guard {
+    liveness: Arc<Liveness>,
+    shard: usize,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.liveness.mark_down(self.shard);
+    }
+}
+
+thread_local! {
+    /// The guard of the shard running on this thread, dropped at thread
+    /// exit, also when the thread unwinds from a panic.
+    static GUARD: RefCell<Option<Guard>> = const { RefCell::new(None) };
+}
+
+/// Marks shard `shard` down in `liveness` when the calling thread ends.
+pub(crate) fn watch_this_thread(liveness: Arc<Liveness>, shard: usize) {
+    GUARD.with(|g| *g.borrow_mut() = Some(Guard { liveness, shard }));
+}
+
+/// Whether the calling thread runs a shard (of any node).
+pub(crate) fn on_shard_thread() -> bool {
+    GUARD
+        .try_with(|g| g.borrow().is_some())
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packet(answer: flume::Sender<()>) -> Packet {
+        Packet::Run(Box::new(move |_| {
+            let _ = answer.send(());
+        }))
+    }
+
+    #[test]
+    fn a_thread_that_ends_marks_its_shard_down_and_fails_queued_calls() {
+        let (tx, rx) = flume::unbounded();
+        let liveness = Arc::new(Liveness::new(vec![rx]));
+        let (answer, waiting) = flume::bounded(1);
+        tx.send(packet(answer)).unwrap();
+        let watched = liveness.clone();
+        std::thread::spawn(move || {
+            watch_this_thread(watched, 0);
+            assert!(on_shard_thread());
+            panic!("the shard thread dies");
+        })
+        .join()
+        .unwrap_err();
+        assert!(liveness.is_down(0));
+        assert!(waiting.recv().is_err(), "the queued call's wait ends");
+        assert!(!on_shard_thread());
+    }
+
+    #[test]
+    fn a_call_queued_after_the_drain_is_settled_by_its_caller() {
+        let (tx, rx) = flume::unbounded();
+        let liveness = Liveness::new(vec![rx]);
+        assert!(!liveness.settle(0));
+        liveness.mark_down(0);
+        let (answer, waiting) = flume::bounded(1);
+        tx.send(packet(answer)).unwrap();
+        assert!(liveness.settle(0));
+        assert!(waiting.recv().is_err());
+    }
+}
