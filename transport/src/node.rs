@@ -28,6 +28,7 @@ pub fn install(
     transport: TransportConfig,
 ) -> Result<(NodeConfig, Zone), TransportError> {
     transport.validate().map_err(TransportError::Config)?;
+    transport.check_exposure()?;
     let name = resolve_node_name(transport.name.as_deref())?;
     let node = node.name(name.as_str());
     let shards = node.shard_count()?;
