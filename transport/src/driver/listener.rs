@@ -34,8 +34,7 @@ pub(crate) async fn accept_loop(st: Rc<ShardTransport>, shard: ShardHandle, list
 /// Authenticates one accepted connection and runs it.
 async fn serve(st: Rc<ShardTransport>, shard: ShardHandle, mut stream: TcpStream) {
     let from = stream.peer_addr().ok();
-    let limit = st.shared.config.connect_timeout;
-    match connection::handshake(&mut stream, &st.link_config, false, limit).await {
+    match connection::handshake(&st, &mut stream, false).await {
         Ok(established) => {
             let link = st.new_link(None);
             connection::run(
