@@ -67,6 +67,7 @@ pub struct TransportConfig {
     pub(crate) socket_buffer: Option<usize>,
     pub(crate) factories: HashMap<String, Factory>,
     pub(crate) allow_open_zone: bool,
+    pub(crate) max_handshakes: (usize, usize),
 }
 
 impl TransportConfig {
@@ -92,6 +93,7 @@ impl TransportConfig {
             socket_buffer: None,
             factories: HashMap::new(),
             allow_open_zone: false,
+            max_handshakes: (256, 32),
         }
     }
 
@@ -203,7 +205,9 @@ impl TransportConfig {
         self
     }
 
-    /// How long a connection attempt and its handshake may take (default 3 s).
+    /// How long a connection attempt and its handshake may take, on either
+    /// side: a dialled node that has not completed the handshake within it
+    /// is given up, an accepted connection that has not is closed (default 3 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
@@ -265,6 +269,16 @@ impl TransportConfig {
             Box::pin(async move { shard.start_worker(&name, worker).await })
         });
         self.factories.insert(kind.to_owned(), factory);
+        self
+    }
+
+    /// How many accepted connections may be in their handshake at once: at
+    /// most `total` on the node, at most `per_address` from one source IP
+    /// (defaults 256 and 32). A connection over either limit is closed at
+    /// once; each handshake is bounded by the
+    /// [`connect_timeout`](Self::connect_timeout).
+    pub fn max_handshakes(mut self, total: usize, per_address: usize) -> Self {
+        self.max_handshakes = (total, per_address);
         self
     }
 
@@ -332,6 +346,9 @@ impl TransportConfig {
                 self.backoff.0, self.backoff.1
             ));
         }
+        if self.max_handshakes.0 == 0 || self.max_handshakes.1 == 0 {
+            return Err("max_handshakes: both limits must be positive".into());
+        }
         if self.max_message_size == 0 || self.outbound_buffer == 0 {
             return Err("max_message_size and outbound_buffer must be positive".into());
         }
@@ -362,6 +379,7 @@ impl fmt::Debug for TransportConfig {
             .field("socket_buffer", &self.socket_buffer)
             .field("worker_kinds", &kinds)
             .field("allow_open_zone", &self.allow_open_zone)
+            .field("max_handshakes", &self.max_handshakes)
             .finish()
     }
 }

@@ -10,6 +10,7 @@ use myriad_engine::{Node, NodeConfig, NodeHandle};
 
 use crate::config::TransportConfig;
 use crate::counters::NodeCounters;
+use crate::driver::admission::HandshakeSlots;
 use crate::driver::{self, net, ShardStart, Shared};
 use crate::error::TransportError;
 use crate::handle::Zone;
@@ -59,6 +60,7 @@ pub fn install(
         .zip(receivers)
         .map(|(listener, commands)| Some(ShardStart { listener, commands }))
         .collect();
+    let handshakes = HandshakeSlots::new(transport.max_handshakes.0, transport.max_handshakes.1);
     static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let shared = Arc::new(Shared {
         id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -70,6 +72,7 @@ pub fn install(
         socket,
         local_addr,
         counters: NodeCounters::default(),
+        handshakes,
         commands,
         startup: Mutex::new(startup),
     });

@@ -343,6 +343,27 @@ fn a_silent_peer_closes_the_link_and_its_asks_fail_with_connection_lost() {
 }
 
 #[test]
+fn a_frame_trickled_byte_by_byte_does_not_keep_the_link_alive() {
+    let t0 = Instant::now();
+    let (mut alpha, mut beta) = pair(t0);
+    beta.send(&to("w"), Message::from("x".repeat(100)), &mut None)
+        .unwrap();
+    let frame = beta.poll_transmit().unwrap();
+    // One byte every 100 ms: the frame would take over 10 s, the timeout is 5 s.
+    let mut now = t0;
+    for byte in frame.iter().take(frame.len() - 1) {
+        now += SECOND / 10;
+        alpha.handle_input(now, std::slice::from_ref(byte));
+        assert!(incoming(&mut alpha).is_empty());
+        if alpha.poll_timeout().is_some_and(|due| due <= now) {
+            alpha.handle_timeout(now);
+        }
+    }
+    assert!(alpha.is_closed(), "a trickle kept the link open");
+    assert!(matches!(alpha.take_close_reason(), LinkError::Silent(t) if t == 5 * SECOND));
+}
+
+#[test]
 fn traffic_from_the_peer_keeps_the_link_alive() {
     let t0 = Instant::now();
     let (mut alpha, mut beta) = pair(t0);
