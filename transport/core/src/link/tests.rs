@@ -242,6 +242,38 @@ fn an_ask_is_answered_by_its_reply() {
 }
 
 #[test]
+fn a_reply_over_the_limit_is_sent_as_an_error_reply() {
+    let now = Instant::now();
+    let (mut alpha, mut beta) = pair(now);
+    let asker = TestAsker::default();
+    alpha
+        .send(&to("w"), Message::from("big?"), &mut Some(asker.clone()))
+        .unwrap();
+    carry(&mut alpha, &mut beta, now);
+    let Some(Incoming::Ask { id, .. }) = beta.poll_input() else {
+        panic!("no ask")
+    };
+    // The encoder's limit: the smaller of both ends' handshake maxima.
+    let limit = crate::codec::DEFAULT_MAX_MESSAGE_SIZE as usize;
+    beta.reply(2, id, Ok(Message::from("x".repeat(limit + 1))));
+    carry(&mut beta, &mut alpha, now);
+    let Some(Incoming::Answer(answer)) = alpha.poll_input() else {
+        panic!("no answer")
+    };
+    answer.deliver();
+    let expected = Error::MessageTooLarge {
+        size: limit + 1,
+        max: limit,
+    };
+    match asker.answer() {
+        Some(Err(error)) => assert_eq!(error, expected),
+        Some(Ok(body)) => panic!("a reply of {} bytes went through", body.len()),
+        None => panic!("no answer"),
+    }
+    assert!(!alpha.is_closed() && !beta.is_closed(), "the link stays up");
+}
+
+#[test]
 fn an_error_reply_becomes_the_engine_error() {
     let now = Instant::now();
     let (mut alpha, mut beta) = pair(now);
