@@ -88,9 +88,9 @@ pub enum LinkError {
     /// Encryption failed.
     #[error("{0}")]
     Encode(EncodeError),
-    /// No complete envelope arrived within the heartbeat timeout (bytes of
-    /// an unfinished frame do not count: a trickle cannot keep a link open).
-    #[error("no complete message received for {0:?} (heartbeat timeout)")]
+    /// No complete frame arrived within the heartbeat timeout (bytes of an
+    /// unfinished frame do not count: a trickle cannot keep a link open).
+    #[error("no complete frame received for {0:?} (heartbeat timeout)")]
     Silent(Duration),
     /// The node's address is unknown.
     #[error("the node's address is unknown")]
@@ -273,7 +273,7 @@ struct Connection {
     /// Tells this connection from earlier ones of the same link.
     seq: u64,
     decoder: Decoder,
-    /// When the last complete envelope was received: what resets the idle
+    /// When the last complete frame was received: what resets the idle
     /// timer (heartbeat timeout).
     last_rx: Instant,
     /// When bytes were last fed to the decoder.
@@ -577,9 +577,9 @@ impl<A: Asker> LinkState<A> {
 
     // ----- reading ------------------------------------------------------------
 
-    /// Takes bytes read from the connection at `now`. Only the envelopes
-    /// they complete (see [`poll_input`](Self::poll_input)) reset the idle
-    /// timer.
+    /// Takes bytes read from the connection at `now`. Only the frames they
+    /// complete (decrypted by [`poll_input`](Self::poll_input)) reset the
+    /// idle timer.
     pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
         if let Some(conn) = &mut self.conn {
             conn.fed_at = now;
@@ -592,11 +592,13 @@ impl<A: Asker> LinkState<A> {
     pub fn poll_input(&mut self) -> Option<Incoming<A>> {
         loop {
             let conn = self.conn.as_mut()?;
-            let envelope = match conn.decoder.next_envelope() {
-                Ok(Some(envelope)) => {
-                    conn.last_rx = conn.fed_at;
-                    envelope
-                }
+            let frames = conn.decoder.traffic().frames;
+            let next = conn.decoder.next_envelope();
+            if conn.decoder.traffic().frames != frames {
+                conn.last_rx = conn.fed_at;
+            }
+            let envelope = match next {
+                Ok(Some(envelope)) => envelope,
                 Ok(None) => return None,
                 Err(error) => {
                     self.close(LinkError::Protocol(error));

@@ -396,6 +396,37 @@ fn a_frame_trickled_byte_by_byte_does_not_keep_the_link_alive() {
 }
 
 #[test]
+fn a_message_of_many_frames_arriving_slowly_keeps_the_link_alive() {
+    let t0 = Instant::now();
+    let (mut alpha, mut beta) = pair(t0);
+    let body = "y".repeat(1 << 20);
+    beta.send(&to("w"), Message::from(body.clone()), &mut None)
+        .unwrap();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = beta.poll_transmit() {
+        bytes.extend_from_slice(&chunk);
+    }
+    // One frame (a u16 length and its body) a second: 16 s in all, longer
+    // than the 5 s timeout, but never 5 s without a complete frame.
+    let mut now = t0;
+    let mut rest = &bytes[..];
+    let mut delivered = Vec::new();
+    while !rest.is_empty() {
+        let len = 2 + usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+        now += SECOND;
+        while alpha.poll_timeout().is_some_and(|due| due <= now) {
+            alpha.handle_timeout(now);
+        }
+        assert!(!alpha.is_closed(), "closed while frames kept arriving");
+        alpha.handle_input(now, &rest[..len]);
+        delivered.extend(incoming(&mut alpha));
+        rest = &rest[len..];
+    }
+    assert!(now.duration_since(t0) > 10 * SECOND);
+    assert_eq!(bodies(&delivered), [body.as_str()]);
+}
+
+#[test]
 fn traffic_from_the_peer_keeps_the_link_alive() {
     let t0 = Instant::now();
     let (mut alpha, mut beta) = pair(t0);
