@@ -140,15 +140,7 @@ impl TransportConfig {
             config = config.keypair(StaticKeypair::load_or_generate(path.trim())?);
         }
         if let Some(allow) = var(ALLOW_OPEN_ZONE_ENV) {
-            config = config.allow_open_zone(match allow.trim() {
-                "1" | "true" => true,
-                "0" | "false" => false,
-                other => {
-                    return Err(TransportError::Config(format!(
-                        "{ALLOW_OPEN_ZONE_ENV}={other:?}: use 1, true, 0 or false"
-                    )))
-                }
-            });
+            config = config.allow_open_zone(flag(ALLOW_OPEN_ZONE_ENV, &allow)?);
         }
         Ok(config)
     }
@@ -356,6 +348,17 @@ impl TransportConfig {
     }
 }
 
+/// The value of the on/off environment variable `name`: `1`/`true` or `0`/`false`.
+fn flag(name: &str, value: &str) -> std::result::Result<bool, TransportError> {
+    match value.trim() {
+        "1" | "true" => Ok(true),
+        "0" | "false" => Ok(false),
+        other => Err(TransportError::Config(format!(
+            "{name}={other:?}: use 1, true, 0 or false"
+        ))),
+    }
+}
+
 impl fmt::Debug for TransportConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut kinds: Vec<_> = self.factories.keys().collect();
@@ -414,6 +417,23 @@ mod tests {
         for addr in ["127.0.0.1:0", "[::1]:0"] {
             assert!(open(addr).check_exposure().is_ok(), "{addr}");
         }
+    }
+
+    #[test]
+    fn the_opt_in_variable_is_a_strict_flag() {
+        for (value, on) in [
+            ("1", true),
+            ("true", true),
+            (" 0\n", false),
+            ("false", false),
+        ] {
+            assert_eq!(flag(ALLOW_OPEN_ZONE_ENV, value).unwrap(), on, "{value:?}");
+        }
+        let err = flag(ALLOW_OPEN_ZONE_ENV, "yes").unwrap_err();
+        assert!(
+            err.to_string().contains("MYRIAD_ALLOW_OPEN_ZONE=\"yes\""),
+            "{err}"
+        );
     }
 
     #[test]
