@@ -4,18 +4,15 @@
 
 mod cluster;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use cluster::{
-    pair, start, transport, transport_in, wait_for_nodes, wait_until, zone_with, Counter, Greeter,
-    LONG, SECRET,
+    assert_closed_by_node, pair, raw, raw_handshake, start, transport, transport_in,
+    wait_for_nodes, wait_until, zone_with, Counter, Greeter, LONG,
 };
-use myriad::transport::{
-    Envelope, Established, Handshake, Kind, LinkConfig, NodeName, StaticKeypair, Step, WorkerAddr,
-};
+use myriad::transport::{Envelope, Established, Kind, StaticKeypair, WorkerAddr};
 use myriad::{BoxError, Context, Error, Message, Replier, Worker};
 
 /// Answers of `Hold` workers: kept here so that a stopping node cannot
@@ -59,8 +56,12 @@ fn asks_waiting_on_a_link_that_dies_fail_with_connection_lost() {
 
 #[test]
 fn traffic_resumes_when_a_peer_restarts_on_its_address() {
-    let ((a, za), (b, zb)) = pair(2);
+    // The name `b` is bound to b's key: the new b keeps it (as a key file would).
+    let b_key = StaticKeypair::generate().unwrap();
+    let (b, zb) = start(2, transport("b").keypair(b_key.clone()));
     let b_addr = zb.local_addr();
+    let (a, za) = start(2, transport("a").seed(b_addr.to_string()));
+    wait_for_nodes(&za, &["b"]);
     b.start_worker("greeter", Greeter).unwrap();
     assert_eq!(
         a.send_and_receive("b/greeter", "1", LONG).unwrap(),
@@ -69,7 +70,7 @@ fn traffic_resumes_when_a_peer_restarts_on_its_address() {
     b.shutdown();
     wait_until("a to see b go", LONG, || za.nodes("").is_empty());
 
-    let (b, _zb) = start(2, transport("b").listen(b_addr));
+    let (b, _zb) = start(2, transport("b").listen(b_addr).keypair(b_key));
     b.start_worker("greeter", Greeter).unwrap();
     wait_for_nodes(&za, &["b"]);
     wait_until("an answer from the new b", LONG, || {
@@ -101,48 +102,6 @@ fn a_peer_with_the_wrong_secret_is_rejected_with_nothing_delivered() {
     b.shutdown();
 }
 
-/// A raw connection to `addr`, with a read timeout.
-fn raw(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(LONG)).unwrap();
-    stream
-}
-
-/// Completes a handshake as node `raw` of the test zone over a plain socket.
-fn raw_handshake(addr: SocketAddr) -> (TcpStream, Box<Established>) {
-    let config = LinkConfig::new(
-        NodeName::new("raw").unwrap(),
-        StaticKeypair::generate().unwrap(),
-        zone_with(SECRET),
-    );
-    let mut stream = raw(addr);
-    let (mut handshake, first) = Handshake::initiator(&config).unwrap();
-    stream.write_all(&first).unwrap();
-    let mut buf = [0; 4096];
-    loop {
-        let n = stream.read(&mut buf).unwrap();
-        assert!(n > 0, "the node closed the handshake");
-        match handshake.feed(&buf[..n]).unwrap() {
-            Step::Send(bytes) => stream.write_all(&bytes).unwrap(),
-            Step::Wait => {}
-            Step::Done(established) => return (stream, established),
-        }
-    }
-}
-
-/// Reads until the node closes the connection; panics if it does not.
-fn assert_closed_by_node(mut stream: TcpStream) {
-    let mut buf = [0; 4096];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => return,
-            Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
-            Err(e) => panic!("the node kept the connection open: {e}"),
-        }
-    }
-}
-
 fn send_to_counter(link: &mut Established, text: &'static str) -> Vec<u8> {
     let envelope = Envelope::new(Kind::Send, Some(WorkerAddr::from("counter")), text);
     link.encoder.push(&envelope).unwrap();
@@ -172,7 +131,7 @@ fn garbage_truncated_and_tampered_frames_close_only_their_link() {
     });
 
     // An authenticated peer: one good message, then a tampered frame.
-    let (mut stream, mut link) = raw_handshake(addr);
+    let (mut stream, mut link) = raw_handshake(addr, "raw-1");
     stream
         .write_all(&send_to_counter(&mut link, "good"))
         .unwrap();
@@ -186,7 +145,7 @@ fn garbage_truncated_and_tampered_frames_close_only_their_link() {
     });
 
     // An authenticated peer whose data frame is cut short.
-    let (mut stream, _link) = raw_handshake(addr);
+    let (mut stream, _link) = raw_handshake(addr, "raw-2");
     stream.write_all(&[0x01, 0x00, 7, 7, 7]).unwrap();
     stream.shutdown(std::net::Shutdown::Write).unwrap();
     assert_closed_by_node(stream);
@@ -211,7 +170,7 @@ fn a_silent_peer_is_declared_dead_within_the_heartbeat_timeout() {
     // Taken before the handshake, so before anything `b` receives from `raw`:
     // `b` may declare `raw` dead only a full timeout after that.
     let since = Instant::now();
-    let (stream, _link) = raw_handshake(zb.local_addr());
+    let (stream, _link) = raw_handshake(zb.local_addr(), "raw");
     wait_for_nodes(&zb, &["raw"]);
     // `raw` sends nothing at all, not even heartbeats.
     wait_until("b to drop raw", LONG, || zb.nodes("").is_empty());

@@ -3,9 +3,14 @@
 
 #![allow(dead_code)] // each test crate uses its own subset
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use myriad::transport::{start_node, TransportConfig, Zone, ZoneConfig, ZoneSecret};
+use myriad::transport::{
+    start_node, Established, Handshake, LinkConfig, NodeName, StaticKeypair, Step, TransportConfig,
+    Zone, ZoneConfig, ZoneSecret,
+};
 use myriad::{BoxError, Context, Message, NodeConfig, NodeHandle, Worker};
 
 /// The most any single step of a test may take.
@@ -107,5 +112,59 @@ impl Worker for Counter {
             self.seen += 1;
         }
         Ok(())
+    }
+}
+
+/// A raw connection to `addr`, with a read timeout.
+pub fn raw(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(LONG)).unwrap();
+    stream
+}
+
+/// Completes a handshake as node `name` (with a fresh key) of the test zone
+/// over a plain socket.
+pub fn raw_handshake(addr: SocketAddr, name: &str) -> (TcpStream, Box<Established>) {
+    try_raw_handshake(addr, name).expect("the node completes the handshake")
+}
+
+/// [`raw_handshake`], or why it failed (the node closed the connection, or
+/// this end refused the node).
+pub fn try_raw_handshake(
+    addr: SocketAddr,
+    name: &str,
+) -> Result<(TcpStream, Box<Established>), String> {
+    let config = LinkConfig::new(
+        NodeName::new(name).unwrap(),
+        StaticKeypair::generate().unwrap(),
+        zone_with(SECRET),
+    );
+    let mut stream = raw(addr);
+    let (mut handshake, first) = Handshake::initiator(&config).unwrap();
+    stream.write_all(&first).unwrap();
+    let mut buf = [0; 4096];
+    loop {
+        let n = stream.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err(handshake.peer_closed().to_string());
+        }
+        match handshake.feed(&buf[..n]).map_err(|e| e.to_string())? {
+            Step::Send(bytes) => stream.write_all(&bytes).unwrap(),
+            Step::Wait => {}
+            Step::Done(established) => return Ok((stream, established)),
+        }
+    }
+}
+
+/// Reads until the node closes the connection; panics if it does not.
+pub fn assert_closed_by_node(mut stream: TcpStream) {
+    let mut buf = [0; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+            Err(e) => panic!("the node kept the connection open: {e}"),
+        }
     }
 }

@@ -21,6 +21,11 @@ use crate::zone::{ZoneConfig, ZoneSecret};
 /// The port a node listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 7700;
 
+/// The environment variable that, set to `1` or `true`, lets
+/// [`TransportConfig::from_env`] listen beyond loopback without a zone
+/// secret or pinned keys (see [`TransportConfig::allow_open_zone`]).
+pub const ALLOW_OPEN_ZONE_ENV: &str = "MYRIAD_ALLOW_OPEN_ZONE";
+
 /// Starts a worker of one registered kind under a name, on the shard it is
 /// called on.
 pub(crate) type Factory = Arc<
@@ -61,17 +66,19 @@ pub struct TransportConfig {
     pub(crate) outbound_buffer: usize,
     pub(crate) socket_buffer: Option<usize>,
     pub(crate) factories: HashMap<String, Factory>,
+    pub(crate) allow_open_zone: bool,
+    pub(crate) max_handshakes: (usize, usize),
 }
 
 impl TransportConfig {
-    /// A node of `zone`, listening on `0.0.0.0:7700`, named by
+    /// A node of `zone`, listening on loopback, `127.0.0.1:7700`, named by
     /// `MYRIAD_NODE_NAME` or the host name, with a key generated in memory.
     pub fn new(zone: ZoneConfig) -> Self {
         TransportConfig {
             name: None,
             zone,
             keypair: None,
-            listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_PORT)),
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, DEFAULT_PORT)),
             advertise: None,
             seeds: Vec::new(),
             heartbeat_interval: Duration::from_secs(1),
@@ -85,6 +92,8 @@ impl TransportConfig {
             outbound_buffer: 16 << 20,
             socket_buffer: None,
             factories: HashMap::new(),
+            allow_open_zone: false,
+            max_handshakes: (256, 32),
         }
     }
 
@@ -96,10 +105,11 @@ impl TransportConfig {
     /// | `MYRIAD_ZONE` | the zone's name | `default` |
     /// | `MYRIAD_ZONE_SECRET_FILE` | a file holding the zone secret | — |
     /// | `MYRIAD_ZONE_SECRET` | the zone secret itself | — (no secret: trusted networks only) |
-    /// | `MYRIAD_LISTEN` | the listen address | `0.0.0.0:7700` |
+    /// | `MYRIAD_LISTEN` | the listen address | `127.0.0.1:7700` |
     /// | `MYRIAD_ADVERTISE` | the address to gossip | see [`advertise`](Self::advertise) |
     /// | `MYRIAD_SEEDS` | comma-separated seeds (`ip:port` or `dns-name:port`) | none |
     /// | `MYRIAD_KEY_FILE` | where the node's key is kept (created if missing) | a key in memory |
+    /// | `MYRIAD_ALLOW_OPEN_ZONE` | `1` or `true`: see [`allow_open_zone`](Self::allow_open_zone) | `false` |
     pub fn from_env() -> std::result::Result<Self, TransportError> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let zone_name = var("MYRIAD_ZONE").unwrap_or_else(|| "default".to_owned());
@@ -129,6 +139,9 @@ impl TransportConfig {
         if let Some(path) = var("MYRIAD_KEY_FILE") {
             config = config.keypair(StaticKeypair::load_or_generate(path.trim())?);
         }
+        if let Some(allow) = var(ALLOW_OPEN_ZONE_ENV) {
+            config = config.allow_open_zone(flag(ALLOW_OPEN_ZONE_ENV, &allow)?);
+        }
         Ok(config)
     }
 
@@ -146,7 +159,9 @@ impl TransportConfig {
         self
     }
 
-    /// Where to accept links (default `0.0.0.0:7700`; port 0 picks a free port).
+    /// Where to accept links (default `127.0.0.1:7700`; port 0 picks a free
+    /// port). A node refuses to listen beyond loopback in a zone without a
+    /// secret or pinned keys, unless [`allow_open_zone`](Self::allow_open_zone).
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.listen = addr;
         self
@@ -182,7 +197,9 @@ impl TransportConfig {
         self
     }
 
-    /// How long a connection attempt and its handshake may take (default 3 s).
+    /// How long a connection attempt and its handshake may take, on either
+    /// side: a dialled node that has not completed the handshake within it
+    /// is given up, an accepted connection that has not is closed (default 3 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
@@ -247,6 +264,57 @@ impl TransportConfig {
         self
     }
 
+    /// How many accepted connections may be in their handshake at once: at
+    /// most `total` on the node, at most `per_address` from one source IP
+    /// (defaults 256 and 32). A connection over either limit is closed at
+    /// once; each handshake is bounded by the
+    /// [`connect_timeout`](Self::connect_timeout).
+    pub fn max_handshakes(mut self, total: usize, per_address: usize) -> Self {
+        self.max_handshakes = (total, per_address);
+        self
+    }
+
+    /// Lets the node listen on a non-loopback address although its zone has
+    /// neither a secret nor pinned keys (default `false`: such a node fails to
+    /// start with `TransportError::Config`). Any host that can reach the port
+    /// and knows the zone name then joins the zone, starts registered worker
+    /// kinds and stops workers: use it only on a network you trust. The node
+    /// logs a warning at start.
+    pub fn allow_open_zone(mut self, allow: bool) -> Self {
+        self.allow_open_zone = allow;
+        self
+    }
+
+    /// True if the zone admits any node that knows its name (no secret, no pinned keys).
+    fn zone_is_open(&self) -> bool {
+        !self.zone.has_secret() && self.zone.pinned_keys().is_none()
+    }
+
+    /// Refuses an open zone beyond loopback unless the user opted in
+    /// (then warns); see [`allow_open_zone`](Self::allow_open_zone).
+    pub(crate) fn check_exposure(&self) -> std::result::Result<(), TransportError> {
+        if !self.zone_is_open() || self.listen.ip().is_loopback() {
+            return Ok(());
+        }
+        if !self.allow_open_zone {
+            return Err(TransportError::Config(format!(
+                "refusing to listen on {} in zone {:?} without a zone secret or pinned keys: \
+                 anyone who reaches the port could join. Set a secret (MYRIAD_ZONE_SECRET_FILE, \
+                 ZoneConfig::with_secret), pin keys, listen on loopback, or opt in with \
+                 allow_open_zone(true) / {ALLOW_OPEN_ZONE_ENV}=1",
+                self.listen,
+                self.zone.name()
+            )));
+        }
+        tracing::warn!(
+            listen = %self.listen,
+            zone = self.zone.name(),
+            "listening beyond loopback in an open zone (no secret, no pinned keys): \
+             any host that reaches this port can join"
+        );
+        Ok(())
+    }
+
     /// The heartbeat timeout.
     pub fn heartbeat_timeout(&self) -> Duration {
         self.heartbeat_timeout
@@ -270,10 +338,24 @@ impl TransportConfig {
                 self.backoff.0, self.backoff.1
             ));
         }
+        if self.max_handshakes.0 == 0 || self.max_handshakes.1 == 0 {
+            return Err("max_handshakes: both limits must be positive".into());
+        }
         if self.max_message_size == 0 || self.outbound_buffer == 0 {
             return Err("max_message_size and outbound_buffer must be positive".into());
         }
         Ok(())
+    }
+}
+
+/// The value of the on/off environment variable `name`: `1`/`true` or `0`/`false`.
+fn flag(name: &str, value: &str) -> std::result::Result<bool, TransportError> {
+    match value.trim() {
+        "1" | "true" => Ok(true),
+        "0" | "false" => Ok(false),
+        other => Err(TransportError::Config(format!(
+            "{name}={other:?}: use 1, true, 0 or false"
+        ))),
     }
 }
 
@@ -299,6 +381,70 @@ impl fmt::Debug for TransportConfig {
             .field("outbound_buffer", &self.outbound_buffer)
             .field("socket_buffer", &self.socket_buffer)
             .field("worker_kinds", &kinds)
+            .field("allow_open_zone", &self.allow_open_zone)
+            .field("max_handshakes", &self.max_handshakes)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::StaticKeypair;
+
+    fn open(listen: &str) -> TransportConfig {
+        TransportConfig::new(ZoneConfig::new("z").unwrap()).listen(listen.parse().unwrap())
+    }
+
+    #[test]
+    fn the_default_listen_address_is_loopback() {
+        let config = TransportConfig::new(ZoneConfig::new("z").unwrap());
+        assert!(config.listen.ip().is_loopback(), "{}", config.listen);
+        assert!(config.check_exposure().is_ok());
+    }
+
+    #[test]
+    fn an_open_zone_beyond_loopback_needs_an_explicit_opt_in() {
+        for addr in ["0.0.0.0:0", "[::]:0", "10.1.2.3:7700"] {
+            let err = open(addr).check_exposure().unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("without a zone secret or pinned keys"),
+                "{err}"
+            );
+            assert!(open(addr).allow_open_zone(true).check_exposure().is_ok());
+        }
+        for addr in ["127.0.0.1:0", "[::1]:0"] {
+            assert!(open(addr).check_exposure().is_ok(), "{addr}");
+        }
+    }
+
+    #[test]
+    fn the_opt_in_variable_is_a_strict_flag() {
+        for (value, on) in [
+            ("1", true),
+            ("true", true),
+            (" 0\n", false),
+            ("false", false),
+        ] {
+            assert_eq!(flag(ALLOW_OPEN_ZONE_ENV, value).unwrap(), on, "{value:?}");
+        }
+        let err = flag(ALLOW_OPEN_ZONE_ENV, "yes").unwrap_err();
+        assert!(
+            err.to_string().contains("MYRIAD_ALLOW_OPEN_ZONE=\"yes\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_secret_or_pinned_keys_close_the_zone() {
+        let secret = crate::zone::ZoneSecret::from_bytes("sixteen bytes or more").unwrap();
+        let with_secret = ZoneConfig::new("z").unwrap().with_secret(&secret);
+        let key = *StaticKeypair::generate().unwrap().public_key();
+        let pinned = ZoneConfig::new("z").unwrap().with_pinned_keys([key]);
+        for zone in [with_secret, pinned] {
+            let config = TransportConfig::new(zone).listen("0.0.0.0:0".parse().unwrap());
+            assert!(config.check_exposure().is_ok());
+        }
     }
 }

@@ -38,7 +38,7 @@ mod handle;
 mod membership;
 mod node;
 
-pub use config::{TransportConfig, DEFAULT_PORT};
+pub use config::{TransportConfig, ALLOW_OPEN_ZONE_ENV, DEFAULT_PORT};
 pub use error::TransportError;
 pub use handle::{PeerStats, RemoteWorker, TransportStats, Zone};
 pub use myriad_link::{codec, envelope, frame, handshake, keys, stats, zone};

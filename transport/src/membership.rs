@@ -7,6 +7,13 @@
 //! node sends each live peer a `members` envelope listing itself and the
 //! nodes it has live links to, one `name address` line each. A node that is
 //! not live and has not been heard of for `forget_after` is forgotten.
+//!
+//! Names are bound to keys (`docs/protocol.md` §9): the first authenticated
+//! handshake with a name binds it to the peer's static key until the node is
+//! forgotten, and a handshake that claims the name with another key is
+//! refused. Gossip changes a known node's address only in the sender's own
+//! line (the sender's link is authenticated with the key its name is bound
+//! to); a line about another node only introduces a name not known yet.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -16,12 +23,16 @@ use std::time::{Duration, Instant};
 use myriad_engine::Message;
 
 use crate::counters::PeerTraffic;
+use crate::handshake::HandshakeError;
+use crate::keys::PublicKey;
 use crate::zone::NodeName;
 
 /// What is known of one other node.
 #[derive(Debug)]
 struct Member {
     addr: Option<SocketAddr>,
+    /// The static key the name is bound to (none until a handshake with it).
+    key: Option<PublicKey>,
     links: usize,
     last_heard: Instant,
     traffic: Arc<PeerTraffic>,
@@ -31,6 +42,7 @@ impl Member {
     fn new(addr: Option<SocketAddr>) -> Self {
         Member {
             addr,
+            key: None,
             links: 0,
             last_heard: Instant::now(),
             traffic: Arc::default(),
@@ -76,7 +88,8 @@ impl Membership {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records that `name` listens at `addr`.
+    /// Records that `name` listens at `addr`, as learned first-hand: a
+    /// handshake with `name` at that address, or `name`'s own gossip line.
     pub(crate) fn learn(&self, name: &NodeName, addr: SocketAddr) {
         if *name == self.me {
             return;
@@ -88,6 +101,39 @@ impl Membership {
             .or_insert_with(|| Member::new(None));
         member.addr = Some(addr);
         member.last_heard = Instant::now();
+    }
+
+    /// Records a hint from a third party that `name` listens at `addr`:
+    /// taken only for a name not known yet (a wrong hint costs a dial, whose
+    /// handshake tells who answers).
+    fn hint(&self, name: &NodeName, addr: SocketAddr) {
+        if *name != self.me {
+            self.lock()
+                .nodes
+                .entry(name.clone())
+                .or_insert_with(|| Member::new(Some(addr)));
+        }
+    }
+
+    /// Binds `name` to `key` after an authenticated handshake, or refuses
+    /// the peer if the name is bound to another key.
+    pub(crate) fn bind(&self, name: &NodeName, key: &PublicKey) -> Result<(), HandshakeError> {
+        let mut members = self.lock();
+        let member = members
+            .nodes
+            .entry(name.clone())
+            .or_insert_with(|| Member::new(None));
+        match member.key {
+            Some(bound) if bound != *key => Err(HandshakeError::NameTaken {
+                name: name.clone(),
+                key: *key,
+                bound,
+            }),
+            _ => {
+                member.key = Some(*key);
+                Ok(())
+            }
+        }
     }
 
     /// Where `name` listens, if known.
@@ -173,7 +219,8 @@ impl Membership {
     }
 
     /// Takes in a gossip body received from `sender`, whose connection comes
-    /// from `sender_ip`. Malformed lines are skipped.
+    /// from `sender_ip`: the sender's own line sets its address; other lines
+    /// only introduce unknown names. Malformed lines are skipped.
     pub(crate) fn merge(&self, body: &str, sender: &NodeName, sender_ip: Option<IpAddr>) {
         for line in body.lines() {
             let Some((name, addr)) = line.split_once(' ') else {
@@ -188,7 +235,11 @@ impl Membership {
                     _ => continue,
                 }
             }
-            self.learn(&name, addr);
+            if name == *sender {
+                self.learn(&name, addr);
+            } else {
+                self.hint(&name, addr);
+            }
         }
     }
 
@@ -254,6 +305,49 @@ mod tests {
         assert_eq!(d.address_of(&name("a")), "10.0.0.1:7701".parse().ok());
         assert_eq!(d.address_of(&name("b")), "10.0.0.2:7700".parse().ok());
         assert!(!d.knows(&name("c")), "c is not live at a");
+    }
+
+    fn key(byte: u8) -> PublicKey {
+        PublicKey::from_bytes([byte; 32])
+    }
+
+    #[test]
+    fn a_name_stays_bound_to_the_first_key_until_forgotten() {
+        let list = Membership::new(name("me"));
+        list.bind(&name("b"), &key(1)).unwrap();
+        list.bind(&name("b"), &key(1)).unwrap();
+        let err = list.bind(&name("b"), &key(2)).unwrap_err();
+        assert!(
+            matches!(err, HandshakeError::NameTaken { bound, key: k, .. }
+                if bound == key(1) && k == key(2)),
+            "{err}"
+        );
+        list.expire(Duration::ZERO);
+        list.bind(&name("b"), &key(2)).unwrap();
+    }
+
+    #[test]
+    fn gossip_cannot_rebind_a_known_name() {
+        let list = Membership::new(name("me"));
+        let real: SocketAddr = "10.0.0.2:7700".parse().unwrap();
+        list.learn(&name("b"), real);
+        list.bind(&name("b"), &key(2)).unwrap();
+        // `c` claims that `b` (and this node) moved to its own address.
+        list.merge(
+            "b 10.6.6.6:7700\nme 10.6.6.6:7700\nnew 10.0.0.4:7700\n",
+            &name("c"),
+            None,
+        );
+        assert_eq!(list.address_of(&name("b")), Some(real));
+        assert!(!list.knows(&name("me")));
+        // A name nobody knew is a hint.
+        assert_eq!(list.address_of(&name("new")), "10.0.0.4:7700".parse().ok());
+        // `b` itself may move.
+        list.merge("b 10.0.0.5:7700\n", &name("b"), None);
+        assert_eq!(list.address_of(&name("b")), "10.0.0.5:7700".parse().ok());
+        // And `c`'s line about `new` no longer moves it once known.
+        list.merge("new 10.6.6.6:7700\n", &name("c"), None);
+        assert_eq!(list.address_of(&name("new")), "10.0.0.4:7700".parse().ok());
     }
 
     #[test]

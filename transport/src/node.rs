@@ -10,6 +10,7 @@ use myriad_engine::{Node, NodeConfig, NodeHandle};
 
 use crate::config::TransportConfig;
 use crate::counters::NodeCounters;
+use crate::driver::admission::HandshakeSlots;
 use crate::driver::{self, net, ShardStart, Shared};
 use crate::error::TransportError;
 use crate::handle::Zone;
@@ -28,6 +29,7 @@ pub fn install(
     transport: TransportConfig,
 ) -> Result<(NodeConfig, Zone), TransportError> {
     transport.validate().map_err(TransportError::Config)?;
+    transport.check_exposure()?;
     let name = resolve_node_name(transport.name.as_deref())?;
     let node = node.name(name.as_str());
     let shards = node.shard_count()?;
@@ -58,6 +60,7 @@ pub fn install(
         .zip(receivers)
         .map(|(listener, commands)| Some(ShardStart { listener, commands }))
         .collect();
+    let handshakes = HandshakeSlots::new(transport.max_handshakes.0, transport.max_handshakes.1);
     static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let shared = Arc::new(Shared {
         id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -69,6 +72,7 @@ pub fn install(
         socket,
         local_addr,
         counters: NodeCounters::default(),
+        handshakes,
         commands,
         startup: Mutex::new(startup),
     });

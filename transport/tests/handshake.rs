@@ -178,6 +178,22 @@ fn a_node_that_dials_itself_notices() {
 }
 
 #[test]
+fn a_peer_that_claims_this_nodes_name_with_another_key_is_refused() {
+    let zone = zone("z", Some(SECRET));
+    let (me, impostor) = (node("me", zone.clone()), node("me", zone));
+    // Both ends run the same check on the other's payload: the initiator sees
+    // the responder's claim first (message 2) and gives up; the responder is
+    // left with a closed connection.
+    let (ini, res) = handshake(&impostor, &me);
+    assert!(
+        matches!(&ini, Err(HandshakeError::OwnName { name, key })
+            if name.as_str() == "me" && key == me.keypair().public_key()),
+        "{ini:?}"
+    );
+    assert!(res.is_err(), "{res:?}");
+}
+
+#[test]
 fn a_finished_or_failed_handshake_refuses_more_input() {
     let (a, b) = (node("a", zone("z", None)), node("b", zone("z", None)));
     let (mut ini, first) = myriad_transport::Handshake::initiator(&a).unwrap();

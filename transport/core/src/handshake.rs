@@ -105,6 +105,29 @@ pub enum HandshakeError {
     /// The peer has this node's own static key: the node dialled itself.
     #[error("the peer has this node's own public key: the node connected to itself")]
     SelfConnection,
+    /// The peer claims this node's own name with another key: an impostor
+    /// (or a second node configured with this node's name).
+    #[error("a peer with public key {key} claims this node's own name {name}")]
+    OwnName {
+        /// This node's name, as the peer claimed it.
+        name: NodeName,
+        /// The peer's static public key.
+        key: PublicKey,
+    },
+    /// The name the peer claims is bound to another key (the key this node
+    /// first saw for that name): an impostor, or the node restarted with a
+    /// new key before the zone forgot it (`docs/protocol.md` §9).
+    #[error(
+        "peer {name} has public key {key}, but that name belongs to the node with key {bound}"
+    )]
+    NameTaken {
+        /// The name the peer claimed.
+        name: NodeName,
+        /// The peer's static public key.
+        key: PublicKey,
+        /// The key the name is bound to.
+        bound: PublicKey,
+    },
     /// A handshake message or payload that does not follow the layout.
     #[error("malformed handshake: {0}")]
     Malformed(&'static str),
@@ -318,6 +341,7 @@ pub struct Handshake {
     frames: FrameReader,
     zone: ZoneConfig,
     local_key: PublicKey,
+    local_name: NodeName,
     hello: Bytes,
     max_message_size: u32,
 }
@@ -351,6 +375,7 @@ impl Handshake {
             frames: FrameReader::default(),
             zone: config.zone.clone(),
             local_key: *config.keypair.public_key(),
+            local_name: config.node.clone(),
             hello: hello.encode(),
             max_message_size: config.max_message_size,
         }
@@ -471,6 +496,12 @@ impl Handshake {
         let hello = Hello::decode(payload)?;
         if key == self.local_key {
             return Err(HandshakeError::SelfConnection);
+        }
+        if hello.name == self.local_name {
+            return Err(HandshakeError::OwnName {
+                name: hello.name,
+                key,
+            });
         }
         if !self.zone.admits(&key) {
             return Err(HandshakeError::NotPinned {

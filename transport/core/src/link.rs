@@ -88,8 +88,9 @@ pub enum LinkError {
     /// Encryption failed.
     #[error("{0}")]
     Encode(EncodeError),
-    /// Nothing arrived within the heartbeat timeout.
-    #[error("nothing received for {0:?} (heartbeat timeout)")]
+    /// No complete frame arrived within the heartbeat timeout (bytes of an
+    /// unfinished frame do not count: a trickle cannot keep a link open).
+    #[error("no complete frame received for {0:?} (heartbeat timeout)")]
     Silent(Duration),
     /// The node's address is unknown.
     #[error("the node's address is unknown")]
@@ -272,8 +273,11 @@ struct Connection {
     /// Tells this connection from earlier ones of the same link.
     seq: u64,
     decoder: Decoder,
-    /// When something was last received.
+    /// When the last complete frame was received: what resets the idle
+    /// timer (heartbeat timeout).
     last_rx: Instant,
+    /// When bytes were last fed to the decoder.
+    fed_at: Instant,
     /// When something was last written.
     last_tx: Instant,
     /// When the heartbeats are next checked.
@@ -573,10 +577,12 @@ impl<A: Asker> LinkState<A> {
 
     // ----- reading ------------------------------------------------------------
 
-    /// Takes bytes read from the connection at `now`.
+    /// Takes bytes read from the connection at `now`. Only the frames they
+    /// complete (decrypted by [`poll_input`](Self::poll_input)) reset the
+    /// idle timer.
     pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
         if let Some(conn) = &mut self.conn {
-            conn.last_rx = now;
+            conn.fed_at = now;
             conn.decoder.feed(bytes);
         }
     }
@@ -585,7 +591,13 @@ impl<A: Asker> LinkState<A> {
     /// what was fed is used up. A protocol violation closes the connection.
     pub fn poll_input(&mut self) -> Option<Incoming<A>> {
         loop {
-            let envelope = match self.conn.as_mut()?.decoder.next_envelope() {
+            let conn = self.conn.as_mut()?;
+            let frames = conn.decoder.traffic().frames;
+            let next = conn.decoder.next_envelope();
+            if conn.decoder.traffic().frames != frames {
+                conn.last_rx = conn.fed_at;
+            }
+            let envelope = match next {
                 Ok(Some(envelope)) => envelope,
                 Ok(None) => return None,
                 Err(error) => {
@@ -775,6 +787,7 @@ impl<A: Asker> LinkState<A> {
             seq,
             decoder,
             last_rx: now,
+            fed_at: now,
             last_tx: now,
             next_tick: now + self.settings.tick(),
             closed: false,

@@ -278,7 +278,8 @@ fn derive_psk(secret: &[u8], zone: &str) -> Zeroizing<[u8; PSK_LEN]> {
 /// The zone a node belongs to: name, optional secret, optional pinned keys.
 ///
 /// With neither secret nor pinned keys, any node that knows the zone name is
-/// admitted: use that only on a trusted network.
+/// admitted: use that only on a trusted network (a node of such a zone
+/// listens beyond loopback only with `TransportConfig::allow_open_zone`).
 #[derive(Clone)]
 pub struct ZoneConfig {
     name: String,

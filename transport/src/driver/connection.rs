@@ -24,7 +24,7 @@ use super::link::{Conn, Link, Phase};
 use super::{LinkError, ShardTransport};
 use crate::codec::ProtocolError;
 use crate::counters::PeerTraffic;
-use crate::handshake::{Established, Handshake, LinkConfig, Step};
+use crate::handshake::{Established, Handshake, Step};
 use crate::stats::Traffic;
 use crate::zone::NodeName;
 
@@ -44,14 +44,16 @@ async fn within<T>(
 }
 
 /// Runs the Noise handshake on a fresh connection, as the initiator (after
-/// connecting) or the responder (after accepting), within `limit`.
+/// connecting) or the responder (after accepting), within the connect
+/// timeout; then binds the peer's name to its key in the member list (or
+/// refuses a peer that claims a name bound to another key).
 pub(crate) async fn handshake(
+    st: &ShardTransport,
     stream: &mut TcpStream,
-    config: &LinkConfig,
     initiator: bool,
-    limit: Duration,
 ) -> Result<Box<Established>, LinkError> {
-    within(limit, async {
+    let established = within(st.shared.config.connect_timeout, async {
+        let config = &st.link_config;
         let mut handshake = if initiator {
             let (handshake, first) = Handshake::initiator(config)?;
             stream.write_all(&first).await?;
@@ -72,7 +74,10 @@ pub(crate) async fn handshake(
             }
         }
     })
-    .await
+    .await?;
+    let peer = &established.peer;
+    st.shared.membership.bind(&peer.name, &peer.public_key)?;
+    Ok(established)
 }
 
 /// Adds what a codec counted since `reported` to `counters`.

@@ -1,7 +1,8 @@
 //! Accepting links: every shard accepts on the node's port (SO_REUSEPORT),
 //! runs the responder's handshake on each connection, and runs the ones that
-//! pass as inbound links. A failed handshake is counted and logged; nothing
-//! from that peer reaches a worker.
+//! pass as inbound links. A connection beyond the node's handshake limits
+//! (`admission.rs`) is closed at once; a failed handshake is counted and
+//! logged; nothing from that peer reaches a worker.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use glommio::net::{TcpListener, TcpStream};
 use myriad_engine::plugin::ShardHandle;
 
+use super::admission::Slot;
 use super::link::Phase;
 use super::outbound::count_failure;
 use super::{connection, ShardTransport};
@@ -21,7 +23,19 @@ pub(crate) async fn accept_loop(st: Rc<ShardTransport>, shard: ShardHandle, list
     loop {
         match listener.accept().await {
             Ok(stream) => {
-                st.spawn(serve(st.clone(), shard.clone(), stream));
+                let slot = stream
+                    .peer_addr()
+                    .ok()
+                    .and_then(|from| st.shared.handshakes.acquire(from.ip()));
+                match slot {
+                    Some(slot) => {
+                        st.spawn(serve(st.clone(), shard.clone(), stream, slot));
+                    }
+                    None => {
+                        let from = stream.peer_addr().ok();
+                        tracing::debug!(?from, "too many handshakes in progress: closed");
+                    }
+                }
             }
             Err(error) => {
                 tracing::warn!(shard = st.index, %error, "accept failed");
@@ -31,11 +45,12 @@ pub(crate) async fn accept_loop(st: Rc<ShardTransport>, shard: ShardHandle, list
     }
 }
 
-/// Authenticates one accepted connection and runs it.
-async fn serve(st: Rc<ShardTransport>, shard: ShardHandle, mut stream: TcpStream) {
+/// Authenticates one accepted connection (holding `slot` meanwhile) and runs it.
+async fn serve(st: Rc<ShardTransport>, shard: ShardHandle, mut stream: TcpStream, slot: Slot) {
     let from = stream.peer_addr().ok();
-    let limit = st.shared.config.connect_timeout;
-    match connection::handshake(&mut stream, &st.link_config, false, limit).await {
+    let handshake = connection::handshake(&st, &mut stream, false).await;
+    drop(slot);
+    match handshake {
         Ok(established) => {
             let link = st.new_link(None);
             connection::run(

@@ -6,6 +6,7 @@
 //! the sending worker to its own shard's link without crossing cores. Other
 //! threads reach a shard through its command channel.
 
+pub(crate) mod admission;
 mod connection;
 mod discovery;
 mod inbound;

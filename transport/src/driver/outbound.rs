@@ -26,7 +26,7 @@ pub(crate) async fn dial(st: &ShardTransport, addr: SocketAddr) -> Result<Connec
         .spawn_blocking(move || net::connect(addr, timeout, &options))
         .await?;
     let mut stream = net::glommio_stream(stream);
-    let established = connection::handshake(&mut stream, &st.link_config, true, timeout).await?;
+    let established = connection::handshake(st, &mut stream, true).await?;
     Ok((stream, established))
 }
 

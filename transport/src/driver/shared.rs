@@ -2,8 +2,9 @@
 //! counters, and the way into each shard. Built once by `node::install`.
 
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use super::admission::HandshakeSlots;
 use super::{net, Command, ShardStart};
 use crate::config::TransportConfig;
 use crate::counters::NodeCounters;
@@ -24,6 +25,8 @@ pub(crate) struct Shared {
     pub(crate) advertise: SocketAddr,
     pub(crate) membership: Membership,
     pub(crate) counters: NodeCounters,
+    /// The handshakes in progress on accepted connections.
+    pub(crate) handshakes: Arc<HandshakeSlots>,
     pub(crate) commands: Vec<flume::Sender<Command>>,
     /// Each shard's listener and command channel, taken when it starts.
     pub(crate) startup: Mutex<Vec<Option<ShardStart>>>,

@@ -242,6 +242,38 @@ fn an_ask_is_answered_by_its_reply() {
 }
 
 #[test]
+fn a_reply_over_the_limit_is_sent_as_an_error_reply() {
+    let now = Instant::now();
+    let (mut alpha, mut beta) = pair(now);
+    let asker = TestAsker::default();
+    alpha
+        .send(&to("w"), Message::from("big?"), &mut Some(asker.clone()))
+        .unwrap();
+    carry(&mut alpha, &mut beta, now);
+    let Some(Incoming::Ask { id, .. }) = beta.poll_input() else {
+        panic!("no ask")
+    };
+    // The encoder's limit: the smaller of both ends' handshake maxima.
+    let limit = crate::codec::DEFAULT_MAX_MESSAGE_SIZE as usize;
+    beta.reply(2, id, Ok(Message::from("x".repeat(limit + 1))));
+    carry(&mut beta, &mut alpha, now);
+    let Some(Incoming::Answer(answer)) = alpha.poll_input() else {
+        panic!("no answer")
+    };
+    answer.deliver();
+    let expected = Error::MessageTooLarge {
+        size: limit + 1,
+        max: limit,
+    };
+    match asker.answer() {
+        Some(Err(error)) => assert_eq!(error, expected),
+        Some(Ok(body)) => panic!("a reply of {} bytes went through", body.len()),
+        None => panic!("no answer"),
+    }
+    assert!(!alpha.is_closed() && !beta.is_closed(), "the link stays up");
+}
+
+#[test]
 fn an_error_reply_becomes_the_engine_error() {
     let now = Instant::now();
     let (mut alpha, mut beta) = pair(now);
@@ -340,6 +372,58 @@ fn a_silent_peer_closes_the_link_and_its_asks_fail_with_connection_lost() {
     assert_eq!(alpha.poll_timeout(), None, "nothing left to wake for");
     let refused = alpha.send(&to("w"), Message::from("more"), &mut None);
     assert_eq!(refused, Err(lost));
+}
+
+#[test]
+fn a_frame_trickled_byte_by_byte_does_not_keep_the_link_alive() {
+    let t0 = Instant::now();
+    let (mut alpha, mut beta) = pair(t0);
+    beta.send(&to("w"), Message::from("x".repeat(100)), &mut None)
+        .unwrap();
+    let frame = beta.poll_transmit().unwrap();
+    // One byte every 100 ms: the frame would take over 10 s, the timeout is 5 s.
+    let mut now = t0;
+    for byte in frame.iter().take(frame.len() - 1) {
+        now += SECOND / 10;
+        alpha.handle_input(now, std::slice::from_ref(byte));
+        assert!(incoming(&mut alpha).is_empty());
+        if alpha.poll_timeout().is_some_and(|due| due <= now) {
+            alpha.handle_timeout(now);
+        }
+    }
+    assert!(alpha.is_closed(), "a trickle kept the link open");
+    assert!(matches!(alpha.take_close_reason(), LinkError::Silent(t) if t == 5 * SECOND));
+}
+
+#[test]
+fn a_message_of_many_frames_arriving_slowly_keeps_the_link_alive() {
+    let t0 = Instant::now();
+    let (mut alpha, mut beta) = pair(t0);
+    let body = "y".repeat(1 << 20);
+    beta.send(&to("w"), Message::from(body.clone()), &mut None)
+        .unwrap();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = beta.poll_transmit() {
+        bytes.extend_from_slice(&chunk);
+    }
+    // One frame (a u16 length and its body) a second: 16 s in all, longer
+    // than the 5 s timeout, but never 5 s without a complete frame.
+    let mut now = t0;
+    let mut rest = &bytes[..];
+    let mut delivered = Vec::new();
+    while !rest.is_empty() {
+        let len = 2 + usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+        now += SECOND;
+        while alpha.poll_timeout().is_some_and(|due| due <= now) {
+            alpha.handle_timeout(now);
+        }
+        assert!(!alpha.is_closed(), "closed while frames kept arriving");
+        alpha.handle_input(now, &rest[..len]);
+        delivered.extend(incoming(&mut alpha));
+        rest = &rest[len..];
+    }
+    assert!(now.duration_since(t0) > 10 * SECOND);
+    assert_eq!(bodies(&delivered), [body.as_str()]);
 }
 
 #[test]
