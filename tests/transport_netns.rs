@@ -209,7 +209,7 @@ fn a_cut_link_is_noticed_within_the_heartbeat_timeout() {
     println!("the waiting ask failed with {outcome:?}; b was gone after {noticed:?}");
     // The ask itself would wait far longer (`LONG`): failing with
     // `ConnectionLost` means the heartbeat noticed the cut. How soon (about the
-    // 1 s heartbeat timeout of `cluster::transport`) is a figure printed above, not an assertion; the
+    // `cluster::HEARTBEAT_TIMEOUT`) is a figure printed above, not an assertion; the
     // link core's unit tests check the deadline on a fake clock.
     assert_eq!(outcome, Error::ConnectionLost("b".into()).to_string());
 }

@@ -26,6 +26,11 @@ pub fn zone_with(secret: &str) -> ZoneConfig {
         .with_secret(&ZoneSecret::from_bytes(secret).unwrap())
 }
 
+/// How long a test link may hear nothing before it is declared dead: short,
+/// yet long enough that a test machine starved of CPU (tests of several
+/// binaries and builds share two cores) does not kill a live link.
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// A transport for node `name` of the test zone on an ephemeral loopback
 /// port, with short heartbeats and fast gossip and reconnection.
 pub fn transport(name: &str) -> TransportConfig {
@@ -37,7 +42,7 @@ pub fn transport_in(name: &str, zone: ZoneConfig) -> TransportConfig {
     TransportConfig::new(zone)
         .node_name(name)
         .listen("127.0.0.1:0".parse().unwrap())
-        .heartbeat(Duration::from_millis(100), Duration::from_millis(1000))
+        .heartbeat(Duration::from_millis(100), HEARTBEAT_TIMEOUT)
         .gossip_interval(Duration::from_millis(50))
         .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200))
 }
