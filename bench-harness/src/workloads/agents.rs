@@ -28,7 +28,7 @@ use crate::harness::{self, BenchError, Tally};
 use crate::memory;
 use crate::progress;
 use crate::report::{latency_histogram, Latency, Outcome, Row};
-use crate::workloads::{share, Workload};
+use crate::workloads::{spawn_then_go, Workload};
 
 /// Turns per agent when `--messages` is not given.
 const DEFAULT_TURNS: u64 = 2;
@@ -265,17 +265,8 @@ pub fn run(settings: &Settings) -> Result<Vec<Row>, BenchError> {
         }
         glommio::timer::sleep(SETTLE).await;
         let empty = memory::resident();
-        let orders = users.iter().enumerate().map(|(i, &u)| {
-            let order = format!("spawn {}", share(n, shards, i));
-            (u, order.into())
-        });
-        let (spawn, spawned) =
-            harness::round(&ctx, tally, "agents spawn", n, orders, shards).await?;
-        harness::check("agents started", n, spawned)?;
-        let orders = users.iter().map(|&u| (u, "go".into()));
+        let (spawn, time) = spawn_then_go(&ctx, tally, &users, n, turns, "agents").await?;
         let total = n * turns;
-        let (time, answered) = harness::round(&ctx, tally, "agents", total, orders, shards).await?;
-        harness::check("agent turns answered", total, answered)?;
         let peak = memory::peak();
         let totals = totals.lock().unwrap_or_else(|p| p.into_inner());
         let latency = totals.added.as_ref().and_then(Latency::of);
@@ -298,7 +289,7 @@ pub fn run(settings: &Settings) -> Result<Vec<Row>, BenchError> {
             latency,
             bytes_per_worker: Some(peak.saturating_sub(empty) as f64 / n as f64),
             check: format!(
-                "{answered} turns; {verdict} (think {:.0} ms mean)",
+                "{total} turns; {verdict} (think {:.0} ms mean)",
                 mean_think_s * 1e3
             ),
             extra: vec![

@@ -31,7 +31,7 @@ use crate::cli::Settings;
 use crate::harness::{self, BenchError, Tally};
 use crate::progress;
 use crate::report::{latency_histogram, Latency, Outcome, Row};
-use crate::workloads::{share, Workload};
+use crate::workloads::{spawn_then_go, Workload};
 
 /// Chat requests per agent when `--messages` is not given.
 const DEFAULT_TURNS: u64 = 10;
@@ -299,18 +299,8 @@ pub fn run(settings: &Settings) -> Result<Vec<Row>, BenchError> {
                 };
                 users.push(harness::spawn_at(&ctx, shard, user).await?);
             }
-            let orders = users.iter().enumerate().map(|(i, &u)| {
-                let order = format!("spawn {}", share(n, shards, i));
-                (u, order.into())
-            });
-            let (_, spawned) =
-                harness::round(&ctx, tally, "agents spawn", n, orders, shards).await?;
-            harness::check("agents started", n, spawned)?;
-            let orders = users.iter().map(|&u| (u, "go".into()));
+            let (_, time) = spawn_then_go(&ctx, tally, &users, n, turns, "agents-http").await?;
             let total = n * turns;
-            let (time, answered) =
-                harness::round(&ctx, tally, "agents-http", total, orders, shards).await?;
-            harness::check("agent turns answered", total, answered)?;
             let totals = totals.lock().unwrap_or_else(|p| p.into_inner());
             let failed: u64 = totals.errors.values().sum();
             let errors = if failed == 0 {
@@ -334,7 +324,7 @@ pub fn run(settings: &Settings) -> Result<Vec<Row>, BenchError> {
                 latency: totals.added.as_ref().and_then(Latency::of),
                 bytes_per_worker: None,
                 check: format!(
-                    "{answered} turns, {} chats ok, {errors}; {} connections",
+                    "{total} turns, {} chats ok, {errors}; {} connections",
                     total - failed,
                     totals.connections
                 ),

@@ -149,6 +149,33 @@ fn per_placement(
         .collect()
 }
 
+/// The two rounds of an agents workload: each user (one per shard) starts
+/// its share of `n` agents (`spawn <k>`), then all of them play `turns`
+/// turns (`go`); `label` names the second round. Returns how long each
+/// round took.
+pub async fn spawn_then_go(
+    ctx: &myriad::Context,
+    tally: myriad::WorkerRef,
+    users: &[myriad::WorkerRef],
+    n: u64,
+    turns: u64,
+    label: &str,
+) -> Result<(std::time::Duration, std::time::Duration), BenchError> {
+    let shards = users.len();
+    let orders = users.iter().enumerate().map(|(i, &u)| {
+        let order = format!("spawn {}", share(n, shards, i));
+        (u, order.into())
+    });
+    let (spawn, spawned) =
+        crate::harness::round(ctx, tally, "agents spawn", n, orders, shards).await?;
+    crate::harness::check("agents started", n, spawned)?;
+    let orders = users.iter().map(|&u| (u, "go".into()));
+    let total = n * turns;
+    let (time, answered) = crate::harness::round(ctx, tally, label, total, orders, shards).await?;
+    crate::harness::check("agent turns answered", total, answered)?;
+    Ok((spawn, time))
+}
+
 /// Part `i` of `total` split into `parts` nearly equal parts.
 pub fn share(total: u64, parts: usize, i: usize) -> u64 {
     let (parts, i) = (parts as u64, i as u64);
