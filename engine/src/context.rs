@@ -59,6 +59,7 @@ impl Context {
     }
 
     /// Starts handling a message from `from` (answered through `reply`).
+    #[inline(always)]
     pub(crate) fn begin(&mut self, from: Option<WorkerRef>, reply: Option<ReplyTo>) {
         self.from = from;
         self.reply = reply;

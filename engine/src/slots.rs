@@ -77,10 +77,24 @@ pub(crate) enum Next<T> {
     Stop { worker: T, me: WorkerRef },
 }
 
+/// A delivery accepted into a mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pushed {
+    /// The worker was idle and is queued now: the scheduler must be told.
+    pub queued: bool,
+    /// The mailbox's length with the new delivery in it.
+    pub len: usize,
+}
+
 /// What a running worker does after a message.
 pub(crate) enum Step<B> {
-    /// Handle this delivery next.
-    Handle(B, Delivery),
+    /// Handle this delivery next; `len_before` is the mailbox's length
+    /// before it was taken out (room was made if that was at capacity).
+    Handle {
+        worker: B,
+        delivery: Delivery,
+        len_before: usize,
+    },
     /// The run ends: the worker is back in its slot (or was dropped with
     /// its freed slot). `requeued`: it is queued again, because it has work
     /// left or is stopping.
@@ -171,13 +185,15 @@ impl<T> Slots<T> {
 
     /// Appends `delivery` to worker `r`'s mailbox, which holds at most
     /// `capacity`. Returns whether the worker was queued (the scheduler must
-    /// be told), or the delivery with why it was refused.
+    /// be told) and the mailbox's new length, or the delivery with why it
+    /// was refused.
+    #[inline(always)]
     pub(crate) fn push(
         &mut self,
         r: WorkerRef,
         delivery: Delivery,
         capacity: usize,
-    ) -> Result<bool, Undelivered> {
+    ) -> Result<Pushed, Undelivered> {
         let slot = match self.slots.get_mut(r.index as usize) {
             Some(slot) if slot.generation == r.generation && !slot.stopping => slot,
             _ => {
@@ -190,12 +206,13 @@ impl<T> Slots<T> {
             return Err(Undelivered { error, delivery });
         }
         self.pool.push(&mut slot.mailbox, delivery);
+        let len = slot.mailbox.len();
         if slot.run != RunState::Idle {
-            return Ok(false);
+            return Ok(Pushed { queued: false, len });
         }
         slot.run = RunState::Queued;
         self.run_queue.push_back((r.index, r.generation));
-        Ok(true)
+        Ok(Pushed { queued: true, len })
     }
 
     /// Takes the next queued worker out of its slot.
@@ -242,8 +259,13 @@ impl<T> Slots<T> {
         };
         slot.handled += handled;
         if more && !slot.stopping {
+            let len_before = slot.mailbox.len();
             if let Some(delivery) = self.pool.pop(&mut slot.mailbox) {
-                return Step::Handle(worker, delivery);
+                return Step::Handle {
+                    worker,
+                    delivery,
+                    len_before,
+                };
             }
         }
         slot.worker = Some(park(worker));
@@ -462,19 +484,19 @@ mod tests {
         let w = slots.insert("w", None);
         assert_eq!(w.shard(), 3);
         assert!(slots.next_run().is_none(), "inserted inactive");
-        assert!(slots.push(w, delivery("a"), 10).unwrap(), "Idle -> Queued");
-        assert!(!slots.push(w, delivery("b"), 10).unwrap(), "already queued");
+        assert!(slots.push(w, delivery("a"), 10).unwrap().queued, "Idle -> Queued");
+        assert!(!slots.push(w, delivery("b"), 10).unwrap().queued, "already queued");
         let (_, me, first) = run(&mut slots);
         assert_eq!((me, first), (w, true));
         assert!(slots.next_run().is_none(), "queued once");
         // While it runs, messages are kept but do not queue it.
-        assert!(!slots.push(w, delivery("c"), 10).unwrap());
-        let Step::Handle(_, d) = step(&mut slots, me, 0, true) else {
+        assert!(!slots.push(w, delivery("c"), 10).unwrap().queued);
+        let Step::Handle { delivery: d, .. } = step(&mut slots, me, 0, true) else {
             panic!("a message waits");
         };
         assert_eq!(text(&d), "a");
-        assert!(matches!(step(&mut slots, me, 1, true), Step::Handle(_, d) if text(&d) == "b"));
-        assert!(matches!(step(&mut slots, me, 1, true), Step::Handle(_, d) if text(&d) == "c"));
+        assert!(matches!(step(&mut slots, me, 1, true), Step::Handle { delivery: d, .. } if text(&d) == "b"));
+        assert!(matches!(step(&mut slots, me, 1, true), Step::Handle { delivery: d, .. } if text(&d) == "c"));
         assert!(matches!(
             step(&mut slots, me, 1, true),
             Step::Parked { requeued: false }
@@ -482,7 +504,7 @@ mod tests {
         assert!(slots.next_run().is_none(), "Running -> Idle");
         assert_eq!(slots.list()[0].handled, 3);
         // The next message starts a run that is not the first.
-        assert!(slots.push(w, delivery("d"), 10).unwrap());
+        assert!(slots.push(w, delivery("d"), 10).unwrap().queued);
         assert!(!run(&mut slots).2);
     }
 
@@ -506,17 +528,17 @@ mod tests {
     fn a_spent_budget_requeues_a_worker_with_work_left() {
         let mut slots = Table::new(0);
         let w = slots.insert("w", None);
-        assert!(slots.push(w, delivery("a"), 10).unwrap());
-        assert!(!slots.push(w, delivery("b"), 10).unwrap());
+        assert!(slots.push(w, delivery("a"), 10).unwrap().queued);
+        assert!(!slots.push(w, delivery("b"), 10).unwrap().queued);
         let (_, me, _) = run(&mut slots);
-        assert!(matches!(step(&mut slots, me, 0, true), Step::Handle(..)));
+        assert!(matches!(step(&mut slots, me, 0, true), Step::Handle { .. }));
         assert!(matches!(
             step(&mut slots, me, 1, false),
             Step::Parked { requeued: true }
         ));
         let (_, again, first) = run(&mut slots);
         assert_eq!((again, first), (w, false));
-        assert!(matches!(step(&mut slots, me, 0, true), Step::Handle(_, d) if text(&d) == "b"));
+        assert!(matches!(step(&mut slots, me, 0, true), Step::Handle { delivery: d, .. } if text(&d) == "b"));
     }
 
     #[test]
@@ -530,10 +552,26 @@ mod tests {
     }
 
     #[test]
+    fn push_and_step_report_the_mailbox_length_around_the_message() {
+        let mut slots = Table::new(0);
+        let w = slots.insert("w", None);
+        assert_eq!(slots.push(w, delivery("a"), 10).unwrap(), Pushed { queued: true, len: 1 });
+        assert_eq!(slots.push(w, delivery("b"), 10).unwrap(), Pushed { queued: false, len: 2 });
+        let (_, me, _) = run(&mut slots);
+        let lens: Vec<usize> = (0..2)
+            .map(|_| match step(&mut slots, me, 0, true) {
+                Step::Handle { len_before, .. } => len_before,
+                Step::Parked { .. } => panic!("two messages wait"),
+            })
+            .collect();
+        assert_eq!(lens, [2, 1], "the length before each message was taken");
+    }
+
+    #[test]
     fn a_full_mailbox_and_a_stale_reference_refuse_the_delivery() {
         let mut slots = Table::new(0);
         let w = slots.insert("w", Some(Arc::from("greeter")));
-        assert!(slots.push(w, delivery("a"), 1).unwrap());
+        assert!(slots.push(w, delivery("a"), 1).unwrap().queued);
         let full = slots.push(w, delivery("b"), 1).unwrap_err();
         assert!(matches!(full.error, Error::MailboxFull(ref who) if who == "greeter"));
         assert_eq!(text(&full.delivery), "b", "the delivery comes back");
@@ -557,10 +595,10 @@ mod tests {
         assert_eq!(slots.request_stop(idle), Some(true), "Idle -> Queued");
         assert_eq!(slots.request_stop(idle), None, "stops already");
         assert!(matches!(slots.next_run(), Some(Next::Stop { me, .. }) if me == idle));
-        assert!(slots.push(busy, delivery("a"), 10).unwrap());
-        assert!(!slots.push(busy, delivery("b"), 10).unwrap());
+        assert!(slots.push(busy, delivery("a"), 10).unwrap().queued);
+        assert!(!slots.push(busy, delivery("b"), 10).unwrap().queued);
         let (_, me, _) = run(&mut slots);
-        assert!(matches!(step(&mut slots, me, 0, true), Step::Handle(..)));
+        assert!(matches!(step(&mut slots, me, 0, true), Step::Handle { .. }));
         assert_eq!(slots.request_stop(busy), Some(false), "running: not queued");
         assert!(slots.push(busy, delivery("c"), 10).is_err(), "no more mail");
         assert!(

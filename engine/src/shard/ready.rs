@@ -8,6 +8,13 @@
 //! sender learns the outcome once, through a [`Verdict`]: enqueued, or why
 //! not (no such worker, the worker stopped).
 //!
+//! Sends are parked for a receiver only while its mailbox is full: each
+//! admission of parked sends goes on until the mailbox is full again or
+//! none is left. So the message path looks for parked sends only when a
+//! worker takes a message out of a full mailbox, and for a waiting sender
+//! only when a delivery fills a mailbox: nothing on the path of mailboxes
+//! below capacity.
+//!
 //! No deadlock: a worker whose own mailbox is full never waits (Pony's rule:
 //! an overloaded actor is not muted). Its waiting send goes into the
 //! receiver's mailbox past its capacity (*forced*), and a worker that waits
@@ -24,6 +31,7 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 
 use crate::envelope::{Delivery, Packet, Target, Undelivered};
+use crate::slots::Pushed;
 use crate::{Address, Error, Message, Result, WorkerRef};
 
 use super::Shard;
@@ -52,11 +60,6 @@ pub(crate) struct Waiting {
 }
 
 impl Waiting {
-    /// Whether any delivery is parked here (one check per handled message).
-    fn any_parked(&self) -> bool {
-        !self.parked.borrow().is_empty()
-    }
-
     /// Forgets everything (the shard stops): senders that still wait learn
     /// it from their verdict being dropped.
     pub(crate) fn clear(&self) {
@@ -205,7 +208,7 @@ impl Shard {
             };
             let pushed = self.state.borrow_mut().slots.push(r, delivery, capacity);
             match pushed {
-                Ok(queued) => return self.admitted(r, queued, verdict),
+                Ok(pushed) => return self.admitted(r, pushed, verdict),
                 Err(Undelivered {
                     error: Error::MailboxFull(_),
                     delivery,
@@ -224,11 +227,8 @@ impl Shard {
 
     /// A waiting send went into `r`'s mailbox: tells the scheduler and the
     /// sender.
-    fn admitted(&self, r: WorkerRef, queued: bool, verdict: Verdict) {
-        if queued {
-            self.work.notify();
-        }
-        self.mailbox_grew(r);
+    fn admitted(&self, r: WorkerRef, pushed: Pushed, verdict: Verdict) {
+        self.pushed(r, pushed);
         verdict(Ok(()));
     }
 
@@ -260,18 +260,15 @@ impl Shard {
         if let Some((r, Some(waiter))) = found {
             let pushed = self.state.borrow_mut().slots.push(r, waiter.delivery, usize::MAX);
             match pushed {
-                Ok(queued) => self.admitted(r, queued, waiter.verdict),
+                Ok(pushed) => self.admitted(r, pushed, waiter.verdict),
                 Err(undelivered) => (waiter.verdict)(Err(undelivered.error)),
             }
         }
     }
 
-    /// Worker `r` took a message: parked sends for it go in while its
-    /// mailbox has room.
+    /// Worker `r` took a message from its full mailbox: parked sends for it
+    /// go in while its mailbox has room.
     pub(crate) fn room_made(&self, r: WorkerRef) {
-        if !self.waiting.any_parked() {
-            return;
-        }
         loop {
             let next = {
                 let mut parked = self.waiting.parked.borrow_mut();
@@ -292,7 +289,7 @@ impl Shard {
             };
             let pushed = self.state.borrow_mut().slots.push(r, waiter.delivery, usize::MAX);
             match pushed {
-                Ok(queued) => self.admitted(r, queued, waiter.verdict),
+                Ok(pushed) => self.admitted(r, pushed, waiter.verdict),
                 Err(undelivered) => (waiter.verdict)(Err(undelivered.error)),
             }
         }
@@ -306,10 +303,22 @@ impl Shard {
         }
     }
 
-    /// A message went into `r`'s mailbox: if `r` waits in a waiting send and
-    /// its mailbox is now full, it must stop waiting (see the module doc).
-    pub(crate) fn mailbox_grew(&self, r: WorkerRef) {
-        if self.waiting.senders.borrow().is_empty() || !self.mailbox_is_full(r) {
+    /// A message went into `r`'s mailbox: tells the scheduler if `r` was
+    /// queued; if `r` waits in a waiting send and its mailbox is now full,
+    /// it must stop waiting (see the module doc).
+    #[inline(always)]
+    pub(crate) fn pushed(&self, r: WorkerRef, pushed: Pushed) {
+        if pushed.queued {
+            self.work.notify();
+        }
+        if pushed.len >= self.node.mailbox_capacity {
+            self.mailbox_filled(r);
+        }
+    }
+
+    /// `r`'s mailbox is full: `r` stops waiting, if it waits.
+    fn mailbox_filled(&self, r: WorkerRef) {
+        if self.waiting.senders.borrow().is_empty() {
             return;
         }
         let waker = self.waiting.senders.borrow_mut().remove(&r);

@@ -7,13 +7,19 @@ use std::rc::Rc;
 use crate::address::home_shard;
 use crate::envelope::{Delivery, Packet, ReplyTo, Target, Undelivered};
 use crate::remote::Replier;
-use crate::{Address, Dropped, Error, Message, RemoteAddress, Result};
+use crate::{Address, Dropped, Error, Message, RemoteAddress, Result, WorkerRef};
 
 use super::Shard;
 
 impl Shard {
     /// Sends `delivery` towards `to`, wherever it lives.
     pub(crate) fn route(&self, to: &Address, delivery: Delivery) -> Result<(), Undelivered> {
+        // The most common case first: a worker of this very shard.
+        if let Address::Worker(r) = to {
+            if r.shard() == self.index {
+                return self.deliver_to(*r, delivery);
+            }
+        }
         match self.local_target(to) {
             Ok((shard, target)) => self.route_to_shard(shard, target, delivery),
             Err(remote) => match self.remote.get() {
@@ -92,27 +98,32 @@ impl Shard {
     /// Puts `delivery` into a mailbox of this shard (or forwards a name to
     /// the shard its worker was explicitly placed on).
     fn deliver_here(&self, to: Target, delivery: Delivery) -> Result<(), Undelivered> {
-        let mut state = self.state.borrow_mut();
         let r = match to {
             Target::Worker(r) => r,
-            Target::Name(name) => match state.directory.lookup(&name) {
-                Some(r) => r,
-                None => {
+            Target::Name(name) => {
+                let found = self.state.borrow().directory.lookup(&name);
+                let Some(r) = found else {
                     let error = Error::NoSuchWorker(name.to_string());
                     return Err(Undelivered { error, delivery });
-                }
-            },
+                };
+                r
+            }
         };
         if r.shard() != self.index {
-            drop(state);
             return self.route_to_shard(r.shard(), Target::Worker(r), delivery);
         }
-        let queued = state.slots.push(r, delivery, self.node.mailbox_capacity)?;
-        drop(state);
-        if queued {
-            self.work.notify();
-        }
-        self.mailbox_grew(r);
+        self.deliver_to(r, delivery)
+    }
+
+    /// Puts `delivery` into the mailbox of `r`, a worker of this shard.
+    #[inline(always)]
+    fn deliver_to(&self, r: WorkerRef, delivery: Delivery) -> Result<(), Undelivered> {
+        let pushed = self
+            .state
+            .borrow_mut()
+            .slots
+            .push(r, delivery, self.node.mailbox_capacity)?;
+        self.pushed(r, pushed);
         Ok(())
     }
 

@@ -56,8 +56,15 @@ impl Shard {
             |w| -> Box<dyn Runnable> { w },
         );
         match step {
-            Step::Handle(worker, delivery) => {
-                self.room_made(me);
+            Step::Handle {
+                worker,
+                delivery,
+                len_before,
+            } => {
+                // Sends park only for a full mailbox (see `ready.rs`).
+                if len_before >= self.node.mailbox_capacity {
+                    self.room_made(me);
+                }
                 Some((worker, delivery))
             }
             Step::Parked { requeued } => {
