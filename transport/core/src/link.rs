@@ -622,6 +622,11 @@ impl<A: Asker> LinkState<A> {
                 Kind::Heartbeat => None,
                 Kind::ReplyOk { id } => self.answer(id, Ok(body)),
                 Kind::ReplyErr { id, code } => self.failure(id, code, &body),
+                Kind::Credit { .. } | Kind::Undeliverable { .. } => {
+                    let violation = "delivery flow control on a link that does not use it";
+                    self.close(LinkError::Protocol(ProtocolError::Malformed(violation)));
+                    return None;
+                }
             };
             if let Some(answer) = answer {
                 return Some(Incoming::Answer(answer));
