@@ -49,15 +49,15 @@ fn unknown_trailing_payload_fields_are_ignored() {
     let Ok(Step::Done(link)) = step else {
         panic!("refused")
     };
-    assert_eq!(link.peer.version, 1, "the newest common version");
+    assert_eq!(link.peer.version, 2, "the newest common version");
 }
 
 #[test]
 fn disjoint_versions_are_refused() {
-    let (_, step) = dial(&responder(), &hello((2, 3), 1000, "future", &[]));
+    let (_, step) = dial(&responder(), &hello((3, 4), 1000, "future", &[]));
     match step {
         Err(HandshakeError::Version { name, ours, theirs }) => {
-            assert_eq!((name.as_str(), ours, theirs), ("future", (1, 1), (2, 3)));
+            assert_eq!((name.as_str(), ours, theirs), ("future", (1, 2), (3, 4)));
         }
         other => panic!("{:?}", other.err()),
     }
