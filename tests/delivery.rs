@@ -831,3 +831,36 @@ fn the_other_workers_of_a_link_are_served_while_one_holds_its_window() {
     a.shutdown();
     b.shutdown();
 }
+
+#[test]
+fn sends_waiting_for_a_remote_worker_that_stops_are_reported_to_the_sender() {
+    let ((a, _za), (b, _zb)) = remote_pair(1, 2);
+    let (sink, handled, open) = held_sink(&b);
+    let (flooder, counts) = start_flood(&a, "b", "sink", 1);
+    a.send_and_receive(flooder, "go", LONG).unwrap();
+    let accepted = counts.accepted.load(Ordering::Relaxed);
+    let ghosts = counts.to_ghost.load(Ordering::Relaxed);
+    assert!(
+        accepted > CAPACITY as u64,
+        "sends wait for room: {accepted}"
+    );
+    // Stopping marks the worker at once; it goes after `hold`. The sends
+    // waiting for room are reported to `a`; those already in its mailbox
+    // are dropped, and counted, at `b`.
+    b.stop_worker(sink).unwrap();
+    open.send(()).unwrap();
+    let settled = || {
+        let handled = handled.load(Ordering::Relaxed);
+        handled + a.dropped().unwrap().total() + b.dropped().unwrap().total()
+    };
+    cluster::wait_until("every send settled", LONG, || {
+        settled() >= accepted + ghosts
+    });
+    assert_eq!(settled(), accepted + ghosts);
+    let (at_a, at_b) = (a.dropped().unwrap(), b.dropped().unwrap());
+    assert_eq!(at_a.total(), at_a.no_such_worker, "{at_a:?}");
+    assert!(at_a.no_such_worker > ghosts, "waiting sends were reported");
+    assert!(at_b.total() <= CAPACITY as u64, "{at_b:?}");
+    a.shutdown();
+    b.shutdown();
+}
