@@ -4,7 +4,8 @@
 //! Every plain send has a cost, its body plus [`SEND_OVERHEAD`] bytes. On
 //! each connection the sender keeps what it sent and the receiver has not
 //! settled yet, per target worker, within a [`Window`] of [`WORKER_WINDOW`]
-//! bytes per worker and [`LINK_WINDOW`] bytes in all. The receiver settles
+//! bytes per worker and [`LINK_WINDOW`] bytes in all; the receiver checks
+//! the total, which bounds what it holds. The receiver settles
 //! each send exactly once — delivered (into the mailbox, possibly after
 //! waiting for room) or undeliverable — and gives its cost back with a
 //! `credit` envelope; what it could not deliver it reports with an
@@ -39,6 +40,13 @@ pub fn cost(body_len: usize) -> u64 {
     body_len as u64 + SEND_OVERHEAD
 }
 
+/// Whether a send costing `cost` fits a window of `window` bytes that holds
+/// `held`: within it, or alone (so that a message larger than a window
+/// still goes).
+pub(crate) fn fits(held: u64, cost: u64, window: u64) -> bool {
+    held == 0 || held + cost <= window
+}
+
 /// `n` in pieces that each fit a `u32` field of the wire.
 pub(crate) fn pieces(n: u64) -> impl Iterator<Item = u32> {
     let max = u64::from(u32::MAX);
@@ -47,6 +55,18 @@ pub(crate) fn pieces(n: u64) -> impl Iterator<Item = u32> {
 
 /// Where a send goes on the wire: the key of the windows.
 type Target = Option<WorkerAddr>;
+
+/// Whether two targets are equal; a name is first compared by where its
+/// bytes are (a sender's targets are clones of one name).
+fn same(a: &Target, b: &Target) -> bool {
+    match (a, b) {
+        (Some(WorkerAddr::Name(a)), Some(WorkerAddr::Name(b))) => {
+            let (a, b) = (a.as_bytes(), b.as_bytes());
+            (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
+        }
+        _ => a == b,
+    }
+}
 
 /// Counts per target, with the last target used kept apart so that a run
 /// of sends to one worker does not hash its name for each of them.
@@ -59,7 +79,7 @@ struct Tally {
 impl Tally {
     /// The count of `target`, made the hot one.
     fn entry(&mut self, target: &Target) -> &mut u64 {
-        let is_hot = matches!(&self.hot, Some((hot, _)) if hot == target);
+        let is_hot = matches!(&self.hot, Some((hot, _)) if same(hot, target));
         if !is_hot {
             if let Some((old, n)) = self.hot.take() {
                 if n > 0 {
@@ -99,17 +119,14 @@ pub(crate) struct Window {
 }
 
 impl Window {
-    /// Takes `cost` bytes of window for a send to `target`, if they fit: a
-    /// send fits if it stays within both windows, or if the window it would
-    /// overflow holds nothing (so a message larger than a window still goes,
-    /// alone).
+    /// Takes `cost` bytes of window for a send to `target`, if they [`fits`]
+    /// both its worker's window and the link's.
     pub(crate) fn take(&mut self, target: &Target, cost: u64) -> bool {
-        let fits = |held: u64, window: u64| held == 0 || held + cost <= window;
-        if !fits(self.total, LINK_WINDOW) {
+        if !fits(self.total, cost, LINK_WINDOW) {
             return false;
         }
         let held = self.held.entry(target);
-        if !fits(*held, WORKER_WINDOW) {
+        if !fits(*held, cost, WORKER_WINDOW) {
             return false;
         }
         *held += cost;

@@ -347,8 +347,10 @@ pub struct LinkState<A = Replier> {
     flow: bool,
     /// What this node's plain sends hold of the peer's window.
     sent: Window,
-    /// What the peer's plain sends hold of this node's window.
-    received: Window,
+    /// What the peer's plain sends hold of this node's window, all workers
+    /// together (what bounds the receiver; the per-worker windows are the
+    /// sender's to keep).
+    unsettled: u64,
     /// Credits and reports for the peer, written before anything else.
     settlements: Settlements,
 }
@@ -386,7 +388,7 @@ impl<A: Asker> LinkState<A> {
             last_target: None,
             flow: true,
             sent: Window::default(),
-            received: Window::default(),
+            unsettled: 0,
             settlements: Settlements::default(),
         }
     }
@@ -704,7 +706,7 @@ impl<A: Asker> LinkState<A> {
             } = envelope;
             let answer = match kind {
                 Kind::Send => {
-                    let receipt = match self.receive_send(seq, &target, &body) {
+                    let receipt = match self.receive_send(seq, &body) {
                         Ok(receipt) => receipt,
                         Err(violation) => {
                             self.close(LinkError::Protocol(violation));
@@ -755,21 +757,17 @@ impl<A: Asker> LinkState<A> {
     /// Takes the window of a plain send from the peer on connection `seq`:
     /// its receipt, none without flow control, or the violation of a send
     /// beyond its window.
-    fn receive_send(
-        &mut self,
-        seq: u64,
-        target: &Option<WorkerAddr>,
-        body: &Message,
-    ) -> Result<Option<Receipt>, ProtocolError> {
+    fn receive_send(&mut self, seq: u64, body: &Message) -> Result<Option<Receipt>, ProtocolError> {
         if !self.flow {
             return Ok(None);
         }
         let cost = flow::cost(body.len());
-        if !self.received.take(target, cost) {
+        if !flow::fits(self.unsettled, cost, flow::LINK_WINDOW) {
             return Err(ProtocolError::Malformed(
-                "a send beyond its delivery window",
+                "a send beyond the link's delivery window",
             ));
         }
+        self.unsettled += cost;
         Ok(Some(Receipt { conn: seq, cost }))
     }
 
@@ -809,8 +807,8 @@ impl<A: Asker> LinkState<A> {
         if self.conn.as_ref().map(|c| c.seq) != Some(receipt.conn) {
             return;
         }
-        let held = self.received.give_back(target, receipt.cost);
-        debug_assert!(held, "a receipt settled twice");
+        debug_assert!(receipt.cost <= self.unsettled, "a receipt settled twice");
+        self.unsettled = self.unsettled.saturating_sub(receipt.cost);
         if self.settlements.settle(target, receipt.cost, outcome) {
             self.wake.transmit = true;
         }
@@ -1036,7 +1034,7 @@ impl<A: Asker> LinkState<A> {
         self.writing = 0;
         self.flow = true;
         self.sent.clear();
-        self.received.clear();
+        self.unsettled = 0;
         self.settlements.clear();
         let early = std::mem::take(&mut self.out).early;
         let dropped = early.iter().filter(|e| e.kind == Kind::Send).count();
