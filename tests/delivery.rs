@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use myriad::plugin::{RemoteRouter, ShardHandle};
+use myriad::transport::Zone;
 use myriad::{Address, BoxError, Context, Error, Message, NodeHandle, Worker, WorkerRef};
 
 /// Bounds a wait that would otherwise hang a broken test: a failure, never
@@ -556,4 +557,310 @@ fn an_inbound_link_that_waits_for_room_loses_nothing_into_a_slow_worker() {
     assert_eq!(handled.load(Ordering::Relaxed), COUNT);
     assert_eq!(node.dropped_messages().unwrap(), 0);
     node.shutdown();
+}
+
+// ----- remote sends: delivery flow control ------------------------------------
+
+/// Two linked nodes of the test zone with small mailboxes: `a` with
+/// `a_shards` shards, seeded with `b`, which has `b_shards`.
+fn remote_pair(a_shards: usize, b_shards: usize) -> ((NodeHandle, Zone), (NodeHandle, Zone)) {
+    let start = |shards, transport| {
+        let engine = cluster::engine(shards).mailbox_capacity(CAPACITY);
+        myriad::transport::start_node(engine, transport).expect("node starts")
+    };
+    let b = start(b_shards, cluster::transport("b"));
+    let a = start(
+        a_shards,
+        cluster::transport("a").seed(b.1.local_addr().to_string()),
+    );
+    cluster::wait_for_nodes(&a.1, &["b"]);
+    cluster::wait_for_nodes(&b.1, &["a"]);
+    wait_for_route(&a.0, "b");
+    wait_for_route(&b.0, "a");
+    (a, b)
+}
+
+/// A worker that mostly waits: it naps before counting each plain message.
+/// Answers `sync` at once.
+struct Sleeper {
+    handled: Arc<AtomicU64>,
+    nap: Duration,
+}
+
+impl Worker for Sleeper {
+    async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
+        if msg == "sync" {
+            ctx.reply("synced")?;
+        } else {
+            ctx.sleep(self.nap).await;
+            self.handled.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// Counts of a [`RemoteFlood`].
+#[derive(Default)]
+struct FloodCounts {
+    /// Sends to the target that returned `Ok`.
+    accepted: AtomicU64,
+    /// Sends to the target refused at once (`MailboxFull`: no window).
+    refused: AtomicU64,
+    /// Sends to the worker that does not exist that returned `Ok`.
+    to_ghost: AtomicU64,
+}
+
+/// On `go` (an ask), floods `to` with bodies of `body` for `rounds` rounds:
+/// each round sends until a send is refused, and one message to `ghost`,
+/// then naps 1 ms. On `sync-target` (an ask), waits until `to` takes an ask,
+/// which is then behind every send of the flood.
+struct RemoteFlood {
+    to: Address,
+    ghost: Address,
+    body: Message,
+    rounds: u64,
+    counts: Arc<FloodCounts>,
+}
+
+impl Worker for RemoteFlood {
+    async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
+        if msg == "sync-target" {
+            sync_from_worker(ctx, self.to.clone()).await?;
+            ctx.reply("synced")?;
+            return Ok(());
+        }
+        let counts = &self.counts;
+        for _ in 0..self.rounds {
+            loop {
+                match ctx.send(self.to.clone(), self.body.clone()) {
+                    Ok(()) => counts.accepted.fetch_add(1, Ordering::Relaxed),
+                    Err(Error::MailboxFull(_)) => {
+                        counts.refused.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+            }
+            ctx.send(self.ghost.clone(), "boo")?;
+            counts.to_ghost.fetch_add(1, Ordering::Relaxed);
+            ctx.sleep(Duration::from_millis(1)).await;
+        }
+        ctx.reply("done")?;
+        Ok(())
+    }
+}
+
+/// A flood of 16 KiB messages (a worker's window holds about 250) from a
+/// new worker of `from` towards `node/target`, and one message a round to
+/// `node/ghost`, which does not exist.
+fn start_flood(
+    from: &NodeHandle,
+    node: &str,
+    target: &str,
+    rounds: u64,
+) -> (WorkerRef, Arc<FloodCounts>) {
+    let counts = Arc::new(FloodCounts::default());
+    let flood = RemoteFlood {
+        to: Address::remote(node, target),
+        ghost: Address::remote(node, "ghost"),
+        body: Message::from("x".repeat(16 << 10)),
+        rounds,
+        counts: counts.clone(),
+    };
+    (from.spawn(flood).unwrap(), counts)
+}
+
+fn start_sleeper(node: &NodeHandle) -> Arc<AtomicU64> {
+    let handled = Arc::new(AtomicU64::new(0));
+    let sleeper = Sleeper {
+        handled: handled.clone(),
+        nap: Duration::from_micros(200),
+    };
+    node.start_worker("slow", sleeper).unwrap();
+    handled
+}
+
+/// After floods of `from` into a worker that counted `handled`, the last
+/// by `flooder`: each of the `accepted` sends was handled, or reported at
+/// `from` (only those to the ghost — `ghosts` of them — as
+/// `no_such_worker`), exactly; nothing was dropped for a full mailbox.
+fn check_remote_flood(
+    from: &NodeHandle,
+    flooder: WorkerRef,
+    accepted: u64,
+    handled: &AtomicU64,
+    ghosts: u64,
+) {
+    from.send_and_receive(flooder, "sync-target", LONG).unwrap();
+    assert_eq!(handled.load(Ordering::Relaxed), accepted, "all handled");
+    // The ghost's reports may be on their way from the other shard.
+    cluster::wait_until("the ghost's reports", LONG, || {
+        from.dropped().unwrap().total() >= ghosts
+    });
+    let dropped = from.dropped().unwrap();
+    let expected = myriad::Dropped {
+        no_such_worker: ghosts,
+        ..myriad::Dropped::default()
+    };
+    assert_eq!(dropped, expected);
+}
+
+/// Waits until `node` knows how to reach `other` (the member list has its
+/// address): an ask for a worker it does not have fails with `NoSuchWorker`.
+fn wait_for_route(node: &NodeHandle, other: &str) {
+    let nobody = Address::remote(other, "nobody");
+    cluster::wait_until("a route", LONG, || {
+        matches!(
+            node.send_and_receive(nobody.clone(), "x", LONG),
+            Err(Error::NoSuchWorker(_))
+        )
+    });
+}
+
+fn a_fast_remote_sender_into_a_slow_worker_loses_nothing_unreported(shards: usize) {
+    let ((a, _za), (b, zb)) = remote_pair(shards, shards);
+    let handled = start_sleeper(&b);
+    let (flooder, counts) = start_flood(&a, "b", "slow", 100);
+    a.send_and_receive(flooder, "go", LONG).unwrap();
+    let (accepted, ghosts) = (
+        counts.accepted.load(Ordering::Relaxed),
+        counts.to_ghost.load(Ordering::Relaxed),
+    );
+    assert!(
+        counts.refused.load(Ordering::Relaxed) > 0,
+        "the window filled up"
+    );
+    check_remote_flood(&a, flooder, accepted, &handled, ghosts);
+    assert_eq!(
+        b.dropped_messages().unwrap(),
+        0,
+        "the receiver dropped none"
+    );
+    assert_eq!(
+        zb.stats().undeliverable,
+        counts.to_ghost.load(Ordering::Relaxed)
+    );
+    a.shutdown();
+    b.shutdown();
+}
+
+#[test]
+fn a_fast_remote_sender_into_a_slow_worker_loses_nothing_unreported_one_shard() {
+    a_fast_remote_sender_into_a_slow_worker_loses_nothing_unreported(1);
+}
+
+#[test]
+fn a_fast_remote_sender_into_a_slow_worker_loses_nothing_unreported_two_shards() {
+    a_fast_remote_sender_into_a_slow_worker_loses_nothing_unreported(2);
+}
+
+#[test]
+fn two_nodes_flooding_each_others_slow_workers_do_not_deadlock() {
+    let ((a, _za), (b, _zb)) = remote_pair(2, 2);
+    let handled = [&a, &b].map(start_sleeper);
+    let floods = [(&a, "b"), (&b, "a")].map(|(from, to)| start_flood(from, to, "slow", 100));
+    let running = [(&a, floods[0].0), (&b, floods[1].0)].map(|(node, flooder)| {
+        let node = node.clone();
+        std::thread::spawn(move || node.send_and_receive(flooder, "go", LONG))
+    });
+    for flood in running {
+        let done = flood.join().unwrap();
+        assert_eq!(done.expect("the flood ends: no deadlock"), "done");
+    }
+    for (i, (node, (flooder, counts))) in [&a, &b].into_iter().zip(&floods).enumerate() {
+        let accepted = counts.accepted.load(Ordering::Relaxed);
+        let ghosts = counts.to_ghost.load(Ordering::Relaxed);
+        assert!(
+            counts.refused.load(Ordering::Relaxed) > 0,
+            "the window filled up"
+        );
+        check_remote_flood(node, *flooder, accepted, &handled[1 - i], ghosts);
+    }
+    a.shutdown();
+    b.shutdown();
+}
+
+#[test]
+fn the_other_workers_of_a_link_are_served_while_one_holds_its_window() {
+    const OTHERS: u64 = 1_000;
+    // One shard on `a`: every send below takes the same link.
+    let ((a, _za), (b, _zb)) = remote_pair(1, 2);
+    let (_sink, sink_handled, open) = held_sink(&b);
+    let (flooder, counts) = start_flood(&a, "b", "sink", 1);
+    a.send_and_receive(flooder, "go", LONG).unwrap();
+    assert_eq!(
+        counts.refused.load(Ordering::Relaxed),
+        1,
+        "the window is full"
+    );
+
+    // Meanwhile another worker of `b`, over the same link, takes all.
+    let fast = Arc::new(AtomicU64::new(0));
+    let probe = Probe {
+        handled: fast.clone(),
+        ..Probe::default()
+    };
+    b.start_worker("fast", probe).unwrap();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let sender = Probe {
+        flood: Some(Flood {
+            to: Address::remote("b", "fast"),
+            count: OTHERS,
+            waiting: false,
+            accepted: accepted.clone(),
+        }),
+        ..Probe::default()
+    };
+    let sender = a.spawn(sender).unwrap();
+    a.send_and_receive(sender, "go", LONG).unwrap();
+    a.send_and_receive(sender, "sync-target", LONG).unwrap();
+    assert_eq!(accepted.load(Ordering::Relaxed), OTHERS);
+    assert_eq!(fast.load(Ordering::Relaxed), OTHERS);
+
+    // The held sink still holds its window, but for the sends that went
+    // into its mailbox (their credits may have come back since).
+    let (again, again_counts) = start_flood(&a, "b", "sink", 1);
+    a.send_and_receive(again, "go", LONG).unwrap();
+    let again_accepted = again_counts.accepted.load(Ordering::Relaxed);
+    assert!(again_accepted <= CAPACITY as u64, "{again_accepted}");
+    assert_eq!(sink_handled.load(Ordering::Relaxed), 0, "still held");
+
+    open.send(()).unwrap();
+    let accepted = counts.accepted.load(Ordering::Relaxed) + again_accepted;
+    check_remote_flood(&a, again, accepted, &sink_handled, 2);
+    a.shutdown();
+    b.shutdown();
+}
+
+#[test]
+fn sends_waiting_for_a_remote_worker_that_stops_are_reported_to_the_sender() {
+    let ((a, _za), (b, _zb)) = remote_pair(1, 2);
+    let (sink, handled, open) = held_sink(&b);
+    let (flooder, counts) = start_flood(&a, "b", "sink", 1);
+    a.send_and_receive(flooder, "go", LONG).unwrap();
+    let accepted = counts.accepted.load(Ordering::Relaxed);
+    let ghosts = counts.to_ghost.load(Ordering::Relaxed);
+    assert!(
+        accepted > CAPACITY as u64,
+        "sends wait for room: {accepted}"
+    );
+    // Stopping marks the worker at once; it goes after `hold`. The sends
+    // waiting for room are reported to `a`; those already in its mailbox
+    // are dropped, and counted, at `b`.
+    b.stop_worker(sink).unwrap();
+    open.send(()).unwrap();
+    let settled = || {
+        let handled = handled.load(Ordering::Relaxed);
+        handled + a.dropped().unwrap().total() + b.dropped().unwrap().total()
+    };
+    cluster::wait_until("every send settled", LONG, || {
+        settled() >= accepted + ghosts
+    });
+    assert_eq!(settled(), accepted + ghosts);
+    let (at_a, at_b) = (a.dropped().unwrap(), b.dropped().unwrap());
+    assert_eq!(at_a.total(), at_a.no_such_worker, "{at_a:?}");
+    assert!(at_a.no_such_worker > ghosts, "waiting sends were reported");
+    assert!(at_b.total() <= CAPACITY as u64, "{at_b:?}");
+    a.shutdown();
+    b.shutdown();
 }

@@ -237,10 +237,8 @@ impl ShardHandle {
         msg: Message,
         reply: Option<Box<dyn FnOnce(Result<Message>) + Send>>,
     ) -> Result<()> {
-        if let Address::Remote(remote) = to {
-            if *remote.node != *self.shard.node_name() {
-                return Err(Error::NoSuchWorker(remote.to_string()));
-            }
+        if let Some(error) = self.elsewhere(to) {
+            return Err(error);
         }
         let delivery = Delivery {
             msg,
@@ -263,12 +261,36 @@ impl ShardHandle {
         msg: Message,
         verdict: Box<dyn FnOnce(Result<()>) + Send>,
     ) {
-        if let Address::Remote(remote) = to {
-            if *remote.node != *self.shard.node_name() {
-                return verdict(Err(Error::NoSuchWorker(remote.to_string())));
-            }
+        if let Some(error) = self.elsewhere(to) {
+            return verdict(Err(error));
         }
         self.shard.deliver_when_ready(to, msg, verdict);
+    }
+
+    /// Delivers a plain message that came from outside the node if that is
+    /// decided on this shard at once, without allocating: `Ok` with the
+    /// outcome — in the mailbox, or why it never will be
+    /// ([`Error::NoSuchWorker`]) — or the message back if the worker lives on
+    /// another shard, its mailbox is full or sends wait for room there.
+    /// Hand it then to [`deliver_when_ready`](Self::deliver_when_ready),
+    /// which keeps the order: the two together are a waiting delivery whose
+    /// common case costs no verdict.
+    pub fn try_deliver(&self, to: &Address, msg: Message) -> Result<Result<()>, Message> {
+        if let Some(error) = self.elsewhere(to) {
+            return Ok(Err(error));
+        }
+        self.shard.try_deliver(to, msg)
+    }
+
+    /// The error for a message from outside the node addressed to a worker
+    /// of another node: none of this node's workers.
+    fn elsewhere(&self, to: &Address) -> Option<Error> {
+        match to {
+            Address::Remote(remote) if *remote.node != *self.shard.node_name() => {
+                Some(Error::NoSuchWorker(remote.to_string()))
+            }
+            _ => None,
+        }
     }
 
     /// Counts, by the reason `why`, a plain message that this node sent and

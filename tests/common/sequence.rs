@@ -2,8 +2,9 @@
 //! transport's FIFO tests.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
-use myriad::{Address, BoxError, Context, Message, Replier, Worker};
+use myriad::{Address, BoxError, Context, Error, Message, Replier, Worker};
 
 /// Checks that messages from each sender arrive in sequence order, and
 /// answers `when <n>` with `<received> <violations>` once `n` arrived.
@@ -53,7 +54,15 @@ impl Worker for SequenceSender {
     async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
         let n: u64 = msg.strip_prefix("go ").ok_or("expected go <n>")?.parse()?;
         for seq in 0..n {
-            ctx.send(&self.target, format!("{}:{seq}", self.id))?;
+            let msg = Message::from(format!("{}:{seq}", self.id));
+            // A remote worker's delivery window may fill up: wait for the
+            // link to take its credits, then send the same message again.
+            while let Err(error) = ctx.send(&self.target, msg.clone()) {
+                match error {
+                    Error::MailboxFull(_) => ctx.sleep(Duration::from_micros(50)).await,
+                    error => return Err(error.into()),
+                }
+            }
             if seq % 1000 == 999 {
                 futures_lite::future::yield_now().await;
             }

@@ -41,8 +41,10 @@ pub struct TransportStats {
     /// Reconnection attempts after a link failed or went down.
     pub reconnects: u64,
     /// Messages that could not be delivered: received for a worker that
-    /// does not exist (or whose mailbox was full), or accepted for a link
-    /// whose connection attempt then failed.
+    /// does not exist or stopped (reported back to the sender, which counts
+    /// them in its `NodeHandle::dropped`; from a version 1 peer, also for a
+    /// full mailbox, unreported), or accepted for a link whose connection
+    /// attempt then failed.
     pub undeliverable: u64,
     /// Asks sent to other nodes that a link forgot unanswered because their
     /// askers had stopped waiting (timed out), checked at each heartbeat

@@ -21,7 +21,7 @@ fn sample(i: u64, len: usize) -> Envelope {
         body.push(ch);
     }
     body.extend(std::iter::repeat_n('x', len - body.len()));
-    let kind = match i % 6 {
+    let kind = match i % 8 {
         0 => Kind::Send,
         1 => Kind::Ask { id: i },
         2 => Kind::ReplyOk { id: i },
@@ -30,6 +30,11 @@ fn sample(i: u64, len: usize) -> Envelope {
             code: ErrorCode::NoSuchWorker,
         },
         4 => Kind::Heartbeat,
+        5 => Kind::Credit { bytes: i as u32 },
+        6 => Kind::Undeliverable {
+            count: i as u32,
+            code: ErrorCode::MailboxFull,
+        },
         _ => Kind::Control {
             id: i,
             op: ControlOp::ListWorkers,

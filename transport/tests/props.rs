@@ -23,6 +23,9 @@ fn kind() -> impl Strategy<Value = Kind> {
             .prop_map(|(id, code)| Kind::ReplyErr { id, code }),
         (any::<u64>(), prop::sample::select(ControlOp::ALL))
             .prop_map(|(id, op)| Kind::Control { id, op }),
+        any::<u32>().prop_map(|bytes| Kind::Credit { bytes }),
+        (any::<u32>(), prop::sample::select(ErrorCode::ALL))
+            .prop_map(|(count, code)| Kind::Undeliverable { count, code }),
     ]
 }
 

@@ -49,15 +49,15 @@ fn unknown_trailing_payload_fields_are_ignored() {
     let Ok(Step::Done(link)) = step else {
         panic!("refused")
     };
-    assert_eq!(link.peer.version, 1, "the newest common version");
+    assert_eq!(link.peer.version, 2, "the newest common version");
 }
 
 #[test]
 fn disjoint_versions_are_refused() {
-    let (_, step) = dial(&responder(), &hello((2, 3), 1000, "future", &[]));
+    let (_, step) = dial(&responder(), &hello((3, 4), 1000, "future", &[]));
     match step {
         Err(HandshakeError::Version { name, ours, theirs }) => {
-            assert_eq!((name.as_str(), ours, theirs), ("future", (1, 1), (2, 3)));
+            assert_eq!((name.as_str(), ours, theirs), ("future", (1, 2), (3, 4)));
         }
         other => panic!("{:?}", other.err()),
     }
@@ -148,6 +148,32 @@ fn our_encoder_writes_the_documented_bytes() {
     want.extend(b"gone");
     want.extend([1, 5, 0b10, 0, 0, 1, 2, 0, 0]);
     assert_eq!(frames, [want]);
+}
+
+#[test]
+fn flow_control_envelopes_have_the_documented_bytes() {
+    let mut link = Link::open(&responder());
+    let credit = Envelope::new(Kind::Credit { bytes: 130 }, Some("w".into()), "");
+    let report = Envelope::new(
+        Kind::Undeliverable {
+            count: 3,
+            code: ErrorCode::NoSuchWorker,
+        },
+        Some("ghost".into()),
+        "ghost",
+    );
+    link.ours.encoder.push(&credit).unwrap();
+    link.ours.encoder.push(&report).unwrap();
+    let frames = link.receive();
+    let mut want = vec![1, 16, 0, 0, 0, 0, 130, 1, 1, b'w', 0, 0, 0];
+    want.extend([1, 17, 0, 0, 0, 0, 3, 2, 1, 5]);
+    want.extend(b"ghost");
+    want.extend([0, 0, 5]);
+    want.extend(b"ghost");
+    assert_eq!(frames, [want]);
+    // And they decode from those bytes.
+    let (got, err) = link.send(&frames[0]);
+    assert_eq!((got, err), (vec![credit, report], None));
 }
 
 fn violation(plaintext: &[u8]) -> ProtocolError {

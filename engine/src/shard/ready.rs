@@ -1,5 +1,6 @@
 //! Sends that wait for room (`Context::send_when_ready`,
-//! `NodeHandle::send_when_ready`, `ShardHandle::deliver_when_ready`).
+//! `NodeHandle::send_when_ready`, `ShardHandle::deliver_when_ready`, and
+//! its fast path `ShardHandle::try_deliver`).
 //!
 //! A waiting send goes to the receiver's shard like any delivery. If the
 //! receiver's mailbox is full there, the delivery is *parked* on that
@@ -153,6 +154,49 @@ impl Shard {
                 self.enqueue_when_ready(shard, target, waiter, false);
             }
             Err(_) => verdict(self.route(to, delivery).map_err(|u| u.error)),
+        }
+    }
+
+    /// Puts `msg` from outside the shards into `to`'s mailbox if that is
+    /// decided on this shard at once: `Ok` with the outcome (in the mailbox,
+    /// or why it never will be); the message back if the worker lives on
+    /// another shard, its mailbox is full or waiting sends are parked for it
+    /// (a [`Shard::deliver_when_ready`] then keeps the order). To another
+    /// node: the message back.
+    pub(crate) fn try_deliver(&self, to: &Address, msg: Message) -> Result<Result<()>, Message> {
+        let r = match self.local_target(to) {
+            Ok((shard, _)) if shard != self.index => return Err(msg),
+            Ok((_, Target::Worker(r))) => r,
+            Ok((_, Target::Name(name))) => match self.state.borrow().directory.lookup(&name) {
+                Some(r) => r,
+                None => return Ok(Err(Error::NoSuchWorker(name.to_string()))),
+            },
+            Err(_) => return Err(msg),
+        };
+        let behind = self.waiting.any_parked() && self.waiting.parked.borrow().contains_key(&r);
+        if r.shard() != self.index || behind {
+            return Err(msg);
+        }
+        let delivery = Delivery {
+            msg,
+            from: None,
+            reply: None,
+        };
+        let capacity = self.node.mailbox_capacity;
+        let pushed = self.state.borrow_mut().slots.push(r, delivery, capacity);
+        match pushed {
+            Ok(queued) => {
+                if queued {
+                    self.work.notify();
+                }
+                self.mailbox_grew(r);
+                Ok(Ok(()))
+            }
+            Err(Undelivered {
+                error: Error::MailboxFull(_),
+                delivery,
+            }) => Err(delivery.msg),
+            Err(Undelivered { error, .. }) => Ok(Err(error)),
         }
     }
 

@@ -122,6 +122,22 @@ pub enum Kind {
         /// The request.
         op: ControlOp,
     },
+    /// Delivery flow control (protocol version 2): `bytes` of the
+    /// receiver's delivery window for the target are free again — the
+    /// sends that used them were settled (delivered or reported
+    /// undeliverable).
+    Credit {
+        /// Window bytes given back (see `flow::cost`).
+        bytes: u32,
+    },
+    /// Delivery flow control (protocol version 2): `count` sends to the
+    /// target were not delivered, for the reason `code`; body = error text.
+    Undeliverable {
+        /// How many sends.
+        count: u32,
+        /// Why.
+        code: ErrorCode,
+    },
 }
 
 impl Kind {
@@ -133,6 +149,8 @@ impl Kind {
             Kind::ReplyErr { .. } => 4,
             Kind::Heartbeat => 5,
             Kind::Control { .. } => 6,
+            Kind::Credit { .. } => 16,
+            Kind::Undeliverable { .. } => 17,
         }
     }
 
@@ -140,6 +158,8 @@ impl Kind {
     fn fields_len(&self) -> usize {
         match self {
             Kind::Send | Kind::Heartbeat => 0,
+            Kind::Credit { .. } => 4,
+            Kind::Undeliverable { .. } => 5,
             Kind::Ask { .. } | Kind::ReplyOk { .. } => 8,
             Kind::ReplyErr { .. } | Kind::Control { .. } => 9,
         }
@@ -158,6 +178,11 @@ impl Kind {
                 buf.put_u64(id);
                 buf.put_u8(op.code());
             }
+            Kind::Credit { bytes } => buf.put_u32(bytes),
+            Kind::Undeliverable { count, code } => {
+                buf.put_u32(count);
+                buf.put_u8(code.code());
+            }
         }
     }
 
@@ -175,6 +200,11 @@ impl Kind {
             6 => Kind::Control {
                 id: r.u64()?,
                 op: ControlOp::from_code(r.u8()?)?,
+            },
+            16 => Kind::Credit { bytes: r.u32()? },
+            17 => Kind::Undeliverable {
+                count: r.u32()?,
+                code: ErrorCode::from_code(r.u8()?)?,
             },
             value => {
                 return Err(ProtocolError::Unknown {
@@ -412,6 +442,12 @@ mod tests {
                 .map(|&code| Kind::ReplyErr { id: 1, code }),
         );
         kinds.extend(ControlOp::ALL.iter().map(|&op| Kind::Control { id: 2, op }));
+        kinds.push(Kind::Credit { bytes: u32::MAX });
+        kinds.extend(
+            ErrorCode::ALL
+                .iter()
+                .map(|&code| Kind::Undeliverable { count: 3, code }),
+        );
         for kind in kinds {
             let bare = Envelope::new(kind, None, "");
             assert_eq!(round_trip(&bare), bare);
@@ -454,8 +490,9 @@ mod tests {
 
     #[test]
     fn unknown_codes_are_errors() {
-        let cases: [(&[u8], &str); 5] = [
+        let cases: [(&[u8], &str); 7] = [
             (&[9, 0, 0, 0], "envelope kind"),
+            (&[7, 0, 0, 0], "envelope kind"),
             (&[1, 4, 0, 0], "envelope flags"),
             (&[1, 0, 3, 0], "address tag"),
             (&[4, 0, 0, 0, 0, 0, 0, 0, 0, 1, 99, 0, 0], "error code"),
@@ -463,6 +500,7 @@ mod tests {
                 &[6, 0, 0, 0, 0, 0, 0, 0, 0, 1, 99, 0, 0],
                 "control operation",
             ),
+            (&[17, 0, 0, 0, 0, 1, 99, 0, 0], "error code"),
         ];
         for (bytes, what) in cases {
             let err = Envelope::read_header(&mut Reader::new(bytes::Bytes::from_static(bytes)))
@@ -471,6 +509,15 @@ mod tests {
                 matches!(err, ProtocolError::Unknown { what: w, .. } if w == what),
                 "{err:?}"
             );
+        }
+    }
+
+    #[test]
+    fn flow_control_fields_cut_short_are_errors() {
+        for bytes in [&[16, 0, 0, 0, 1][..], &[17, 0, 0, 0, 0, 1], &[16, 0]] {
+            let err = Envelope::read_header(&mut Reader::new(bytes::Bytes::from_static(bytes)))
+                .unwrap_err();
+            assert_eq!(err, ProtocolError::Truncated, "{bytes:?}");
         }
     }
 

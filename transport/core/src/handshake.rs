@@ -37,7 +37,7 @@ use crate::wire::{put_short_bytes, Reader};
 use crate::zone::{NodeName, ZoneConfig};
 
 /// The newest link protocol version (frames and envelopes) this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The oldest link protocol version this build speaks.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;

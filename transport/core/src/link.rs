@@ -14,7 +14,10 @@
 //! - the asks and remote operations waiting for an answer, by request id,
 //!   and the deadlines of the operations;
 //! - while a connection is up: its decoder, when it last received and sent,
-//!   and its heartbeat tick.
+//!   and its heartbeat tick;
+//! - delivery flow control (`flow.rs`, protocol version 2): the window this
+//!   node's sends hold at the peer, per worker, and the peer's at this node,
+//!   with the credits and reports of sends settled here.
 //!
 //! The driver calls [`handle_input`](LinkState::handle_input) with what it
 //! read and then [`poll_input`](LinkState::poll_input) until it returns
@@ -27,6 +30,13 @@
 //! whether [`poll_answer`](LinkState::poll_answer) holds answers for this
 //! node's askers. Answers are handed out, never delivered here, so that an
 //! asker that reacts at once finds the link free to use.
+//!
+//! A plain send from the peer comes with a [`Receipt`] on a flow-controlled
+//! connection: the driver settles it exactly once with
+//! [`settle`](LinkState::settle) when it is in the mailbox (it may wait for
+//! room) or cannot be delivered. Until then it holds its part of the peer's
+//! window, so the peer sends no more to that worker than the window allows
+//! while the driver reads on and serves the other workers.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -40,6 +50,7 @@ use myriad_engine::{Error, Message, RemoteAddress, Replier, Result};
 use crate::codec::{Decoder, Encoder};
 use crate::envelope::{ControlOp, Envelope, ErrorCode, Kind, WorkerAddr};
 use crate::error::{EncodeError, ProtocolError};
+use crate::flow::{self, Settlements, Window, FLOW_CONTROL_VERSION};
 use crate::handshake::{HandshakeError, PeerInfo};
 use crate::remote_error;
 use crate::stats::Traffic;
@@ -185,8 +196,18 @@ impl<A> fmt::Debug for Answer<A> {
     }
 }
 
+/// What a driver hands back to [`LinkState::settle`] for a plain send the
+/// peer sent on a flow-controlled connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    /// The connection the send came on.
+    conn: u64,
+    /// The window bytes it holds.
+    cost: u64,
+}
+
 /// What the peer sent that the driver acts on (replies to this node's asks
-/// come as [`Incoming::Answer`]; heartbeats stay inside).
+/// come as [`Incoming::Answer`]; heartbeats and credits stay inside).
 #[derive(Debug)]
 pub enum Incoming<A> {
     /// A message for a worker of this node.
@@ -195,6 +216,9 @@ pub enum Incoming<A> {
         target: Option<WorkerAddr>,
         /// The message.
         body: Message,
+        /// On a flow-controlled connection: settle the send with it, exactly
+        /// once. Without one (a version 1 peer), the peer cannot be told.
+        receipt: Option<Receipt>,
     },
     /// An ask for a worker of this node: answer it with [`LinkState::reply`].
     Ask {
@@ -218,6 +242,16 @@ pub enum Incoming<A> {
     },
     /// The answer to one of this node's asks or requests.
     Answer(Answer<A>),
+    /// The peer could not deliver `count` of this node's plain sends to
+    /// `target`, for the reason `error`: they count as dropped at this node.
+    Undeliverable {
+        /// The worker they were for.
+        target: Option<WorkerAddr>,
+        /// How many.
+        count: u64,
+        /// Why, as the engine error about `node/worker`.
+        error: Error,
+    },
 }
 
 /// What the driver must do after a call into the link.
@@ -308,6 +342,17 @@ pub struct LinkState<A = Replier> {
     wake: Wake,
     /// The last target name converted for the wire (senders often repeat it).
     last_target: Option<(Arc<str>, WorkerAddr)>,
+    /// Whether the connection uses delivery flow control: the peer speaks
+    /// protocol version 2 or newer (assumed until the handshake tells).
+    flow: bool,
+    /// What this node's plain sends hold of the peer's window.
+    sent: Window,
+    /// What the peer's plain sends hold of this node's window, all workers
+    /// together (what bounds the receiver; the per-worker windows are the
+    /// sender's to keep).
+    unsettled: u64,
+    /// Credits and reports for the peer, written before anything else.
+    settlements: Settlements,
 }
 
 impl<A> fmt::Debug for LinkState<A> {
@@ -317,6 +362,7 @@ impl<A> fmt::Debug for LinkState<A> {
             .field("phase", &self.phase)
             .field("buffered", &self.out.buffered())
             .field("waiting", &self.waiting.len())
+            .field("window_held", &self.sent.total())
             .field("connection", &self.conn.as_ref().map(|c| c.seq))
             .finish_non_exhaustive()
     }
@@ -340,6 +386,10 @@ impl<A: Asker> LinkState<A> {
             answers: VecDeque::new(),
             wake: Wake::default(),
             last_target: None,
+            flow: true,
+            sent: Window::default(),
+            unsettled: 0,
+            settlements: Settlements::default(),
         }
     }
 
@@ -457,11 +507,26 @@ impl<A: Asker> LinkState<A> {
     /// Sends `msg` to worker `to` (an ask if `reply` holds an asker, which
     /// is then taken). Refuses it, leaving `reply` alone, when the link is
     /// down, the message too large, or the outbound buffer full.
+    ///
+    /// A plain send also needs room in the worker's delivery window at the
+    /// peer (see `flow.rs`): without it, it is refused with `MailboxFull`,
+    /// as a full mailbox of this node would be.
     pub fn send(&mut self, to: &RemoteAddress, msg: Message, reply: &mut Option<A>) -> Result<()> {
         self.admit(msg.len())?;
         let target = Some(self.target(&to.worker)?);
         let Some(asker) = reply.take() else {
-            return self.push_checked(Envelope::new(Kind::Send, target, msg));
+            let cost = flow::cost(msg.len());
+            if self.flow && !self.sent.take(&target, cost) {
+                return Err(Error::MailboxFull(format!(
+                    "{to} (its delivery window on the link is full)"
+                )));
+            }
+            let pushed = self.push_checked(Envelope::new(Kind::Send, target, msg));
+            if pushed.is_err() && self.flow {
+                let target = Some(self.target(&to.worker)?);
+                self.sent.give_back(&target, cost);
+            }
+            return pushed;
         };
         let id = self.next_id();
         match self.push_checked(Envelope::new(Kind::Ask { id }, target, msg)) {
@@ -520,6 +585,7 @@ impl<A: Asker> LinkState<A> {
         if self.conn.as_ref().map(|c| c.seq) != Some(conn) || self.phase != Phase::Up {
             return;
         }
+        self.flush_settlements();
         let envelope = match answer {
             Ok(body) => Envelope::new(Kind::ReplyOk { id }, None, body),
             Err((code, text)) => Envelope::new(Kind::ReplyErr { id, code }, None, text),
@@ -545,6 +611,7 @@ impl<A: Asker> LinkState<A> {
     /// being filled once every full chunk is taken. Its bytes count against
     /// the outbound buffer until [`transmitted`](Self::transmitted).
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        self.flush_settlements();
         if self.out.sealed.is_empty() {
             if let Err(error) = self.out.cut() {
                 self.close(LinkError::Encode(error));
@@ -563,6 +630,34 @@ impl<A: Asker> LinkState<A> {
         self.writing = 0;
         if let Some(conn) = &mut self.conn {
             conn.last_tx = now;
+        }
+    }
+
+    /// Encodes the credits and reports gathered since the last write, ahead
+    /// of anything else this node writes: a reply never overtakes the report
+    /// of a send settled before it.
+    fn flush_settlements(&mut self) {
+        if !self.settlements.is_pending() || self.phase != Phase::Up {
+            return;
+        }
+        let (drops, credits) = self.settlements.take();
+        let reports = drops.into_iter().flat_map(|report| {
+            flow::pieces(report.count).map(move |count| {
+                let kind = Kind::Undeliverable {
+                    count,
+                    code: report.code,
+                };
+                Envelope::new(kind, report.target.clone(), report.text.clone())
+            })
+        });
+        let credits = credits.into_iter().flat_map(|(target, bytes)| {
+            flow::pieces(bytes)
+                .map(move |bytes| Envelope::new(Kind::Credit { bytes }, target.clone(), ""))
+        });
+        for envelope in reports.chain(credits).collect::<Vec<_>>() {
+            if let Err(error) = self.push(envelope) {
+                self.refusal(error);
+            }
         }
     }
 
@@ -591,7 +686,8 @@ impl<A: Asker> LinkState<A> {
     /// what was fed is used up. A protocol violation closes the connection.
     pub fn poll_input(&mut self) -> Option<Incoming<A>> {
         loop {
-            let conn = self.conn.as_mut()?;
+            let conn = self.conn.as_mut().filter(|c| !c.closed)?;
+            let seq = conn.seq;
             let frames = conn.decoder.traffic().frames;
             let next = conn.decoder.next_envelope();
             if conn.decoder.traffic().frames != frames {
@@ -609,7 +705,20 @@ impl<A: Asker> LinkState<A> {
                 kind, target, body, ..
             } = envelope;
             let answer = match kind {
-                Kind::Send => return Some(Incoming::Send { target, body }),
+                Kind::Send => {
+                    let receipt = match self.receive_send(seq, &body) {
+                        Ok(receipt) => receipt,
+                        Err(violation) => {
+                            self.close(LinkError::Protocol(violation));
+                            return None;
+                        }
+                    };
+                    return Some(Incoming::Send {
+                        target,
+                        body,
+                        receipt,
+                    });
+                }
                 Kind::Ask { id } => return Some(Incoming::Ask { id, target, body }),
                 Kind::Control { id, op } => {
                     return Some(Incoming::Control {
@@ -622,10 +731,86 @@ impl<A: Asker> LinkState<A> {
                 Kind::Heartbeat => None,
                 Kind::ReplyOk { id } => self.answer(id, Ok(body)),
                 Kind::ReplyErr { id, code } => self.failure(id, code, &body),
+                Kind::Credit { bytes } => {
+                    if !self.flow || !self.sent.give_back(&target, u64::from(bytes)) {
+                        let violation = "a credit for more than this node sent";
+                        self.close(LinkError::Protocol(ProtocolError::Malformed(violation)));
+                        return None;
+                    }
+                    None
+                }
+                Kind::Undeliverable { count, code } => {
+                    if !self.flow || count == 0 {
+                        let violation = "an undeliverable report for no sends";
+                        self.close(LinkError::Protocol(ProtocolError::Malformed(violation)));
+                        return None;
+                    }
+                    return Some(self.undeliverable(target, count, code, &body));
+                }
             };
             if let Some(answer) = answer {
                 return Some(Incoming::Answer(answer));
             }
+        }
+    }
+
+    /// Takes the window of a plain send from the peer on connection `seq`:
+    /// its receipt, none without flow control, or the violation of a send
+    /// beyond its window.
+    fn receive_send(&mut self, seq: u64, body: &Message) -> Result<Option<Receipt>, ProtocolError> {
+        if !self.flow {
+            return Ok(None);
+        }
+        let cost = flow::cost(body.len());
+        if !flow::fits(self.unsettled, cost, flow::LINK_WINDOW) {
+            return Err(ProtocolError::Malformed(
+                "a send beyond the link's delivery window",
+            ));
+        }
+        self.unsettled += cost;
+        Ok(Some(Receipt { conn: seq, cost }))
+    }
+
+    /// The peer's report that `count` sends to `target` failed with `code`.
+    fn undeliverable(
+        &self,
+        target: Option<WorkerAddr>,
+        count: u32,
+        code: ErrorCode,
+        text: &str,
+    ) -> Incoming<A> {
+        let peer = self.peer_label();
+        let worker = match &target {
+            Some(WorkerAddr::Name(name)) => name.to_string(),
+            Some(WorkerAddr::Id(id)) => format!("#{id}"),
+            None => "(no target)".to_owned(),
+        };
+        let error = remote_error::decode(code, text, &peer, &format!("{peer}/{worker}"), &worker);
+        Incoming::Undeliverable {
+            target,
+            count: u64::from(count),
+            error,
+        }
+    }
+
+    /// Settles the peer's plain send to `target` that came with `receipt`:
+    /// it is in the mailbox (`Ok`), or it cannot be delivered, for the
+    /// reason given, which the peer is told. Either way its window goes back
+    /// to the peer with the next write. A receipt of an earlier connection
+    /// is ignored (the peer forgot that window with it).
+    pub fn settle(
+        &mut self,
+        receipt: Receipt,
+        target: &Option<WorkerAddr>,
+        outcome: Result<(), (ErrorCode, Message)>,
+    ) {
+        if self.conn.as_ref().map(|c| c.seq) != Some(receipt.conn) {
+            return;
+        }
+        debug_assert!(receipt.cost <= self.unsettled, "a receipt settled twice");
+        self.unsettled = self.unsettled.saturating_sub(receipt.cost);
+        if self.settlements.settle(target, receipt.cost, outcome) {
+            self.wake.transmit = true;
         }
     }
 
@@ -794,6 +979,10 @@ impl<A: Asker> LinkState<A> {
             reason: None,
         });
         self.phase = Phase::Up;
+        self.flow = peer.version >= FLOW_CONTROL_VERSION;
+        if !self.flow {
+            self.sent.clear();
+        }
         self.out.encoder = Some(encoder);
         self.out.early_bytes = 0;
         for envelope in std::mem::take(&mut self.out.early) {
@@ -843,6 +1032,10 @@ impl<A: Asker> LinkState<A> {
         self.phase = next;
         self.conn = None;
         self.writing = 0;
+        self.flow = true;
+        self.sent.clear();
+        self.unsettled = 0;
+        self.settlements.clear();
         let early = std::mem::take(&mut self.out).early;
         let dropped = early.iter().filter(|e| e.kind == Kind::Send).count();
         self.deadlines.clear();

@@ -80,7 +80,8 @@ pub(crate) async fn handshake(
     Ok(established)
 }
 
-/// Adds what a codec counted since `reported` to `counters`.
+/// Adds what a codec counted since `reported` to `counters`. Once the
+/// connection is over its codec's counts read zero: nothing is added.
 fn report(
     now: Traffic,
     reported: &mut Traffic,
@@ -88,9 +89,9 @@ fn report(
     peer: &crate::counters::TrafficCounter,
 ) {
     let delta = Traffic {
-        bytes: now.bytes - reported.bytes,
-        frames: now.frames - reported.frames,
-        envelopes: now.envelopes - reported.envelopes,
+        bytes: now.bytes.saturating_sub(reported.bytes),
+        frames: now.frames.saturating_sub(reported.frames),
+        envelopes: now.envelopes.saturating_sub(reported.envelopes),
     };
     node.add(delta);
     peer.add(delta);

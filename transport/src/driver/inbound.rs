@@ -1,30 +1,74 @@
 //! What a link does with what its state decodes: sends and asks go to local
 //! workers through the engine, answers go to this node's askers, control
-//! envelopes are remote operations (`remote_ops.rs`) or gossip.
+//! envelopes are remote operations (`remote_ops.rs`) or gossip, and the
+//! peer's reports of this node's sends it could not deliver are counted in
+//! this node's dropped messages.
 //!
-//! The answer to an ask may be produced on any shard of this node; it comes
-//! back to the link's shard through the shard's completion channel (see
-//! [`ShardTransport::complete`]).
+//! A plain send on a flow-controlled connection waits for room in its
+//! worker's mailbox (`ShardHandle::try_deliver`, then `deliver_when_ready`)
+//! and is settled on the link when it is in (or cannot be): the link gives
+//! its window back to the peer, and reports what failed. The reader never
+//! waits for a worker, so a slow worker slows down only the sends to itself
+//! (its window at the peer fills up), and two busy nodes cannot deadlock.
+//!
+//! The answer to an ask, or the verdict of a waiting delivery, may come on
+//! any shard of this node; it comes back to the link's shard through the
+//! shard's completion channel (see [`ShardTransport::complete`]).
 
 use std::rc::Rc;
 use std::sync::Arc;
 
 use myriad_engine::plugin::ShardHandle;
 use myriad_engine::{Address, Error, Message, Replier, Result};
-use myriad_link::link::Incoming;
+use myriad_link::link::{Incoming, Receipt};
 use myriad_link::remote_error;
 
 use super::link::{Conn, Link};
 use super::{remote_ops, ShardTransport};
 use crate::envelope::{ControlOp, WorkerAddr};
 
-/// The answer to an ask that a peer sent on link `link`, connection `conn`.
+/// What comes back to link `link` from any shard of this node.
 #[derive(Debug)]
 pub(crate) struct Completion {
     pub(crate) link: u64,
-    pub(crate) conn: u64,
-    pub(crate) id: u64,
-    pub(crate) result: Result<Message>,
+    pub(crate) done: Done,
+}
+
+/// See [`Completion`].
+#[derive(Debug)]
+pub(crate) enum Done {
+    /// The answer to the ask `id` the peer sent on connection `conn`.
+    Answer {
+        conn: u64,
+        id: u64,
+        result: Result<Message>,
+    },
+    /// The verdict of the peer's send to `target` that came with `receipt`.
+    Settled {
+        receipt: Receipt,
+        target: Option<WorkerAddr>,
+        result: Result<()>,
+    },
+}
+
+/// Settles the peer's send to `target` on `link` with `result`, counting a
+/// failure in this node's `undeliverable` as well.
+pub(crate) fn settle(
+    st: &ShardTransport,
+    link: &Link,
+    receipt: Receipt,
+    target: &Option<WorkerAddr>,
+    result: Result<()>,
+) {
+    if let Err(error) = &result {
+        st.shared.counters.undeliverable.bump();
+        tracing::debug!(link = link.id, %error, "remote message undeliverable; the peer is told");
+    }
+    link.settle(
+        receipt,
+        target,
+        result.map_err(|e| remote_error::encode(&e)),
+    );
 }
 
 /// The receiving end of one connection.
@@ -54,7 +98,7 @@ impl Inbound {
     }
 
     /// The local address of an envelope's target.
-    fn target(&mut self, target: Option<WorkerAddr>) -> Result<Address> {
+    fn target(&mut self, target: &Option<WorkerAddr>) -> Result<Address> {
         match target {
             Some(WorkerAddr::Name(name)) => {
                 if let Some((last, address)) = &self.last_target {
@@ -63,7 +107,7 @@ impl Inbound {
                     }
                 }
                 let address = Address::Name(Arc::from(name.as_str()));
-                self.last_target = Some((name, address.clone()));
+                self.last_target = Some((name.clone(), address.clone()));
                 Ok(address)
             }
             Some(WorkerAddr::Id(id)) => Err(Error::NoSuchWorker(format!("worker id {id}"))),
@@ -74,13 +118,33 @@ impl Inbound {
     /// Handles one thing from the peer.
     pub(crate) fn dispatch(&mut self, incoming: Incoming<Replier>) {
         match incoming {
-            Incoming::Send { target, body } => {
+            Incoming::Send {
+                target,
+                body,
+                receipt: Some(receipt),
+            } => self.deliver(receipt, target, body),
+            Incoming::Send {
+                target,
+                body,
+                receipt: None,
+            } => {
+                // A version 1 peer cannot be told: counted here only.
                 let delivered = self
-                    .target(target)
+                    .target(&target)
                     .and_then(|to| self.shard.deliver(&to, body, None));
                 if let Err(error) = delivered {
                     self.st.shared.counters.undeliverable.bump();
                     tracing::debug!(peer = %self.conn.peer.name, %error, "remote message dropped");
+                }
+            }
+            Incoming::Undeliverable {
+                target: _,
+                count,
+                error,
+            } => {
+                tracing::debug!(peer = %self.conn.peer.name, count, %error, "sends reported undeliverable");
+                for _ in 0..count {
+                    self.shard.count_dropped(&error);
                 }
             }
             Incoming::Ask { id, target, body } => self.ask(id, target, body),
@@ -111,8 +175,33 @@ impl Inbound {
         });
     }
 
+    /// Puts the peer's send into its worker's mailbox, waiting for room if
+    /// need be, and settles it on the link when it is in or cannot be.
+    fn deliver(&mut self, receipt: Receipt, target: Option<WorkerAddr>, body: Message) {
+        let to = match self.target(&target) {
+            Ok(to) => to,
+            Err(error) => return settle(&self.st, &self.link, receipt, &target, Err(error)),
+        };
+        let body = match self.shard.try_deliver(&to, body) {
+            Ok(result) => return settle(&self.st, &self.link, receipt, &target, result),
+            Err(body) => body,
+        };
+        let completions = self.st.completions.clone();
+        let link = self.link.id;
+        let verdict = Box::new(move |result| {
+            let done = Done::Settled {
+                receipt,
+                target,
+                result,
+            };
+            // The shard is gone only when the node stops.
+            let _ = completions.send(Completion { link, done });
+        });
+        self.shard.deliver_when_ready(&to, body, verdict);
+    }
+
     fn ask(&mut self, id: u64, target: Option<WorkerAddr>, body: Message) {
-        let to = match self.target(target) {
+        let to = match self.target(&target) {
             Ok(to) => to,
             Err(error) => {
                 return self
@@ -125,13 +214,9 @@ impl Inbound {
         let completions = self.st.completions.clone();
         let (link, conn) = (self.link.id, self.conn.seq);
         let answer = Box::new(move |result| {
+            let done = Done::Answer { conn, id, result };
             // The shard is gone only when the node stops.
-            let _ = completions.send(Completion {
-                link,
-                conn,
-                id,
-                result,
-            });
+            let _ = completions.send(Completion { link, done });
         });
         if let Err(error) = self.shard.deliver(&to, body, Some(answer)) {
             self.link

@@ -22,14 +22,14 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_lite::future::or;
 use myriad_engine::{Message, RemoteAddress, Replier, Result};
-use myriad_link::link::{Incoming, LinkError, LinkSettings, LinkState, Wake};
+use myriad_link::link::{Incoming, LinkError, LinkSettings, LinkState, Receipt, Wake};
 
 use myriad_engine::plugin::Signal;
 
 use super::latch::Latch;
 use super::ShardTransport;
 use crate::codec::{Decoder, Encoder};
-use crate::envelope::{ControlOp, ErrorCode};
+use crate::envelope::{ControlOp, ErrorCode, WorkerAddr};
 use crate::handshake::PeerInfo;
 use crate::stats::Traffic;
 use crate::zone::NodeName;
@@ -158,6 +158,16 @@ impl Link {
     /// See [`LinkState::gossip`].
     pub(crate) fn gossip(&self, body: Message) {
         self.with(|s| s.gossip(body));
+    }
+
+    /// See [`LinkState::settle`].
+    pub(crate) fn settle(
+        &self,
+        receipt: Receipt,
+        target: &Option<WorkerAddr>,
+        outcome: Result<(), (ErrorCode, Message)>,
+    ) {
+        self.with(|s| s.settle(receipt, target, outcome));
     }
 
     /// See [`LinkState::reply`].

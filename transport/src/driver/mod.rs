@@ -35,7 +35,7 @@ use myriad_link::remote_error::to_wire;
 use crate::envelope::ControlOp;
 use crate::handshake::LinkConfig;
 use crate::zone::NodeName;
-use inbound::Completion;
+use inbound::{Completion, Done};
 use link::Link;
 pub(crate) use myriad_link::link::LinkError;
 pub(crate) use shared::Shared;
@@ -212,12 +212,20 @@ impl ShardTransport {
         }
     }
 
-    /// Routes the answer to a peer's ask back onto its link.
+    /// Routes the answer to a peer's ask, or the verdict of its send, back
+    /// onto its link.
     fn complete(&self, completion: Completion) {
         let link = self.links.borrow().get(&completion.link).cloned();
-        if let Some(link) = link {
-            let answer = to_wire(completion.result);
-            link.reply(completion.conn, completion.id, answer);
+        let Some(link) = link else {
+            return;
+        };
+        match completion.done {
+            Done::Answer { conn, id, result } => link.reply(conn, id, to_wire(result)),
+            Done::Settled {
+                receipt,
+                target,
+                result,
+            } => inbound::settle(self, &link, receipt, &target, result),
         }
     }
 }

@@ -576,3 +576,312 @@ fn a_refused_ask_keeps_its_asker() {
     ));
     assert!(reply.is_some());
 }
+
+// ----- delivery flow control ---------------------------------------------------
+
+/// A body whose send costs a quarter of a worker's window.
+fn quarter() -> Message {
+    let len = flow::WORKER_WINDOW / 4 - flow::SEND_OVERHEAD;
+    Message::from("x".repeat(len as usize))
+}
+
+/// The plain sends in `incoming`, with their targets' names and receipts.
+fn receipts(incoming: Vec<Incoming<TestAsker>>) -> Vec<(Option<WorkerAddr>, Receipt)> {
+    incoming
+        .into_iter()
+        .map(|i| match i {
+            Incoming::Send {
+                target,
+                receipt: Some(receipt),
+                ..
+            } => (target, receipt),
+            other => panic!("expected a send with a receipt, got {other:?}"),
+        })
+        .collect()
+}
+
+fn worker(name: &str) -> Option<WorkerAddr> {
+    Some(WorkerAddr::from(name))
+}
+
+fn window_full(worker: &str) -> Error {
+    Error::MailboxFull(format!(
+        "beta/{worker} (its delivery window on the link is full)"
+    ))
+}
+
+/// Sends to `worker` until its window is full: four sends of a quarter.
+fn fill(link: &mut Link, worker: &str) {
+    for _ in 0..4 {
+        link.send(&to(worker), quarter(), &mut None).unwrap();
+    }
+    assert_eq!(
+        link.send(&to(worker), quarter(), &mut None),
+        Err(window_full(worker))
+    );
+}
+
+#[test]
+fn a_workers_window_holds_its_sends_until_they_are_settled_and_no_others() {
+    let now = Instant::now();
+    let (mut alpha, mut beta) = pair(now);
+    fill(&mut alpha, "slow");
+    alpha.send(&to("fast"), quarter(), &mut None).unwrap();
+    carry(&mut alpha, &mut beta, now);
+    let got = receipts(incoming(&mut beta));
+    assert_eq!(got.len(), 5);
+
+    // `fast` and the first send to `slow` are settled; nothing else.
+    for (target, receipt) in [&got[0], &got[4]] {
+        beta.settle(*receipt, target, Ok(()));
+    }
+    assert!(beta.take_wake().transmit, "credits are to be written");
+    carry(&mut beta, &mut alpha, now);
+    assert!(incoming(&mut alpha).is_empty(), "credits stay inside");
+    alpha.send(&to("slow"), quarter(), &mut None).unwrap();
+    assert_eq!(
+        alpha.send(&to("slow"), quarter(), &mut None),
+        Err(window_full("slow"))
+    );
+    for _ in 0..3 {
+        alpha.send(&to("fast"), quarter(), &mut None).unwrap();
+    }
+    assert!(!alpha.is_closed() && !beta.is_closed());
+}
+
+#[test]
+fn sends_before_the_handshake_hold_their_window_too() {
+    let mut alpha = Link::new(Some(name("beta")), settings());
+    fill(&mut alpha, "w");
+    // A failed attempt forgets the window with the sends it drops.
+    assert_eq!(alpha.disconnected(Phase::Connecting), 4);
+    alpha.send(&to("w"), quarter(), &mut None).unwrap();
+}
+
+#[test]
+fn heartbeats_keep_the_link_alive_while_a_worker_holds_its_window() {
+    let t0 = Instant::now();
+    let (mut alpha, mut beta) = pair(t0);
+    fill(&mut alpha, "held");
+    carry(&mut alpha, &mut beta, t0);
+    let held = receipts(incoming(&mut beta));
+    // Three heartbeat timeouts with nothing settled and nothing sent.
+    let mut now = t0;
+    while now.duration_since(t0) < 15 * SECOND {
+        now = alpha
+            .poll_timeout()
+            .unwrap()
+            .min(beta.poll_timeout().unwrap());
+        alpha.handle_timeout(now);
+        beta.handle_timeout(now);
+        carry(&mut beta, &mut alpha, now);
+        carry(&mut alpha, &mut beta, now);
+        assert!(incoming(&mut alpha).is_empty());
+        assert!(incoming(&mut beta).is_empty());
+    }
+    assert!(!alpha.is_closed() && !beta.is_closed(), "the link stays up");
+    assert_eq!(
+        alpha.send(&to("held"), quarter(), &mut None),
+        Err(window_full("held"))
+    );
+    for (target, receipt) in &held {
+        beta.settle(*receipt, target, Ok(()));
+    }
+    carry(&mut beta, &mut alpha, now);
+    assert!(incoming(&mut alpha).is_empty());
+    fill(&mut alpha, "held");
+}
+
+#[test]
+fn undeliverable_sends_are_reported_to_the_sender_by_reason() {
+    let now = Instant::now();
+    let (mut alpha, mut beta) = pair(now);
+    for _ in 0..3 {
+        alpha
+            .send(&to("ghost"), Message::from("x"), &mut None)
+            .unwrap();
+    }
+    alpha
+        .send(&to("full"), Message::from("y"), &mut None)
+        .unwrap();
+    carry(&mut alpha, &mut beta, now);
+    let gone = (ErrorCode::NoSuchWorker, Message::from("ghost"));
+    for (target, receipt) in receipts(incoming(&mut beta)) {
+        let outcome = match &target {
+            Some(WorkerAddr::Name(n)) if n == "ghost" => Err(gone.clone()),
+            _ => Err((ErrorCode::MailboxFull, Message::from("full"))),
+        };
+        beta.settle(receipt, &target, outcome);
+    }
+    carry(&mut beta, &mut alpha, now);
+    let mut reports: Vec<_> = incoming(&mut alpha)
+        .into_iter()
+        .map(|i| match i {
+            Incoming::Undeliverable {
+                target,
+                count,
+                error,
+            } => (target, count, error),
+            other => panic!("expected a report, got {other:?}"),
+        })
+        .collect();
+    reports.sort_by_key(|(_, count, _)| *count);
+    assert_eq!(
+        reports,
+        [
+            (
+                worker("full"),
+                1,
+                Error::MailboxFull("beta/full".to_owned())
+            ),
+            (
+                worker("ghost"),
+                3,
+                Error::NoSuchWorker("beta/ghost".to_owned())
+            ),
+        ]
+    );
+    // The credits came with the reports: both windows are whole again.
+    assert_eq!(alpha.sent.total(), 0);
+    assert_eq!(beta.unsettled, 0);
+}
+
+#[test]
+fn a_report_goes_out_before_the_reply_to_a_later_ask() {
+    let now = Instant::now();
+    let (mut alpha, mut beta) = pair(now);
+    let asker = TestAsker::default();
+    alpha
+        .send(&to("ghost"), Message::from("x"), &mut None)
+        .unwrap();
+    alpha
+        .send(&to("w"), Message::from("ask"), &mut Some(asker.clone()))
+        .unwrap();
+    carry(&mut alpha, &mut beta, now);
+    let mut got = incoming(&mut beta).into_iter();
+    let Some(Incoming::Send {
+        target,
+        receipt: Some(receipt),
+        ..
+    }) = got.next()
+    else {
+        panic!("expected the send first")
+    };
+    let Some(Incoming::Ask { id, .. }) = got.next() else {
+        panic!("expected the ask")
+    };
+    let gone = (ErrorCode::NoSuchWorker, Message::from("ghost"));
+    beta.settle(receipt, &target, Err(gone));
+    beta.reply(2, id, Ok(Message::from("pong")));
+    carry(&mut beta, &mut alpha, now);
+    let got = incoming(&mut alpha);
+    assert!(
+        matches!(
+            &got[..],
+            [
+                Incoming::Undeliverable { count: 1, .. },
+                Incoming::Answer(_)
+            ]
+        ),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn a_peer_that_sends_beyond_the_window_is_cut_off() {
+    let now = Instant::now();
+    let (mut alpha, mut beta) = pair(now);
+    // Alpha's encoder, used past its link's window check: a quarter of a
+    // worker's window to each of 17 workers, one more than the link's.
+    let encoder = alpha.out.encoder.as_mut().unwrap();
+    let sends = flow::LINK_WINDOW / (flow::WORKER_WINDOW / 4) + 1;
+    for i in 0..sends {
+        let send = Envelope::new(Kind::Send, worker(&i.to_string()), quarter());
+        encoder.push(&send).unwrap();
+    }
+    alpha.wake.transmit = true;
+    carry(&mut alpha, &mut beta, now);
+    assert_eq!(receipts(incoming(&mut beta)).len() as u64, sends - 1);
+    assert!(beta.is_closed());
+    assert!(matches!(
+        beta.take_close_reason(),
+        LinkError::Protocol(ProtocolError::Malformed(m)) if m.contains("delivery window")
+    ));
+}
+
+#[test]
+fn malformed_credits_and_reports_close_the_link() {
+    let cases = [
+        (Kind::Credit { bytes: 1 }, "a credit for more"),
+        (
+            Kind::Undeliverable {
+                count: 0,
+                code: ErrorCode::NoSuchWorker,
+            },
+            "for no sends",
+        ),
+    ];
+    for (kind, what) in cases {
+        let now = Instant::now();
+        let (mut alpha, mut beta) = pair(now);
+        let encoder = beta.out.encoder.as_mut().unwrap();
+        encoder.push(&Envelope::new(kind, worker("w"), "")).unwrap();
+        carry(&mut beta, &mut alpha, now);
+        assert!(incoming(&mut alpha).is_empty());
+        assert!(alpha.is_closed(), "{kind:?}");
+        assert!(matches!(
+            alpha.take_close_reason(),
+            LinkError::Protocol(ProtocolError::Malformed(m)) if m.contains(what)
+        ));
+    }
+}
+
+#[test]
+fn a_receipt_of_an_earlier_connection_is_ignored() {
+    let now = Instant::now();
+    let (mut alpha, mut beta) = pair(now);
+    alpha.send(&to("w"), Message::from("x"), &mut None).unwrap();
+    carry(&mut alpha, &mut beta, now);
+    let old = receipts(incoming(&mut beta));
+    beta.disconnected(Phase::Closed);
+    alpha.disconnected(Phase::Connecting);
+    answers(&mut alpha);
+    connect(&mut alpha, &mut beta, 3, now);
+    carry(&mut beta, &mut alpha, now);
+    beta.take_wake();
+    for (target, receipt) in old {
+        beta.settle(receipt, &target, Ok(()));
+    }
+    assert_eq!(beta.take_wake(), Wake::default());
+    assert!(
+        beta.poll_transmit().is_none(),
+        "no credit for a forgotten send"
+    );
+}
+
+#[test]
+fn a_version_1_peer_gets_neither_windows_nor_receipts() {
+    let now = Instant::now();
+    let mut alpha = Link::new(Some(name("beta")), settings());
+    let mut beta = Link::new(None, settings());
+    let (mut initiator, first) = Handshake::initiator(&config("alpha")).unwrap();
+    let mut responder = Handshake::responder(&config("beta")).unwrap();
+    let second = sent(responder.feed(&first).unwrap());
+    let third = sent(initiator.feed(&second).unwrap());
+    let mut b = done(responder.feed(&third).unwrap());
+    b.peer.version = 1;
+    beta.connected(now, 2, &b.peer, b.encoder, b.decoder);
+    let confirmation = beta.poll_transmit().unwrap();
+    let mut a = done(initiator.feed(&confirmation).unwrap());
+    a.peer.version = 1;
+    alpha.connected(now, 1, &a.peer, a.encoder, a.decoder);
+    for _ in 0..8 {
+        alpha.send(&to("w"), quarter(), &mut None).unwrap();
+    }
+    carry(&mut alpha, &mut beta, now);
+    let got = incoming(&mut beta);
+    assert_eq!(got.len(), 8);
+    assert!(got
+        .iter()
+        .all(|i| matches!(i, Incoming::Send { receipt: None, .. })));
+}
