@@ -173,7 +173,7 @@ impl Shard {
             },
             Err(_) => return Err(msg),
         };
-        let behind = self.waiting.any_parked() && self.waiting.parked.borrow().contains_key(&r);
+        let behind = self.waiting.parked.borrow().contains_key(&r);
         if r.shard() != self.index || behind {
             return Err(msg);
         }
@@ -185,11 +185,8 @@ impl Shard {
         let capacity = self.node.mailbox_capacity;
         let pushed = self.state.borrow_mut().slots.push(r, delivery, capacity);
         match pushed {
-            Ok(queued) => {
-                if queued {
-                    self.work.notify();
-                }
-                self.mailbox_grew(r);
+            Ok(pushed) => {
+                self.pushed(r, pushed);
                 Ok(Ok(()))
             }
             Err(Undelivered {
