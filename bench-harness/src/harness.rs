@@ -130,6 +130,8 @@ where
     F: FnOnce(Context) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Outcome, BenchError>> + 'static,
 {
+    let variant = variant.into();
+    let _variant = progress::Variant::start(&variant);
     take_panic();
     memory::release_free_heap();
     memory::reset_peak();
@@ -140,7 +142,7 @@ where
     let outcome = Node::start(config, main)??;
     Ok(Row::new(
         workload,
-        variant.into(),
+        variant,
         settings.shards,
         outcome,
         memory::peak(),
