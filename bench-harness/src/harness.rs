@@ -17,6 +17,7 @@ use myriad::{Address, BoxError, Context, Message, Node, NodeConfig, Replier, Wor
 
 use crate::cli::Settings;
 use crate::memory;
+use crate::monitor;
 use crate::progress;
 use crate::report::{Outcome, Row};
 use crate::workloads::Workload;
@@ -139,7 +140,10 @@ where
         .name("bench")
         .shards(settings.shards)
         .mailbox_capacity(MAILBOX_CAPACITY);
-    let outcome = Node::start(config, main)??;
+    let outcome = Node::start(config, main);
+    // The node's threads have ended and handed over their latencies.
+    monitor::sample_now();
+    let outcome = outcome??;
     Ok(Row::new(
         workload,
         variant,

@@ -5,6 +5,7 @@
 //! resident memory.
 
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -36,9 +37,32 @@ impl Options {
     }
 }
 
+/// What a running monitor is asked.
+enum Request {
+    /// Take a sample now, then answer.
+    Sample(mpsc::Sender<()>),
+}
+
+/// Where the running monitor takes requests.
+static REQUESTS: Mutex<Option<mpsc::Sender<Request>>> = Mutex::new(None);
+
+/// Has the running monitor, if any, take a sample now and waits until it
+/// has. The harness calls it as a variant's node has stopped: its threads
+/// have handed over all their latencies, so they go to that variant.
+pub fn sample_now() {
+    let requests = REQUESTS.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let Some(requests) = requests else {
+        return;
+    };
+    let (done, sampled) = mpsc::channel();
+    if requests.send(Request::Sample(done)).is_ok() {
+        // Answered once sampled, or closed if the monitor ended.
+        let _ = sampled.recv();
+    }
+}
+
 /// A running monitor; [`Monitor::stop`] ends it.
 pub struct Monitor {
-    stop: mpsc::Sender<()>,
     thread: JoinHandle<Series>,
     workload: &'static str,
 }
@@ -47,20 +71,17 @@ impl Monitor {
     /// Starts monitoring `workload` with the harness's own source.
     pub fn start(workload: &'static str, options: Options) -> Monitor {
         latency_feed::set_on(options.feeds());
-        let (stop, stopped) = mpsc::channel();
+        let (requests, received) = mpsc::channel();
+        *REQUESTS.lock().unwrap_or_else(|p| p.into_inner()) = Some(requests);
         let thread =
-            std::thread::spawn(move || watch(workload, options, sampler::HarnessSource, &stopped));
-        Monitor {
-            stop,
-            thread,
-            workload,
-        }
+            std::thread::spawn(move || watch(workload, options, sampler::HarnessSource, &received));
+        Monitor { thread, workload }
     }
 
     /// Takes a last sample and returns the series (empty unless
     /// [`Options::keep`]).
     pub fn stop(self) -> Series {
-        drop(self.stop);
+        REQUESTS.lock().unwrap_or_else(|p| p.into_inner()).take();
         let series = self.thread.join();
         latency_feed::set_on(false);
         // The monitor only reads and prints; its failure must not end the run.
@@ -68,42 +89,50 @@ impl Monitor {
     }
 }
 
-/// Samples `source` until `stopped` is closed.
+/// Samples `source` every [`sampler::EVERY`] and when asked, until
+/// `requests` is closed.
 fn watch(
     workload: &'static str,
     options: Options,
     mut source: impl Source,
-    stopped: &mpsc::Receiver<()>,
+    requests: &mpsc::Receiver<Request>,
 ) -> Series {
     let start = Instant::now();
     let mut series = Series::new(workload);
     let mut printer = Printer::new(workload, start);
-    let mut ticks = 1;
-    loop {
+    let mut observe = |series: &mut Series, printer: &mut Printer, may_print: bool| {
         let reading = source.read();
         let now = Instant::now();
         let phase = progress::current_phase();
         let variant = progress::current_variant();
-        if options.progress {
+        if options.progress && may_print {
             if let Some(line) = printer.next_line(now, &reading, phase.as_ref(), options.live) {
                 eprintln!("{line}");
             }
+        } else {
+            printer.absorb(&reading);
         }
         if options.keep {
             let label = phase.map(|p| p.label);
             series.push(now - start, reading, label, variant.as_deref());
         }
+    };
+    for ticks in 1.. {
+        observe(&mut series, &mut printer, true);
         let next = start + sampler::EVERY * ticks;
-        ticks += 1;
-        match stopped.recv_timeout(next.saturating_duration_since(Instant::now())) {
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+        loop {
+            match requests.recv_timeout(next.saturating_duration_since(Instant::now())) {
+                Err(RecvTimeoutError::Timeout) => break,
+                Ok(Request::Sample(done)) => {
+                    observe(&mut series, &mut printer, false);
+                    let _ = done.send(());
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    observe(&mut series, &mut printer, false);
+                    return series;
+                }
+            }
         }
-    }
-    if options.keep {
-        let reading = source.read();
-        let variant = progress::current_variant();
-        series.push(start.elapsed(), reading, None, variant.as_deref());
     }
     series
 }
@@ -127,6 +156,13 @@ impl Printer {
         }
     }
 
+    /// Keeps the latencies of `reading` for the next line.
+    fn absorb(&mut self, reading: &Reading) {
+        self.latency
+            .add(&reading.latency)
+            .expect("sample histograms share their bounds");
+    }
+
     /// The line to print at `now`, if one is due: once a second while a
     /// phase runs (from a second after it started); with `live`, once a
     /// second whatever runs.
@@ -137,9 +173,7 @@ impl Printer {
         phase: Option<&PhaseInfo>,
         live: bool,
     ) -> Option<String> {
-        self.latency
-            .add(&reading.latency)
-            .expect("sample histograms share their bounds");
+        self.absorb(reading);
         let since = now.saturating_duration_since(self.last.0);
         let phase_due = phase.is_some_and(|p| now - p.started >= PRINT_EVERY);
         if since < PRINT_EVERY || !(phase_due || live) {

@@ -103,6 +103,17 @@ fn a_tiny_run_of_every_workload_succeeds_and_reports_each() {
             assert!(html.contains(&id), "no {chart} chart for {workload}");
         }
     }
+    // Each variant's distribution has exactly its own latencies.
+    for curve in [
+        "ask same shard at 100k/s (1.00k values)",
+        "ask same shard saturated, 16 in flight (1.00k values)",
+        "ask across shards at 100k/s (1.00k values)",
+        "ask across shards saturated, 16 in flight (1.00k values)",
+        "agents (1.00k values)",
+        "remote ask, 8 in flight (800 values)",
+    ] {
+        assert!(html.contains(curve), "no curve {curve:?}");
+    }
     let figures = html.matches("<figure class=\"chart\"").count();
     assert_eq!(html.matches("<svg").count(), figures, "one <svg> per chart");
 }

@@ -40,7 +40,7 @@ const STYLE: &str = "\
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1340px;color:#222;padding:0 1em}\
 h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ccc}\
 table{border-collapse:collapse;font-size:.85em}td,th{padding:.2em .6em;border-bottom:1px solid #eee;text-align:left}\
-td.n{text-align:right;font-variant-numeric:tabular-nums}\
+td.n{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}\
 .charts{display:flex;flex-wrap:wrap;gap:12px}\
 figure.chart{margin:0;flex:1 1 600px;max-width:660px}figure.chart svg{width:100%;height:auto}\
 figcaption{font-size:.8em;color:#555}.error{color:#b00}nav a{margin-right:1em}";

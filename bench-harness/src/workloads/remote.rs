@@ -12,6 +12,7 @@ use crate::cli::Settings;
 use crate::harness::{self, BenchError};
 use crate::latency_feed;
 use crate::memory;
+use crate::monitor;
 use crate::progress;
 use crate::report::{latency_histogram, Latency, Outcome, Row};
 use crate::workloads::Workload;
@@ -191,7 +192,9 @@ const VARIANTS: [&str; 3] = ["64 B one-way", "64 KiB one-way", "ask, 8 in flight
 /// report).
 fn variant<T>(label: &str, measurement: impl FnOnce() -> T) -> T {
     let _variant = progress::Variant::start(label);
-    measurement()
+    let out = measurement();
+    monitor::sample_now();
+    out
 }
 
 /// Runs the three measurements; one row each.
