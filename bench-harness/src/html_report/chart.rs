@@ -80,11 +80,18 @@ impl TimeChart<'_> {
         let points = || self.lines.iter().flat_map(|l| l.points.iter());
         let x_max = points().map(|p| p.0).fold(0.0, f64::max).max(0.1);
         let y_max = points().map(|p| p.1).fold(0.0, f64::max);
+        // Enough decimals that neighbouring labels differ.
+        let decimals = match x_max {
+            x if x < 1.0 => 2,
+            x if x < 10.0 => 1,
+            _ => 0,
+        };
+        let x_format = move |x: &f64| format!("{x:.decimals$}");
         let frame = Frame {
             title: self.title,
             x: 0.0..x_max,
             x_desc: "seconds since the workload started",
-            x_format: &|x| format!("{x:.1}"),
+            x_format: &x_format,
             x_labels: 10,
             unit: self.unit,
             lines: self.lines,
