@@ -73,8 +73,10 @@ impl Monitor {
         latency_feed::set_on(options.feeds());
         let (requests, received) = mpsc::channel();
         *REQUESTS.lock().unwrap_or_else(|p| p.into_inner()) = Some(requests);
-        let thread =
-            std::thread::spawn(move || watch(workload, options, sampler::HarnessSource, &received));
+        let thread = std::thread::Builder::new()
+            .name("bench-monitor".into())
+            .spawn(move || watch(workload, options, sampler::HarnessSource, &received))
+            .expect("a thread for the monitor");
         Monitor { thread, workload }
     }
 
