@@ -236,14 +236,15 @@ impl Frame<'_> {
                 .light_line_style(RGBColor(235, 235, 235))
                 .draw()
                 .map_err(|e| e.to_string())?;
-            let shade = RGBColor(60, 100, 200).mix(0.07);
+            // Two light tints in turn, so neighbouring phases differ and
+            // the grid shows through.
+            let tints = [
+                RGBColor(60, 100, 200).mix(0.08),
+                RGBColor(230, 150, 30).mix(0.08),
+            ];
             for (i, span) in self.spans.iter().enumerate() {
                 let band = [(span.time.start, bounds.end), (span.time.end, bounds.start)];
-                let style = if i % 2 == 0 {
-                    shade.filled()
-                } else {
-                    WHITE.filled()
-                };
+                let style = tints[i % 2].filled();
                 chart
                     .draw_series([Rectangle::new(band, style)])
                     .map_err(|e| e.to_string())?;
