@@ -2,6 +2,7 @@
 //! checks clap cannot (shards against cores, repeated workloads). Every bad
 //! argument ends with one clear message and exit code 2.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -58,6 +59,22 @@ pub struct Cli {
     #[arg(long, short)]
     pub quiet: bool,
 
+    /// Once a second during a workload, also show each shard's rate, the
+    /// latency p99 and the resident memory (default when stderr is a
+    /// terminal).
+    #[arg(long, overrides_with = "no_live", conflicts_with = "quiet")]
+    pub live: bool,
+
+    /// Plain progress lines even on a terminal.
+    #[arg(long, overrides_with = "live")]
+    pub no_live: bool,
+
+    /// Also write one self-contained HTML report to PATH: machine,
+    /// settings, results, and each workload's charts over time (sampled
+    /// every 100 ms).
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
+
     /// agents-http: the OpenAI-compatible API root to call (default: start
     /// a mock with `serve-llm` in a child process on loopback).
     #[arg(long, value_name = "URL")]
@@ -106,6 +123,10 @@ pub struct Settings {
     pub json: Option<PathBuf>,
     /// Whether progress lines are off.
     pub quiet: bool,
+    /// Whether progress lines show the live view.
+    pub live: bool,
+    /// Where to write the HTML report.
+    pub report: Option<PathBuf>,
     /// agents-http: the LLM endpoint, if not a mock of our own.
     pub llm: Option<String>,
     /// agents-http: the delay of the mock it starts.
@@ -119,8 +140,9 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Checks what clap could not, against a machine with `cores` cores.
-    pub fn from_cli(cli: Cli, cores: usize) -> Result<Settings, String> {
+    /// Checks what clap could not, against a machine with `cores` cores;
+    /// `terminal` says whether stderr is one (the live view's default).
+    pub fn from_cli(cli: Cli, cores: usize, terminal: bool) -> Result<Settings, String> {
         let shards = match cli.shards {
             None => cores,
             Some(s) => usize::try_from(s)
@@ -150,6 +172,8 @@ impl Settings {
             workloads,
             json: cli.json,
             quiet: cli.quiet,
+            live: !cli.quiet && (cli.live || (terminal && !cli.no_live)),
+            report: cli.report,
             llm: cli.llm,
             llm_delay: Duration::from_millis(cli.llm_delay_ms),
             llm_connections: usize::try_from(cli.llm_connections).unwrap_or(usize::MAX),
@@ -167,7 +191,8 @@ impl Settings {
 /// Parses the process's arguments; exits with code 2 on a bad one.
 pub fn parse() -> Settings {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    Settings::from_cli(Cli::parse(), cores)
+    let terminal = std::io::stderr().is_terminal();
+    Settings::from_cli(Cli::parse(), cores, terminal)
         .unwrap_or_else(|msg| Cli::command().error(ErrorKind::ValueValidation, msg).exit())
 }
 
@@ -181,7 +206,7 @@ mod tests {
 
     #[test]
     fn defaults_run_every_workload_on_every_core() {
-        let settings = Settings::from_cli(parse(&[]).unwrap(), 2).unwrap();
+        let settings = Settings::from_cli(parse(&[]).unwrap(), 2, false).unwrap();
         assert_eq!(settings.actors, 1_000_000);
         assert_eq!(settings.shards, 2);
         assert_eq!(settings.workloads, Workload::ALL);
@@ -191,7 +216,7 @@ mod tests {
     #[test]
     fn workloads_are_taken_in_order_once() {
         let cli = parse(&["--workload", "ring", "spawn", "--workload", "ring,ask"]).unwrap();
-        let settings = Settings::from_cli(cli, 2).unwrap();
+        let settings = Settings::from_cli(cli, 2, false).unwrap();
         assert_eq!(
             settings.workloads,
             [Workload::Ring, Workload::Spawn, Workload::Ask]
@@ -218,12 +243,36 @@ mod tests {
     #[test]
     fn more_shards_than_cores_is_refused() {
         let cli = parse(&["--shards", "3"]).unwrap();
-        let msg = Settings::from_cli(cli, 2).unwrap_err();
+        let msg = Settings::from_cli(cli, 2, false).unwrap_err();
         assert!(
             msg.contains("--shards 3") && msg.contains("2 available cores"),
             "{msg}"
         );
         assert!(parse(&["--shards", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_live_view_is_on_for_a_terminal_unless_told_otherwise() {
+        let live = |args: &[&str], terminal| {
+            Settings::from_cli(parse(args).unwrap(), 2, terminal)
+                .unwrap()
+                .live
+        };
+        assert!(live(&[], true));
+        assert!(!live(&[], false));
+        assert!(live(&["--live"], false));
+        assert!(!live(&["--no-live"], true));
+        assert!(live(&["--no-live", "--live"], false), "the last one wins");
+        assert!(!live(&["--quiet"], true), "quiet is quiet");
+        let err = parse(&["--quiet", "--live"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn a_report_path_is_taken() {
+        let cli = parse(&["--report", "out.html"]).unwrap();
+        let settings = Settings::from_cli(cli, 2, false).unwrap();
+        assert_eq!(settings.report, Some(PathBuf::from("out.html")));
     }
 
     #[test]
@@ -236,7 +285,7 @@ mod tests {
             "0",
             "--stream",
         ]);
-        let settings = Settings::from_cli(cli.unwrap(), 2).unwrap();
+        let settings = Settings::from_cli(cli.unwrap(), 2, false).unwrap();
         let Some(Tool::ServeLlm(args)) = settings.tool else {
             panic!("serve-llm parsed as {:?}", settings.tool);
         };

@@ -17,6 +17,7 @@ use myriad::{Address, BoxError, Context, Message, Node, NodeConfig, Replier, Wor
 
 use crate::cli::Settings;
 use crate::memory;
+use crate::monitor;
 use crate::progress;
 use crate::report::{Outcome, Row};
 use crate::workloads::Workload;
@@ -130,6 +131,8 @@ where
     F: FnOnce(Context) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Outcome, BenchError>> + 'static,
 {
+    let variant = variant.into();
+    let _variant = progress::Variant::start(&variant);
     take_panic();
     memory::release_free_heap();
     memory::reset_peak();
@@ -137,10 +140,13 @@ where
         .name("bench")
         .shards(settings.shards)
         .mailbox_capacity(MAILBOX_CAPACITY);
-    let outcome = Node::start(config, main)??;
+    let outcome = Node::start(config, main);
+    // The node's threads have ended and handed over their latencies.
+    monitor::sample_now();
+    let outcome = outcome??;
     Ok(Row::new(
         workload,
-        variant.into(),
+        variant,
         settings.shards,
         outcome,
         memory::peak(),

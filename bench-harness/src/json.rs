@@ -33,10 +33,7 @@ impl JsonLines {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use crate::report::{Latency, Outcome};
-    use crate::workloads::Workload;
+    use crate::report::ask_row as row;
 
     use super::*;
 
@@ -59,26 +56,6 @@ mod tests {
         "check",
         "extra",
     ];
-
-    fn row() -> Row {
-        let outcome = Outcome {
-            workers: 2,
-            messages: 20,
-            ops: 10,
-            op: "asks",
-            phases: vec![("asks", Duration::from_secs(2))],
-            latency: Some(Latency {
-                p50: 1,
-                p99: 2,
-                p999: 3,
-                max: 4,
-            }),
-            check: "10 answered".into(),
-            extra: vec![("offered_per_s", 5.0)],
-            ..Outcome::default()
-        };
-        Row::new(Workload::Ask, "saturated".into(), 2, outcome, 4096)
-    }
 
     #[test]
     fn each_row_is_one_line_with_the_documented_fields() {

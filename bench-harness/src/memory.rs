@@ -46,7 +46,7 @@ fn status_field(field: &str) -> u64 {
 
 /// Finds `field` (`"VmRSS:"`) in the text of a status file and returns its
 /// value, given in kB, as bytes.
-fn parse_kib(status: &str, field: &str) -> Option<u64> {
+pub fn parse_kib(status: &str, field: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: u64 = line[field.len()..]
         .trim()

@@ -1,27 +1,48 @@
-//! Progress lines on stderr for phases that last longer than a second:
-//! phase, percent done and rate.
+//! What a running workload has done so far: its steps counted per shard,
+//! and the phase it is in.
 //!
 //! Workers count their steps with [`tick`], which only bumps a counter of
-//! their own thread and publishes it to a shared atomic every
-//! [`PUBLISH_EVERY`] steps, so counting costs the hot path almost nothing.
-//! A [`Phase`] owns a reporter thread that wakes once a second and prints.
+//! their own thread and publishes it to their shard's slot (a cache line of
+//! its own) every [`PUBLISH_EVERY`] steps, so counting costs the hot path
+//! almost nothing and shards never write the same line. The counts only
+//! grow; a [`Phase`] remembers where they stood when it started. The
+//! monitor ([`crate::monitor`]) reads both to print progress and sample the
+//! run.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use crate::report::si;
+use crossbeam::utils::CachePadded;
+use myriad::Context;
 
 /// Steps a thread counts before it publishes them.
-const PUBLISH_EVERY: u64 = 4096;
+const PUBLISH_EVERY: u64 = 256;
 
-/// How often a running phase prints a line.
-const INTERVAL: Duration = Duration::from_secs(1);
+/// Shards with a slot of their own; a shard beyond shares slot
+/// `shard % SLOTS` (it is then counted with that shard).
+pub const SLOTS: usize = 64;
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
-static DONE: AtomicU64 = AtomicU64::new(0);
+
+/// Published steps of each shard since the process started.
+static COUNTS: [CachePadded<AtomicU64>; SLOTS] =
+    [const { CachePadded::new(AtomicU64::new(0)) }; SLOTS];
+
+/// One more than the highest slot that has published.
+static SLOTS_USED: AtomicUsize = AtomicUsize::new(0);
+
+/// The phase running now, and the variant of the workload it belongs to.
+static CURRENT: Mutex<Current> = Mutex::new(Current {
+    variant: None,
+    phase: None,
+});
+
+struct Current {
+    variant: Option<Arc<str>>,
+    phase: Option<PhaseInfo>,
+}
 
 thread_local! {
     static UNPUBLISHED: Cell<u64> = const { Cell::new(0) };
@@ -37,12 +58,12 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-/// Counts `n` steps of the current phase.
-pub fn tick(n: u64) {
+/// Counts `n` steps of the current phase, done on `ctx`'s shard.
+pub fn tick(ctx: &Context, n: u64) {
     UNPUBLISHED.with(|c| {
         let pending = c.get() + n;
         if pending >= PUBLISH_EVERY {
-            DONE.fetch_add(pending, Ordering::Relaxed);
+            publish(ctx.shard(), pending);
             c.set(0);
         } else {
             c.set(pending);
@@ -50,68 +71,118 @@ pub fn tick(n: u64) {
     });
 }
 
-/// Steps of the current phase published so far (it lags [`tick`] by up to
-/// [`PUBLISH_EVERY`] steps per thread).
-pub fn done() -> u64 {
-    DONE.load(Ordering::Relaxed)
+fn publish(shard: usize, steps: u64) {
+    let slot = shard % SLOTS;
+    COUNTS[slot].fetch_add(steps, Ordering::Relaxed);
+    // Read first: shards only ever read this line once it is set.
+    if SLOTS_USED.load(Ordering::Relaxed) <= slot {
+        SLOTS_USED.fetch_max(slot + 1, Ordering::Relaxed);
+    }
 }
 
-/// A running phase; its reporter stops when it is dropped.
-pub struct Phase {
-    stop: Option<mpsc::Sender<()>>,
-    reporter: Option<JoinHandle<()>>,
+/// Steps published so far by all shards (it lags [`tick`] by less than
+/// [`PUBLISH_EVERY`] steps per thread).
+pub fn done() -> u64 {
+    COUNTS[..SLOTS_USED.load(Ordering::Relaxed)]
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum()
 }
+
+/// Steps published so far by each shard, in shard order (as many as the
+/// highest shard that has published).
+pub fn per_shard() -> Vec<u64> {
+    COUNTS[..SLOTS_USED.load(Ordering::Relaxed)]
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .collect()
+}
+
+/// A running phase as the monitor sees it.
+#[derive(Debug, Clone)]
+pub struct PhaseInfo {
+    /// The phase's label, with the variant when there is one
+    /// (`asks (same shard at 100k/s)`).
+    pub label: Arc<str>,
+    /// Steps the phase will take.
+    pub total: u64,
+    /// [`done`] when it started.
+    pub base: u64,
+    /// When it started.
+    pub started: Instant,
+}
+
+impl PhaseInfo {
+    /// Steps of this phase done by now, given [`done`].
+    pub fn done(&self, all: u64) -> u64 {
+        all.saturating_sub(self.base)
+    }
+}
+
+/// The phase running now, if any.
+pub fn current_phase() -> Option<PhaseInfo> {
+    lock().phase.clone()
+}
+
+/// The variant of the workload running now, if it has several (see
+/// [`Variant`]).
+pub fn current_variant() -> Option<Arc<str>> {
+    lock().variant.clone()
+}
+
+fn lock() -> std::sync::MutexGuard<'static, Current> {
+    CURRENT.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The variant of a workload that runs (one result row); it ends when
+/// dropped.
+pub struct Variant(());
+
+impl Variant {
+    /// Marks variant `label` (`same shard at 100k/s`; `""` for a workload
+    /// of one row) as running.
+    pub fn start(label: &str) -> Variant {
+        lock().variant = (!label.is_empty()).then(|| label.into());
+        Variant(())
+    }
+}
+
+impl Drop for Variant {
+    fn drop(&mut self) {
+        lock().variant = None;
+    }
+}
+
+/// A running phase; it ends when dropped.
+pub struct Phase(());
 
 impl Phase {
     /// Starts phase `label` of `total` steps.
     pub fn start(label: &str, total: u64) -> Phase {
-        DONE.store(0, Ordering::Relaxed);
-        if !enabled() {
-            return Phase {
-                stop: None,
-                reporter: None,
-            };
-        }
-        let (stop, stopped) = mpsc::channel::<()>();
-        let label = label.to_owned();
-        let reporter = std::thread::spawn(move || {
-            let start = Instant::now();
-            let mut last = (start, 0);
-            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(INTERVAL) {
-                let now = Instant::now();
-                let done = done();
-                let rate = (done - last.1.min(done)) as f64 / (now - last.0).as_secs_f64();
-                eprintln!(
-                    "  {label}: {:>3}% ({}/{}) {}/s, {:.0} s",
-                    percent(done, total),
-                    si(done as f64),
-                    si(total as f64),
-                    si(rate),
-                    (now - start).as_secs_f64()
-                );
-                last = (now, done);
-            }
+        let mut current = lock();
+        let label = match &current.variant {
+            Some(variant) => format!("{label} ({variant})").into(),
+            None => label.into(),
+        };
+        current.phase = Some(PhaseInfo {
+            label,
+            total,
+            base: done(),
+            started: Instant::now(),
         });
-        Phase {
-            stop: Some(stop),
-            reporter: Some(reporter),
-        }
+        Phase(())
     }
 }
 
 impl Drop for Phase {
     fn drop(&mut self) {
-        self.stop.take();
-        if let Some(reporter) = self.reporter.take() {
-            // The reporter only prints; a panic there must not end the run.
-            let _ = reporter.join();
-        }
+        lock().phase = None;
     }
 }
 
 /// `done` of `total` in whole percent, at most 100 (published counts run
 /// slightly behind and may include a few steps of the previous phase).
-fn percent(done: u64, total: u64) -> u64 {
+pub fn percent(done: u64, total: u64) -> u64 {
     (done.saturating_mul(100) / total.max(1)).min(100)
 }
 
@@ -124,5 +195,35 @@ mod tests {
         assert_eq!(percent(0, 0), 0);
         assert_eq!(percent(50, 200), 25);
         assert_eq!(percent(300, 200), 100);
+    }
+
+    #[test]
+    fn published_steps_land_in_their_shard_slot() {
+        // Slots far from the ones the workloads' tests use.
+        let before = per_shard();
+        publish(SLOTS - 1, 5);
+        publish(2 * SLOTS - 1, 7);
+        let after = per_shard();
+        assert_eq!(after.len(), SLOTS);
+        let was = before.get(SLOTS - 1).copied().unwrap_or(0);
+        assert_eq!(after[SLOTS - 1] - was, 12, "shard 127 shares slot 63");
+        assert!(done() >= 12);
+    }
+
+    #[test]
+    fn a_phase_is_labelled_with_its_variant_and_counts_from_its_start() {
+        let variant = Variant::start("same shard");
+        let phase = Phase::start("asks", 10);
+        let info = current_phase().unwrap();
+        assert_eq!(&*info.label, "asks (same shard)");
+        assert_eq!(info.done(info.base + 4), 4);
+        assert_eq!(info.done(0), 0);
+        drop(phase);
+        assert!(current_phase().is_none());
+        assert_eq!(current_variant().as_deref(), Some("same shard"));
+        drop(variant);
+        assert!(current_variant().is_none());
+        let _one_row = Variant::start("");
+        assert!(current_variant().is_none(), "a single row has no variant");
     }
 }

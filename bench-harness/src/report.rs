@@ -201,6 +201,28 @@ pub fn bytes(b: u64) -> String {
     }
 }
 
+/// A row of the `ask` workload, for the tests of what shows rows.
+#[cfg(test)]
+pub fn ask_row() -> Row {
+    let outcome = Outcome {
+        workers: 2,
+        messages: 20,
+        ops: 10,
+        op: "asks",
+        phases: vec![("asks", Duration::from_secs(2))],
+        latency: Some(Latency {
+            p50: 1,
+            p99: 2,
+            p999: 3,
+            max: 4,
+        }),
+        check: "10 answered".into(),
+        extra: vec![("offered_per_s", 5.0)],
+        ..Outcome::default()
+    };
+    Row::new(Workload::Ask, "saturated".into(), 2, outcome, 4096)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

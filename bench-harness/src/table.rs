@@ -3,7 +3,7 @@
 
 use crate::report::{bytes, nanos, si, Row};
 
-const HEADER: [&str; 12] = [
+pub const HEADER: [&str; 12] = [
     "workload", "workers", "messages", "wall", "msgs/s", "p50", "p99", "p99.9", "max", "peak RSS",
     "B/worker", "result",
 ];
@@ -35,7 +35,7 @@ pub fn render(rows: &[Row]) -> String {
     out
 }
 
-fn cells(row: &Row) -> [String; 12] {
+pub fn cells(row: &Row) -> [String; 12] {
     let latency = |pick: fn(&crate::report::Latency) -> u64| {
         row.latency_ns
             .as_ref()

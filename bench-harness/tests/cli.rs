@@ -29,6 +29,9 @@ fn a_tiny_run_of_every_workload_succeeds_and_reports_each() {
     let json = TempFile(
         std::env::temp_dir().join(format!("bench-harness-smoke-{}.jsonl", std::process::id())),
     );
+    let report = TempFile(
+        std::env::temp_dir().join(format!("bench-harness-smoke-{}.html", std::process::id())),
+    );
     let out = harness(&[
         "--actors",
         "1000",
@@ -39,6 +42,8 @@ fn a_tiny_run_of_every_workload_succeeds_and_reports_each() {
         "--quiet",
         "--json",
         json.0.to_str().unwrap(),
+        "--report",
+        report.0.to_str().unwrap(),
     ]);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "{stdout}\n{stderr}");
@@ -82,6 +87,35 @@ fn a_tiny_run_of_every_workload_succeeds_and_reports_each() {
             assert!(record.contains(field), "{field} missing in {record}");
         }
     }
+
+    let html = std::fs::read_to_string(&report.0).unwrap();
+    for workload in [
+        "spawn", "skynet", "pingpong", "counting", "ring", "fanout", "ask", "agents", "remote",
+    ] {
+        for chart in ["throughput", "shards", "memory"] {
+            let id = format!("id=\"fig-{workload}-{chart}\"");
+            assert!(html.contains(&id), "no {chart} chart for {workload}");
+        }
+    }
+    for workload in ["ask", "agents", "remote"] {
+        for chart in ["latency", "distribution"] {
+            let id = format!("id=\"fig-{workload}-{chart}\"");
+            assert!(html.contains(&id), "no {chart} chart for {workload}");
+        }
+    }
+    // Each variant's distribution has exactly its own latencies.
+    for curve in [
+        "ask same shard at 100k/s (1.00k values)",
+        "ask same shard saturated, 16 in flight (1.00k values)",
+        "ask across shards at 100k/s (1.00k values)",
+        "ask across shards saturated, 16 in flight (1.00k values)",
+        "agents (1.00k values)",
+        "remote ask, 8 in flight (800 values)",
+    ] {
+        assert!(html.contains(curve), "no curve {curve:?}");
+    }
+    let figures = html.matches("<figure class=\"chart\"").count();
+    assert_eq!(html.matches("<svg").count(), figures, "one <svg> per chart");
 }
 
 #[test]
@@ -100,6 +134,8 @@ fn bad_arguments_exit_with_code_2_and_say_why() {
         (&["--workload", "bogus"][..], "bogus"),
         (&["--shards", "4096"][..], "available cores"),
         (&["--messages", "many"][..], "--messages"),
+        (&["--report", "/nonexistent/r.html"][..], "--report"),
+        (&["--live", "--quiet"][..], "--quiet"),
     ] {
         let out = harness(args);
         let stderr = text(&out.stderr);

@@ -25,6 +25,7 @@ use myriad::{BoxError, Context, Message, Worker, WorkerRef};
 
 use crate::cli::Settings;
 use crate::harness::{self, BenchError, Tally};
+use crate::latency_feed;
 use crate::memory;
 use crate::progress;
 use crate::report::{latency_histogram, Latency, Outcome, Row};
@@ -185,7 +186,7 @@ impl Worker for User {
             let seed = (ctx.shard() as u64) << 40;
             self.agents = (0..n)
                 .map(|i| {
-                    progress::tick(1);
+                    progress::tick(ctx, 1);
                     ctx.spawn(Agent {
                         tool,
                         think: self.think,
@@ -209,11 +210,11 @@ impl Worker for User {
             let mut next = || harness::number(fields.next().expect("answer fields"));
             let (sent, think, turn) = (next(), next(), next());
             let now = self.epoch.elapsed().as_nanos() as u64;
-            self.added
-                .saturating_record(now.saturating_sub(sent).saturating_sub(think));
+            let added = now.saturating_sub(sent).saturating_sub(think);
+            latency_feed::record(&mut self.added, added);
             self.think_ns += u128::from(think);
             self.answered += 1;
-            progress::tick(1);
+            progress::tick(ctx, 1);
             if turn < self.turns {
                 harness::send(ctx, harness::sender(ctx), self.task());
             }

@@ -29,6 +29,7 @@ use myriad::{BoxError, Context, Message, Worker, WorkerRef};
 
 use crate::cli::Settings;
 use crate::harness::{self, BenchError, Tally};
+use crate::latency_feed;
 use crate::progress;
 use crate::report::{latency_histogram, Latency, Outcome, Row};
 use crate::workloads::{spawn_then_go, Workload};
@@ -181,12 +182,12 @@ impl Worker for User {
             let kind = fields.next().expect("kind");
             let turn = harness::number(fields.next().expect("turn"));
             if kind == "ok" {
-                self.added.saturating_record(added);
+                latency_feed::record(&mut self.added, added);
             } else {
                 *self.errors.entry(kind.to_owned()).or_default() += 1;
             }
             self.answered += 1;
-            progress::tick(1);
+            progress::tick(ctx, 1);
             if turn < self.turns {
                 harness::send(ctx, harness::sender(ctx), "plan the next step");
             }

@@ -19,6 +19,7 @@ use myriad::{BoxError, Context, Message, Worker, WorkerRef};
 
 use crate::cli::Settings;
 use crate::harness::{self, BenchError, Tally};
+use crate::latency_feed;
 use crate::progress;
 use crate::report::{latency_histogram, si, Latency, Outcome, Row};
 use crate::workloads::{share, Placement, Workload};
@@ -87,12 +88,10 @@ struct Client {
 impl Client {
     async fn ask(&mut self, ctx: &Context, since: Instant) {
         harness::ask(ctx, self.echo, "q").await;
-        let nanos = since.elapsed().as_nanos();
-        self.latencies
-            .borrow_mut()
-            .saturating_record(u64::try_from(nanos).unwrap_or(u64::MAX));
+        let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        latency_feed::record(&mut self.latencies.borrow_mut(), nanos);
         self.answered += 1;
-        progress::tick(1);
+        progress::tick(ctx, 1);
     }
 }
 

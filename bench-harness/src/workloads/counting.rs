@@ -31,7 +31,7 @@ impl Worker for Counter {
             ctx.reply(harness::decimal(self.count))?;
         } else {
             self.count += 1;
-            progress::tick(1);
+            progress::tick(ctx, 1);
             if self.count % WINDOW == 0 {
                 harness::send(ctx, harness::sender(ctx), "more");
             }

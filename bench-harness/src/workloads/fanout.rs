@@ -37,7 +37,7 @@ impl Worker for Receiver {
             return Ok(());
         }
         self.got += 1;
-        progress::tick(1);
+        progress::tick(ctx, 1);
         if self.got == self.expected {
             harness::send(ctx, harness::sender(ctx), "done");
         }
@@ -62,7 +62,7 @@ impl Worker for Driver {
             self.per_receiver = k;
             self.receivers = (0..n)
                 .map(|_| {
-                    progress::tick(1);
+                    progress::tick(ctx, 1);
                     ctx.spawn(Receiver {
                         expected: k,
                         got: 0,

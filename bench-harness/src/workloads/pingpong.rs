@@ -26,7 +26,7 @@ impl Worker for Ping {
         } else {
             assert_eq!(msg, "pong", "unexpected message");
             self.left -= 1;
-            progress::tick(1);
+            progress::tick(ctx, 1);
         }
         let next = if self.left == 0 { "done" } else { "ping" };
         harness::send(ctx, self.pong, next);

@@ -10,7 +10,10 @@ use myriad::{Address, BoxError, Context, Error, Message, NodeConfig, NodeHandle,
 
 use crate::cli::Settings;
 use crate::harness::{self, BenchError};
+use crate::latency_feed;
 use crate::memory;
+use crate::monitor;
+use crate::progress;
 use crate::report::{latency_histogram, Latency, Outcome, Row};
 use crate::workloads::Workload;
 
@@ -37,7 +40,10 @@ impl Worker for Sink {
                 let replier = ctx.defer_reply().ok_or("`when` must be asked")?;
                 self.waiting = Some((harness::number(n), replier));
             }
-            _ => self.received += 1,
+            _ => {
+                self.received += 1;
+                progress::tick(ctx, 1);
+            }
         }
         if matches!(&self.waiting, Some((n, _)) if self.received >= *n) {
             if let Some((_, replier)) = self.waiting.take() {
@@ -88,7 +94,10 @@ impl Worker for Asker {
         for _ in 0..n {
             let start = Instant::now();
             ctx.send_and_receive("b/echo", "ping", LONG).await?;
-            latencies.push_str(&format!("{} ", start.elapsed().as_nanos()));
+            let nanos = start.elapsed().as_nanos();
+            latency_feed::feed_in(u64::try_from(nanos).unwrap_or(u64::MAX));
+            progress::tick(ctx, 1);
+            latencies.push_str(&format!("{nanos} "));
         }
         ctx.reply(latencies)?;
         Ok(())
@@ -176,6 +185,18 @@ fn asks(a: &NodeHandle, each: u64) -> Result<(Duration, Histogram<u64>), BenchEr
     Ok((took, histogram))
 }
 
+/// The three measurements, one row each.
+const VARIANTS: [&str; 3] = ["64 B one-way", "64 KiB one-way", "ask, 8 in flight"];
+
+/// Runs `measurement` as variant `label` (for the progress lines and the
+/// report).
+fn variant<T>(label: &str, measurement: impl FnOnce() -> T) -> T {
+    let _variant = progress::Variant::start(label);
+    let out = measurement();
+    monitor::sample_now();
+    out
+}
+
 /// Runs the three measurements; one row each.
 pub fn run(settings: &Settings) -> Result<Vec<Row>, BenchError> {
     let small = settings.messages_or(DEFAULT_SMALL);
@@ -197,12 +218,13 @@ pub fn run(settings: &Settings) -> Result<Vec<Row>, BenchError> {
     let row = |variant: &str, outcome: Outcome| {
         Row::new(Workload::Remote, variant.into(), 1, outcome, memory::peak())
     };
-    let small_time = one_way(&a, &b, "sink-small", small, 64)?;
-    let bulk_time = one_way(&a, &b, "sink-bulk", bulk, BULK_SIZE)?;
-    let (ask_time, latencies) = asks(&a, each)?;
+    let [small_label, bulk_label, ask_label] = VARIANTS;
+    let small_time = variant(small_label, || one_way(&a, &b, "sink-small", small, 64))?;
+    let bulk_time = variant(bulk_label, || one_way(&a, &b, "sink-bulk", bulk, BULK_SIZE))?;
+    let (ask_time, latencies) = variant(ask_label, || asks(&a, each))?;
     let rows = vec![
         row(
-            "64 B one-way",
+            small_label,
             Outcome {
                 workers: 2,
                 messages: small + 2,
@@ -214,7 +236,7 @@ pub fn run(settings: &Settings) -> Result<Vec<Row>, BenchError> {
             },
         ),
         row(
-            "64 KiB one-way",
+            bulk_label,
             Outcome {
                 workers: 2,
                 messages: bulk + 2,
@@ -226,7 +248,7 @@ pub fn run(settings: &Settings) -> Result<Vec<Row>, BenchError> {
             },
         ),
         row(
-            "ask, 8 in flight",
+            ask_label,
             Outcome {
                 workers: ASKERS + 1,
                 messages: 2 * ASKERS * each,

@@ -47,7 +47,7 @@ impl Worker for Link {
             self.seen += 1;
             if let Some(head) = &mut self.head {
                 head.laps_left -= 1;
-                progress::tick(head.ring_size);
+                progress::tick(ctx, head.ring_size);
                 if head.laps_left == 0 {
                     harness::send(ctx, self.next(), format!("census {}", self.seen));
                     return Ok(());

@@ -64,7 +64,7 @@ impl Worker for Skynet {
     async fn on_start(&mut self, ctx: &mut Context) {
         if self.size == 1 {
             self.sum = self.first;
-            progress::tick(1);
+            progress::tick(ctx, 1);
         } else {
             let children = self.size.min(BRANCHING);
             let me = Some(ctx.me());

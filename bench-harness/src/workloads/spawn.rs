@@ -49,7 +49,7 @@ impl Worker for Spawner {
             self.cells.reserve_exact(k as usize);
             for value in 0..k {
                 self.cells.push(ctx.spawn(Cell { value }));
-                progress::tick(1);
+                progress::tick(ctx, 1);
             }
             harness::report(ctx, self.tally, k);
         } else if msg == "deliver" {
@@ -59,7 +59,7 @@ impl Worker for Spawner {
         } else {
             assert_eq!(msg, "ack", "unexpected message");
             self.acks += 1;
-            progress::tick(1);
+            progress::tick(ctx, 1);
             if self.acks == self.cells.len() as u64 {
                 harness::report(ctx, self.tally, self.acks);
                 self.cells = Vec::new();
