@@ -177,6 +177,14 @@ impl Shard {
     fn admit(&self, to: Target, waiter: Waiter, forced: bool) {
         let r = match to {
             Target::Worker(r) => r,
+            Target::Key(key) => match self.virtual_worker(&key) {
+                Some(r) => r,
+                // Not active: it waits in the key's entry, as any message.
+                None => {
+                    let delivered = self.deliver_key(&key, waiter.delivery);
+                    return (waiter.verdict)(delivered.map_err(|u| u.error));
+                }
+            },
             Target::Name(name) => {
                 let found = self.state.borrow().directory.lookup(&name);
                 match found {
