@@ -93,7 +93,7 @@ impl Key {
 
     /// The shard of a node of `shards` shards where this key's worker
     /// lives: every shard computes it alone, as for names.
-    pub(crate) fn home_shard(&self, shards: usize) -> usize {
+    pub fn home_shard(&self, shards: usize) -> usize {
         // The modulo keeps the value below `shards`, which is a usize.
         (fnv1a(self.text.as_bytes()) % shards.max(1) as u64) as usize
     }
