@@ -131,15 +131,35 @@ where
     F: FnOnce(Context) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Outcome, BenchError>> + 'static,
 {
+    measure_on(settings, config(settings), workload, variant, main)
+}
+
+/// The configuration of the node a workload runs on.
+pub fn config(settings: &Settings) -> NodeConfig {
+    NodeConfig::default()
+        .name("bench")
+        .shards(settings.shards)
+        .mailbox_capacity(MAILBOX_CAPACITY)
+}
+
+/// [`measure`] on a node of configuration `config` (made from
+/// [`config`]).
+pub fn measure_on<F, Fut>(
+    settings: &Settings,
+    config: NodeConfig,
+    workload: Workload,
+    variant: impl Into<String>,
+    main: F,
+) -> Result<Row, BenchError>
+where
+    F: FnOnce(Context) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Outcome, BenchError>> + 'static,
+{
     let variant = variant.into();
     let _variant = progress::Variant::start(&variant);
     take_panic();
     memory::release_free_heap();
     memory::reset_peak();
-    let config = NodeConfig::default()
-        .name("bench")
-        .shards(settings.shards)
-        .mailbox_capacity(MAILBOX_CAPACITY);
     let outcome = Node::start(config, main);
     // The node's threads have ended and handed over their latencies.
     monitor::sample_now();

@@ -2,15 +2,16 @@
 //!
 //! A worker is reached either through a [`WorkerRef`] (a cheap, copyable
 //! handle returned by `spawn`, valid only on the node that made it), through
-//! its unique name on a node, or through a [`RemoteAddress`] (`node/name`) on
-//! another node of the zone. [`Address`] is the sum of the three; everything
-//! that sends accepts `impl Into<Address>`.
+//! its unique name on a node, through a [`RemoteAddress`] (`node/name`) on
+//! another node of the zone, or, for a virtual worker, through its [`Key`].
+//! [`Address`] is the sum of the four; everything that sends accepts
+//! `impl Into<Address>`.
 
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use crate::Error;
+use crate::{Error, Key};
 
 /// The longest worker name we accept.
 pub const MAX_NAME_LEN: usize = 255;
@@ -103,6 +104,9 @@ pub enum Address {
     Name(Arc<str>),
     /// A named worker of another node.
     Remote(RemoteAddress),
+    /// A virtual worker, by its key: activated by its first message (see
+    /// [`Key`]).
+    Key(Key),
 }
 
 impl Address {
@@ -121,6 +125,7 @@ impl fmt::Display for Address {
             Address::Worker(r) => fmt::Display::fmt(r, f),
             Address::Name(n) => f.write_str(n),
             Address::Remote(r) => fmt::Display::fmt(r, f),
+            Address::Key(k) => fmt::Display::fmt(k, f),
         }
     }
 }
@@ -171,6 +176,18 @@ impl From<&Address> for Address {
     }
 }
 
+impl From<Key> for Address {
+    fn from(k: Key) -> Self {
+        Address::Key(k)
+    }
+}
+
+impl From<&Key> for Address {
+    fn from(k: &Key) -> Self {
+        Address::Key(k.clone())
+    }
+}
+
 impl From<RemoteAddress> for Address {
     fn from(r: RemoteAddress) -> Self {
         Address::Remote(r)
@@ -204,13 +221,18 @@ pub fn validate_name(name: &str) -> Result<(), Error> {
 /// The shard a name lives on by default (FNV-1a of the name, modulo the shard
 /// count): every shard computes it alone, without asking anyone.
 pub fn home_shard(name: &str, shards: usize) -> usize {
+    // The modulo keeps the value below `shards`, which is a usize.
+    (fnv1a(name.as_bytes()) % shards.max(1) as u64) as usize
+}
+
+/// The 64-bit FNV-1a hash of `bytes`: the placement hash of names and keys.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in name.bytes() {
+    for &b in bytes {
         hash ^= u64::from(b);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    // The modulo keeps the value below `shards`, which is a usize.
-    (hash % shards.max(1) as u64) as usize
+    hash
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::remote::RemoteRouterFactory;
+use crate::virtual_workers::VirtualConfig;
 use crate::{Error, Result};
 
 /// Configuration of a node. Start from `NodeConfig::default()` and adjust.
@@ -30,6 +31,7 @@ pub struct NodeConfig {
     pub(crate) io_memory: usize,
     pub(crate) spin_before_park: Duration,
     pub(crate) remote: Option<RemoteRouterFactory>,
+    pub(crate) virtuals: VirtualConfig,
 }
 
 impl Default for NodeConfig {
@@ -44,6 +46,7 @@ impl Default for NodeConfig {
             io_memory: 256 << 10,
             spin_before_park: Duration::from_micros(100),
             remote: None,
+            virtuals: VirtualConfig::default(),
         }
     }
 }
@@ -145,6 +148,7 @@ impl NodeConfig {
                 self.name
             )));
         }
+        self.virtuals.validate()?;
         self.shard_count()
     }
 
@@ -165,6 +169,7 @@ impl fmt::Debug for NodeConfig {
             .field("io_memory", &self.io_memory)
             .field("spin_before_park", &self.spin_before_park)
             .field("remote_router", &self.remote.is_some())
+            .field("virtuals", &self.virtuals)
             .finish()
     }
 }

@@ -5,7 +5,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::shard::Shard;
-use crate::{Error, ExitReason, Message, WorkerRef};
+use crate::{Error, ExitReason, Key, Message, WorkerRef};
 
 /// A message on its way into a worker's mailbox.
 pub(crate) struct Delivery {
@@ -35,6 +35,8 @@ pub(crate) enum ReplyTo {
 pub(crate) enum Target {
     Worker(WorkerRef),
     Name(Arc<str>),
+    /// A virtual worker, on the key's home shard.
+    Key(Key),
 }
 
 /// A message that could not be delivered, with the reason.

@@ -87,6 +87,10 @@ pub enum Error {
     /// The node configuration is not usable.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A virtual worker's state could not be loaded, used or saved (a store
+    /// failure, a corrupt stored state); the text says which key and why.
+    #[error("state store: {0}")]
+    StateStore(String),
     /// A shard's executor could not be started (io_uring, locked memory, cores).
     #[error("cannot start shard: {0}")]
     Startup(String),

@@ -69,6 +69,7 @@ not_under_loom! {
     mod signal;
     mod slots;
     mod supervisor;
+    mod virtual_workers;
     mod worker;
     pub use address::{validate_name, Address, RemoteAddress, WorkerRef, MAX_NAME_LEN};
     pub use config::NodeConfig;
@@ -80,5 +81,9 @@ not_under_loom! {
     pub use node::{Node, NodeHandle, WorkerInfo};
     pub use remote::Replier;
     pub use supervisor::{ChildSpec, Restart, Strategy, Supervisor};
+    pub use virtual_workers::{
+        Key, MemoryStore, Persistent, RedbStore, StateStore, StoreError, StoreLatency, VirtualStats,
+        VirtualWorker, Write, DEFAULT_IDLE, MAX_KEY_ID_LEN, REDB_FILE,
+    };
     pub use worker::Worker;
 }

@@ -24,6 +24,7 @@ use crate::liveness::{self, Liveness};
 use crate::remote::{self, RemoteRouterFactory, ShardHandle};
 use crate::shard::{NodeShared, Shard};
 use crate::suspended;
+use crate::virtual_workers::NodeVirtuals;
 use crate::worker::panic_text;
 use crate::{
     Address, Context, Dropped, Error, Message, NodeConfig, Result, Worker, WorkerRef,
@@ -99,6 +100,7 @@ impl Node {
         crate::host::check_memlock().map_err(Error::Startup)?;
         let (inboxes, mut inbox_receivers): (Vec<_>, Vec<_>) =
             (0..shards).map(|_| flume::bounded(INBOX_CAPACITY)).unzip();
+        let virtuals = NodeVirtuals::start(&config, shards, &inboxes)?;
         let shared = Arc::new(NodeShared {
             name: Arc::from(config.name.as_str()),
             shards,
@@ -108,6 +110,7 @@ impl Node {
             inboxes,
             liveness: Arc::new(Liveness::new(inbox_receivers.clone())),
             stopping: AtomicBool::new(false),
+            virtuals,
         });
         let mut links = links(shards);
         // Pinned to the CPUs this process may use (a cpuset, `taskset`), in turn.
@@ -156,6 +159,9 @@ impl Node {
                     .unwrap_or_else(|| "a shard exited".into());
                 return Err(Error::Startup(reason));
             }
+        }
+        if let Some(virtuals) = node.virtuals() {
+            virtuals.wake_due(node.inner.shared.inboxes.clone());
         }
         Ok(node)
     }
@@ -216,6 +222,7 @@ async fn run_shard(start: ShardStart) {
     // worst (200 handle asks to an idle node).
     glommio::spawn_local(shard.clone().schedule()).detach();
     glommio::spawn_local(shard.clone().sweep_asks()).detach();
+    glommio::spawn_local(shard.clone().sweep_virtuals()).detach();
     glommio::spawn_local(drain_inbox(shard.clone(), start.inbox)).detach();
     // The node may already be gone if another shard failed to start.
     let _ = start.ready.send(start.index);
@@ -300,6 +307,10 @@ impl NodeInner {
                 failure.get_or_insert_with(|| e.to_string());
             }
         }
+        // The shards are gone: the store writes what they left and closes.
+        if let Some(virtuals) = &self.shared.virtuals {
+            virtuals.store.close();
+        }
         failure
     }
 }
@@ -332,6 +343,11 @@ impl NodeHandle {
     /// The number of shards.
     pub fn shards(&self) -> usize {
         self.inner.shared.shards
+    }
+
+    /// The node's virtual workers' kinds and store, if it hosts any.
+    pub(crate) fn virtuals(&self) -> Option<&Arc<NodeVirtuals>> {
+        self.inner.shared.virtuals.as_ref()
     }
 
     fn inbox(&self, shard: usize) -> Result<&flume::Sender<Packet>> {
@@ -378,7 +394,7 @@ impl NodeHandle {
     }
 
     /// Runs `job` on `shard` and waits for its result.
-    fn call<R: Send + 'static>(
+    pub(crate) fn call<R: Send + 'static>(
         &self,
         call: &'static str,
         shard: usize,
@@ -424,6 +440,7 @@ impl NodeHandle {
                 home_shard(&remote.worker, self.shards())
             }
             Address::Remote(_) => 0,
+            Address::Key(key) => key.home_shard(self.shards()),
         }
     }
 

@@ -22,6 +22,7 @@ mod remote;
 mod ring;
 mod skynet;
 mod spawn;
+mod virtual_agents;
 
 /// A standard workload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -46,6 +47,8 @@ pub enum Workload {
     Remote,
     /// N agents whose think is a real chat request over HTTP (--llm, or a mock it starts); not in the default suite
     AgentsHttp,
+    /// N virtual workers on the embedded store: activation (new, stored) with latency, deactivation, and M messages by key vs by name; not in the default suite
+    Virtual,
 }
 
 impl Workload {
@@ -75,6 +78,7 @@ impl Workload {
             Workload::Agents => "agents",
             Workload::Remote => "remote",
             Workload::AgentsHttp => "agents-http",
+            Workload::Virtual => "virtual",
         }
     }
 
@@ -91,6 +95,7 @@ impl Workload {
             Workload::Agents => agents::run(settings),
             Workload::Remote => remote::run(settings),
             Workload::AgentsHttp => agents_http::run(settings),
+            Workload::Virtual => virtual_agents::run(settings),
         }
     }
 }

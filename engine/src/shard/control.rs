@@ -108,6 +108,12 @@ impl Shard {
             Address::Name(name) => name.clone(),
             Address::Remote(remote) if *remote.node == *self.node.name => remote.worker.clone(),
             Address::Remote(remote) => return Err(Error::NoRoute(remote.node.to_string())),
+            Address::Key(key) => {
+                let home = key.home_shard(self.node.shards);
+                let lookup = key.clone();
+                let found = self.submit(home, move |s| s.virtual_worker(&lookup)).await?;
+                return found.ok_or_else(|| Error::NoSuchWorker(format!("{key} (not active)")));
+            }
         };
         let home = home_shard(&name, self.node.shards);
         let lookup = name.clone();

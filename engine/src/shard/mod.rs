@@ -13,7 +13,9 @@
 //! * `ready`: sends that wait for room in a full mailbox;
 //! * `scheduler`: the loop that runs queued workers, drains the rings,
 //!   ships the outboxes, spins and parks;
-//! * `shutdown`: stopping the shard.
+//! * `shutdown`: stopping the shard;
+//! * `virtuals`: virtual workers on their home shard (see
+//!   `virtual_workers/`).
 //!
 //! Everything here lives on one glommio executor thread. The shard's state
 //! sits in one `RefCell` that is never borrowed across an `.await` or a call
@@ -35,6 +37,8 @@ use crate::signal::Signal;
 use crate::slots::Slots;
 use crate::spare::Spares;
 use crate::suspended::Suspended;
+use crate::virtual_workers::registry::Registry;
+use crate::virtual_workers::NodeVirtuals;
 use crate::worker::Runnable;
 use crate::{Error, Result};
 
@@ -46,6 +50,7 @@ mod ready;
 mod route;
 mod scheduler;
 mod shutdown;
+mod virtuals;
 mod workers;
 
 /// What every shard of a node knows about the node.
@@ -62,6 +67,8 @@ pub(crate) struct NodeShared {
     pub liveness: Arc<Liveness>,
     /// Set when the node begins to shut down (supervisors stop restarting).
     pub stopping: std::sync::atomic::AtomicBool,
+    /// The virtual workers' kinds and store, if the node hosts any.
+    pub virtuals: Option<Arc<NodeVirtuals>>,
 }
 
 /// The shard's mutable state, borrowed once per operation.
@@ -102,6 +109,10 @@ pub(crate) struct Shard {
     stop: Signal,
     /// Set once the shard's workers are stopped: its tasks end.
     closed: Cell<bool>,
+    /// The virtual workers whose home is this shard.
+    virtuals: RefCell<Registry>,
+    /// The last reminder id this shard gave out.
+    reminder_ids: Cell<u64>,
 }
 
 impl Shard {
@@ -114,6 +125,7 @@ impl Shard {
         inbound: Inbound,
     ) -> Self {
         let suspended = Suspended::new(inbound.doorbell().clone());
+        let virtuals = RefCell::new(NodeVirtuals::registry(node.virtuals.as_deref()));
         Shard {
             // The node refuses more than u16::MAX shards at start-up.
             state: RefCell::new(State::new(index as u16)),
@@ -130,6 +142,8 @@ impl Shard {
             work: Signal::default(),
             stop: Signal::default(),
             closed: Cell::new(false),
+            virtuals,
+            reminder_ids: Cell::new(0),
         }
     }
 

@@ -166,6 +166,8 @@ impl Shard {
     pub(crate) fn try_deliver(&self, to: &Address, msg: Message) -> Result<Result<()>, Message> {
         let r = match self.local_target(to) {
             Ok((shard, _)) if shard != self.index => return Err(msg),
+            // A key may need activating first: the waiting path does that.
+            Ok((_, Target::Key(_))) => return Err(msg),
             Ok((_, Target::Worker(r))) => r,
             Ok((_, Target::Name(name))) => match self.state.borrow().directory.lookup(&name) {
                 Some(r) => r,
@@ -221,6 +223,14 @@ impl Shard {
     fn admit(&self, to: Target, waiter: Waiter, forced: bool) {
         let r = match to {
             Target::Worker(r) => r,
+            Target::Key(key) => match self.virtual_worker(&key) {
+                Some(r) => r,
+                // Not active: it waits in the key's entry, as any message.
+                None => {
+                    let delivered = self.deliver_key(&key, waiter.delivery);
+                    return (waiter.verdict)(delivered.map_err(|u| u.error));
+                }
+            },
             Target::Name(name) => {
                 let found = self.state.borrow().directory.lookup(&name);
                 match found {

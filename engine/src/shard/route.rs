@@ -62,6 +62,7 @@ impl Shard {
                 Ok((home, Target::Name(remote.worker.clone())))
             }
             Address::Remote(remote) => Err(remote),
+            Address::Key(key) => Ok((key.home_shard(self.node.shards), Target::Key(key.clone()))),
         }
     }
 
@@ -97,9 +98,10 @@ impl Shard {
 
     /// Puts `delivery` into a mailbox of this shard (or forwards a name to
     /// the shard its worker was explicitly placed on).
-    fn deliver_here(&self, to: Target, delivery: Delivery) -> Result<(), Undelivered> {
+    pub(super) fn deliver_here(&self, to: Target, delivery: Delivery) -> Result<(), Undelivered> {
         let r = match to {
             Target::Worker(r) => r,
+            Target::Key(key) => return self.deliver_key(&key, delivery),
             Target::Name(name) => {
                 let found = self.state.borrow().directory.lookup(&name);
                 let Some(r) = found else {
@@ -195,5 +197,6 @@ fn describe_target(to: &Target) -> String {
     match to {
         Target::Worker(r) => r.to_string(),
         Target::Name(name) => name.to_string(),
+        Target::Key(key) => key.to_string(),
     }
 }

@@ -102,7 +102,7 @@ impl Shard {
             return;
         };
         self.fail_parked(me, &why);
-        for delivery in freed.orphans {
+        for delivery in self.virtual_removed(me, freed.orphans) {
             self.reject(Undelivered {
                 error: why.clone(),
                 delivery,

@@ -1,0 +1,714 @@
+//! The virtual workers whose home is one shard: for each key that is not
+//! just stored, where it stands in its life, and the messages that wait
+//! for it.
+//!
+//! ```text
+//!   (stored) ── message ──▶ Loading ── loaded, built ──▶ Active
+//!                              ▲                           │ idle, cap, deactivate()
+//!       messages wait          │ removed with messages     ▼
+//!       in Loading, Stopping   └──────────────────────── Stopping
+//!       and Saving             ◀── saved, messages ──┐      │ on_deactivate ran,
+//!                                                    │      ▼ state handed over
+//!   (stored) ◀──────────── saved, no message ─────── Saving
+//! ```
+//!
+//! Only the key's home shard activates it, and a key has one entry at a
+//! time: one activation per key on a node, however many shards send first
+//! messages at once. A message that arrives while the key is not active
+//! waits in its entry, in order, and is handed to the worker when it is
+//! active again: none is lost to a deactivation.
+//!
+//! This module is plain data (no glommio, no shard): each method says what
+//! the shard must do next (`glue.rs` does it), and its tests drive it alone.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use slab::Slab;
+
+use super::lru::{Linked, Links, Lru};
+use super::record::{self, Reminder};
+use super::Key;
+use crate::envelope::{Delivery, Undelivered};
+use crate::{Error, WorkerRef};
+
+/// A kind, as a shard's registry knows it.
+pub(crate) struct KindSlot {
+    pub name: Arc<str>,
+    /// Idle time, in ticks of the registry's clock (milliseconds).
+    pub idle_ms: u64,
+}
+
+enum Phase {
+    /// The record is being read from the store.
+    Loading { pending: VecDeque<Delivery> },
+    Active { worker: WorkerRef },
+    /// Asked to stop; its `on_deactivate` runs.
+    Stopping { pending: VecDeque<Delivery> },
+    /// Its record is being written; `worker` until its slot is freed.
+    Saving {
+        worker: Option<WorkerRef>,
+        record: Vec<u8>,
+        pending: VecDeque<Delivery>,
+    },
+}
+
+struct Entry {
+    key: Key,
+    kind: usize,
+    phase: Phase,
+    links: Links,
+    /// The registry's clock when a message for it last came.
+    touched: u64,
+    /// Its reminders not yet delivered (while it is in memory).
+    reminders: Vec<Reminder>,
+    /// Reminders delivered while its record was not in memory: dropped
+    /// from the record when it is read.
+    fired: Vec<u64>,
+}
+
+impl Linked for Entry {
+    fn links(&mut self) -> &mut Links {
+        &mut self.links
+    }
+}
+
+/// What to do with a message for a key.
+pub(crate) enum Route {
+    /// Into the active worker's mailbox.
+    Worker(WorkerRef, Delivery),
+    /// It waits in the entry.
+    Waits,
+    /// A new entry: load the key's record; first deactivate `evict` (the
+    /// cap is reached).
+    Load { key: Key, evict: Option<WorkerRef> },
+    Refused(Undelivered),
+}
+
+/// What a freed slot of a virtual worker means.
+pub(crate) enum Removed {
+    /// Not a virtual worker: its orphans, as they were.
+    NotVirtual(Vec<Delivery>),
+    /// Its entry keeps the orphans (its record is being saved).
+    Kept,
+    /// It ended without saving (a panic, a stop deadline); messages wait:
+    /// load its last saved record.
+    Reload(Key),
+    /// It ended without saving, and nothing waits: the entry is gone.
+    Gone,
+    /// The node is stopping: these are not delivered.
+    Stopping(Vec<Delivery>),
+}
+
+/// What a finished save means.
+pub(crate) enum AfterSave {
+    /// Deactivated; the entry is gone.
+    Done,
+    /// Messages came meanwhile: activate again from this record.
+    Reactivate(Key, Vec<u8>),
+    /// The node is stopping: these are not delivered.
+    Stopping(Vec<Delivery>),
+    /// No such saving entry.
+    Unknown,
+}
+
+/// What the shard builds a worker from.
+pub(crate) struct Activation {
+    pub key: Key,
+    pub kind: usize,
+    pub state: Option<Vec<u8>>,
+}
+
+/// Counters of one shard.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Counts {
+    pub activations: u64,
+    pub deactivations: u64,
+    pub evictions: u64,
+    pub failed_activations: u64,
+}
+
+/// The registry of one shard.
+pub(crate) struct Registry {
+    kinds: Vec<KindSlot>,
+    map: HashMap<Arc<str>, u32>,
+    entries: Slab<Entry>,
+    by_worker: HashMap<WorkerRef, u32>,
+    /// Per kind, the active workers, most recently used first.
+    lru: Vec<Lru>,
+    /// Entries that hold or load a worker (Loading and Active).
+    resident: usize,
+    cap: usize,
+    clock: u64,
+    /// Reminder timers this shard has armed, by key text and id.
+    armed: HashSet<(Arc<str>, u64)>,
+    pub counts: Counts,
+}
+
+impl Registry {
+    /// A registry for `kinds`, keeping at most `cap` workers resident.
+    pub(crate) fn new(kinds: Vec<KindSlot>, cap: usize) -> Self {
+        let lru = kinds.iter().map(|_| Lru::default()).collect();
+        Registry {
+            kinds,
+            map: HashMap::new(),
+            entries: Slab::new(),
+            by_worker: HashMap::new(),
+            lru,
+            resident: 0,
+            cap,
+            clock: 0,
+            armed: HashSet::new(),
+            counts: Counts::default(),
+        }
+    }
+
+    /// Moves the clock to `now` (ms since the shard started).
+    pub(crate) fn set_clock(&mut self, now: u64) {
+        self.clock = now;
+    }
+
+    fn index(&self, key: &Key) -> Option<u32> {
+        self.map.get(key.as_str()).copied()
+    }
+
+    /// Where a message for `key` goes. `limit` bounds the messages one key
+    /// keeps waiting; `stopping` refuses new activations.
+    pub(crate) fn route(&mut self, key: &Key, delivery: Delivery, limit: usize, stopping: bool) -> Route {
+        if let Some(i) = self.index(key) {
+            let entry = &mut self.entries[i as usize];
+            let pending = match &mut entry.phase {
+                Phase::Active { worker } => {
+                    let worker = *worker;
+                    entry.touched = self.clock;
+                    self.lru[entry.kind].touch(&mut self.entries, i);
+                    return Route::Worker(worker, delivery);
+                }
+                Phase::Loading { pending } | Phase::Stopping { pending } | Phase::Saving { pending, .. } => pending,
+            };
+            if pending.len() >= limit {
+                let error = Error::MailboxFull(key.to_string());
+                return Route::Refused(Undelivered { error, delivery });
+            }
+            pending.push_back(delivery);
+            return Route::Waits;
+        }
+        let kind = match self.new_entry_kind(key, stopping) {
+            Ok(kind) => kind,
+            Err(error) => return Route::Refused(Undelivered { error, delivery }),
+        };
+        let evict = self.insert(key, kind, VecDeque::from([delivery]));
+        Route::Load {
+            key: key.clone(),
+            evict,
+        }
+    }
+
+    /// A key to activate with no message (a reminder of a restarted node is
+    /// due): `Some` if it must be loaded (with the worker to evict first).
+    pub(crate) fn wake(&mut self, key: &Key, stopping: bool) -> Option<Option<WorkerRef>> {
+        if self.index(key).is_some() {
+            return None;
+        }
+        let kind = self.new_entry_kind(key, stopping).ok()?;
+        Some(self.insert(key, kind, VecDeque::new()))
+    }
+
+    fn new_entry_kind(&self, key: &Key, stopping: bool) -> Result<usize, Error> {
+        if stopping {
+            return Err(Error::NodeStopped);
+        }
+        key.check()?;
+        self.kinds
+            .iter()
+            .position(|k| *k.name == *key.kind())
+            .ok_or_else(|| Error::NoSuchWorker(format!("{key}: no virtual kind {:?} on this node", key.kind())))
+    }
+
+    /// Adds a Loading entry; returns the worker to evict if over the cap.
+    fn insert(&mut self, key: &Key, kind: usize, pending: VecDeque<Delivery>) -> Option<WorkerRef> {
+        let i = self.entries.insert(Entry {
+            key: key.clone(),
+            kind,
+            phase: Phase::Loading { pending },
+            links: Links::default(),
+            touched: self.clock,
+            reminders: Vec::new(),
+            fired: Vec::new(),
+        });
+        // A shard holds far fewer than 2^32 entries: each is a worker.
+        self.map.insert(key.text().clone(), i as u32);
+        self.resident += 1;
+        if self.resident > self.cap {
+            self.evict_one()
+        } else {
+            None
+        }
+    }
+
+    /// Begins deactivating the least recently used active worker of any
+    /// kind (the oldest of the kinds' tails).
+    fn evict_one(&mut self) -> Option<WorkerRef> {
+        let oldest = self
+            .lru
+            .iter()
+            .filter_map(Lru::back)
+            .min_by_key(|&i| self.entries[i as usize].touched)?;
+        self.counts.evictions += 1;
+        self.begin_stop(oldest)
+    }
+
+    /// The record of a Loading key was read (`Ok(None)`: never stored):
+    /// what to build its worker from, or why it can't be.
+    pub(crate) fn loaded(&mut self, key: &Key, record: Option<Vec<u8>>) -> Result<Activation, String> {
+        let Some(i) = self.index(key) else {
+            return Err(format!("{key} was loaded but is not loading"));
+        };
+        let entry = &mut self.entries[i as usize];
+        let decoded = match record {
+            Some(bytes) => Some(record::decode(&bytes).map_err(|e| format!("the stored record of {key} is corrupt: {e}"))?),
+            None => None,
+        };
+        let (state, mut reminders) = match decoded {
+            Some(r) => (Some(r.state), r.reminders),
+            None => (None, Vec::new()),
+        };
+        let fired = std::mem::take(&mut entry.fired);
+        reminders.retain(|r| !fired.contains(&r.id));
+        entry.reminders = reminders;
+        Ok(Activation {
+            key: key.clone(),
+            kind: entry.kind,
+            state,
+        })
+    }
+
+    /// A Loading key could not be activated: its entry is gone, and its
+    /// waiting messages are to be refused.
+    pub(crate) fn failed(&mut self, key: &Key) -> VecDeque<Delivery> {
+        self.counts.failed_activations += 1;
+        let Some(i) = self.index(key) else {
+            return VecDeque::new();
+        };
+        self.resident -= 1;
+        match self.remove_entry(i).phase {
+            Phase::Loading { pending } => pending,
+            _ => VecDeque::new(),
+        }
+    }
+
+    /// The worker of a Loading key was built as `worker`: it is active.
+    /// Returns the messages that waited, in order, and the reminders it
+    /// has that no timer of this shard watches yet.
+    pub(crate) fn activated(&mut self, key: &Key, worker: WorkerRef) -> (VecDeque<Delivery>, Vec<Reminder>) {
+        let Some(i) = self.index(key) else {
+            return (VecDeque::new(), Vec::new());
+        };
+        let entry = &mut self.entries[i as usize];
+        let pending = match std::mem::replace(&mut entry.phase, Phase::Active { worker }) {
+            Phase::Loading { pending } => pending,
+            other => {
+                entry.phase = other;
+                return (VecDeque::new(), Vec::new());
+            }
+        };
+        entry.touched = self.clock;
+        let kind = entry.kind;
+        let to_arm = entry
+            .reminders
+            .iter()
+            .filter(|r| self.armed.insert((key.text().clone(), r.id)))
+            .cloned()
+            .collect();
+        self.lru[kind].touch(&mut self.entries, i);
+        self.by_worker.insert(worker, i);
+        self.counts.activations += 1;
+        (pending, to_arm)
+    }
+
+    /// Begins deactivating the active worker of entry `i`: it is to be
+    /// asked to stop.
+    fn begin_stop(&mut self, i: u32) -> Option<WorkerRef> {
+        let entry = &mut self.entries[i as usize];
+        let Phase::Active { worker } = entry.phase else {
+            return None;
+        };
+        entry.phase = Phase::Stopping {
+            pending: VecDeque::new(),
+        };
+        let kind = entry.kind;
+        self.lru[kind].unlink(&mut self.entries, i);
+        self.resident -= 1;
+        Some(worker)
+    }
+
+    /// Deactivates the worker of `key` if it is active: the worker to stop.
+    pub(crate) fn deactivate_key(&mut self, key: &Key) -> Option<WorkerRef> {
+        let i = self.index(key)?;
+        self.begin_stop(i)
+    }
+
+    /// Deactivates virtual worker `worker` if it is active: whether it is.
+    pub(crate) fn deactivate_worker(&mut self, worker: WorkerRef) -> bool {
+        match self.by_worker.get(&worker) {
+            Some(&i) => self.begin_stop(i).is_some(),
+            None => false,
+        }
+    }
+
+    /// Workers idle longer than their kind's idle time, now being
+    /// deactivated. `busy` says whether a worker still has messages queued
+    /// (by reference): such a one counts as used now.
+    pub(crate) fn sweep(&mut self, busy: impl Fn(WorkerRef) -> bool) -> Vec<WorkerRef> {
+        let mut victims = Vec::new();
+        for kind in 0..self.kinds.len() {
+            let idle = self.kinds[kind].idle_ms;
+            // Each entry is looked at once per sweep.
+            for _ in 0..self.lru[kind].len() {
+                let Some(i) = self.lru[kind].back() else { break };
+                let entry = &mut self.entries[i as usize];
+                if self.clock.saturating_sub(entry.touched) < idle {
+                    break;
+                }
+                let Phase::Active { worker } = entry.phase else { break };
+                if busy(worker) {
+                    entry.touched = self.clock;
+                    self.lru[kind].touch(&mut self.entries, i);
+                    continue;
+                }
+                victims.extend(self.begin_stop(i));
+            }
+        }
+        victims
+    }
+
+    /// The worker `worker` ran `on_deactivate` and gave its state: the
+    /// record to save (with its next reminder's due time), or `None` if it
+    /// is not a virtual worker.
+    pub(crate) fn stopped(&mut self, worker: WorkerRef, state: &[u8]) -> Option<(Key, Vec<u8>, Option<u64>)> {
+        let &i = self.by_worker.get(&worker)?;
+        let entry = &mut self.entries[i as usize];
+        let pending = match std::mem::replace(&mut entry.phase, Phase::Loading { pending: VecDeque::new() }) {
+            Phase::Stopping { pending } => pending,
+            Phase::Active { .. } => {
+                // Stopped from outside the registry (stop_worker, node
+                // shutdown): a deactivation all the same.
+                let kind = entry.kind;
+                self.lru[kind].unlink(&mut self.entries, i);
+                self.resident -= 1;
+                VecDeque::new()
+            }
+            other => {
+                self.entries[i as usize].phase = other;
+                return None;
+            }
+        };
+        let entry = &mut self.entries[i as usize];
+        let record = record::encode(state, &entry.reminders);
+        let due = record::next_due(&entry.reminders);
+        entry.phase = Phase::Saving {
+            worker: Some(worker),
+            record: record.clone(),
+            pending,
+        };
+        Some((entry.key.clone(), record, due))
+    }
+
+    /// Virtual worker `worker`'s slot was freed, with `orphans` still in its
+    /// mailbox.
+    pub(crate) fn removed(&mut self, worker: WorkerRef, orphans: Vec<Delivery>, stopping: bool) -> Removed {
+        let Some(i) = self.by_worker.remove(&worker) else {
+            return Removed::NotVirtual(orphans);
+        };
+        let entry = &mut self.entries[i as usize];
+        let kind = entry.kind;
+        let (was_active, mut pending) = match std::mem::replace(&mut entry.phase, Phase::Loading { pending: VecDeque::new() }) {
+            Phase::Saving { record, mut pending, .. } => {
+                for d in orphans.into_iter().rev() {
+                    pending.push_front(d);
+                }
+                entry.phase = Phase::Saving {
+                    worker: None,
+                    record,
+                    pending,
+                };
+                return Removed::Kept;
+            }
+            Phase::Active { .. } => (true, VecDeque::new()),
+            Phase::Stopping { pending } => (false, pending),
+            Phase::Loading { pending } => (false, pending),
+        };
+        if was_active {
+            self.lru[kind].unlink(&mut self.entries, i);
+            self.resident -= 1;
+        }
+        for d in orphans.into_iter().rev() {
+            pending.push_front(d);
+        }
+        if stopping {
+            self.remove_entry(i);
+            return Removed::Stopping(pending.into());
+        }
+        if pending.is_empty() {
+            self.remove_entry(i);
+            return Removed::Gone;
+        }
+        let entry = &mut self.entries[i as usize];
+        entry.phase = Phase::Loading { pending };
+        self.resident += 1;
+        Removed::Reload(entry.key.clone())
+    }
+
+    /// The save of `key`'s record (at deactivation) finished.
+    pub(crate) fn saved(&mut self, key: &Key, stopping: bool) -> AfterSave {
+        let Some(i) = self.index(key) else {
+            return AfterSave::Unknown;
+        };
+        let entry = &mut self.entries[i as usize];
+        let Phase::Saving { worker, record, pending } = std::mem::replace(&mut entry.phase, Phase::Loading { pending: VecDeque::new() }) else {
+            return AfterSave::Unknown;
+        };
+        if let Some(worker) = worker {
+            // The slot is freed right after the state is handed over, before
+            // any answer of the store can arrive; this is only defensive.
+            self.by_worker.remove(&worker);
+        }
+        self.counts.deactivations += 1;
+        if stopping {
+            self.remove_entry(i);
+            return AfterSave::Stopping(pending.into());
+        }
+        if pending.is_empty() {
+            self.remove_entry(i);
+            return AfterSave::Done;
+        }
+        self.entries[i as usize].phase = Phase::Loading { pending };
+        self.resident += 1;
+        AfterSave::Reactivate(key.clone(), record)
+    }
+
+    /// Forgets entry `i` (its residence is accounted by the caller).
+    fn remove_entry(&mut self, i: u32) -> Entry {
+        let entry = self.entries.remove(i as usize);
+        self.map.remove(entry.key.as_str());
+        entry
+    }
+
+    /// The key of virtual worker `worker`.
+    pub(crate) fn key_of(&self, worker: WorkerRef) -> Option<&Key> {
+        let &i = self.by_worker.get(&worker)?;
+        Some(&self.entries[i as usize].key)
+    }
+
+    /// The active worker of `key`.
+    pub(crate) fn active_worker(&self, key: &Key) -> Option<WorkerRef> {
+        match self.entries[self.index(key)? as usize].phase {
+            Phase::Active { worker } => Some(worker),
+            _ => None,
+        }
+    }
+
+    /// The active keys of kind `kind`.
+    pub(crate) fn active_keys(&self, kind: &str) -> Vec<Key> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| matches!(e.phase, Phase::Active { .. }) && e.key.kind() == kind)
+            .map(|(_, e)| e.key.clone())
+            .collect()
+    }
+
+    /// How many workers are active.
+    pub(crate) fn active_count(&self) -> usize {
+        self.lru.iter().map(Lru::len).sum()
+    }
+
+    /// Adds a reminder to virtual worker `worker`: its key, if it is one.
+    /// The reminder is watched by a timer of this shard from now on.
+    pub(crate) fn remind(&mut self, worker: WorkerRef, reminder: Reminder) -> Option<Key> {
+        let &i = self.by_worker.get(&worker)?;
+        let entry = &mut self.entries[i as usize];
+        self.armed.insert((entry.key.text().clone(), reminder.id));
+        entry.reminders.push(reminder);
+        Some(entry.key.clone())
+    }
+
+    /// The record of `worker` now, for `Context::save`, with the due time
+    /// of its next reminder.
+    pub(crate) fn checkpoint(&self, worker: WorkerRef, state: &[u8]) -> Option<(Key, Vec<u8>, Option<u64>)> {
+        let &i = self.by_worker.get(&worker)?;
+        let entry = &self.entries[i as usize];
+        let record = record::encode(state, &entry.reminders);
+        Some((entry.key.clone(), record, record::next_due(&entry.reminders)))
+    }
+
+    /// Reminder `id` of `key` is due: it is no longer pending, wherever its
+    /// record is (in memory, or to be read).
+    pub(crate) fn reminder_due(&mut self, key: &Key, id: u64) {
+        self.armed.remove(&(key.text().clone(), id));
+        let Some(i) = self.index(key) else { return };
+        let entry = &mut self.entries[i as usize];
+        entry.reminders.retain(|r| r.id != id);
+        // A record being read or written still lists it.
+        if matches!(entry.phase, Phase::Loading { .. } | Phase::Saving { .. }) {
+            entry.fired.push(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Message;
+
+    fn registry(cap: usize) -> Registry {
+        Registry::new(vec![KindSlot { name: "agent".into(), idle_ms: 100 }], cap)
+    }
+
+    fn msg(text: &'static str) -> Delivery {
+        Delivery { msg: Message::from(text), from: None, reply: None }
+    }
+
+    fn worker(index: u32) -> WorkerRef {
+        WorkerRef { index, generation: 1, shard: 0 }
+    }
+
+    fn texts(pending: impl IntoIterator<Item = Delivery>) -> Vec<String> {
+        pending.into_iter().map(|d| d.msg.to_string()).collect()
+    }
+
+    /// Activates `key` as `w` with no stored record.
+    fn activate(r: &mut Registry, key: &Key, w: WorkerRef) -> Vec<String> {
+        assert!(matches!(r.route(key, msg("first"), 10, false), Route::Load { evict: None, .. }));
+        let activation = r.loaded(key, None).unwrap();
+        assert!(activation.state.is_none());
+        texts(r.activated(key, w).0)
+    }
+
+    #[test]
+    fn the_first_message_loads_later_ones_wait_then_all_reach_the_worker_in_order() {
+        let mut r = registry(10);
+        let key = Key::new("agent", "1");
+        assert!(matches!(r.route(&key, msg("a"), 10, false), Route::Load { .. }));
+        assert!(matches!(r.route(&key, msg("b"), 10, false), Route::Waits));
+        r.loaded(&key, None).unwrap();
+        assert_eq!(texts(r.activated(&key, worker(1)).0), ["a", "b"]);
+        assert!(matches!(r.route(&key, msg("c"), 10, false), Route::Worker(w, _) if w == worker(1)));
+        assert_eq!(r.active_keys("agent"), vec![key.clone()]);
+        assert_eq!(r.counts.activations, 1);
+    }
+
+    #[test]
+    fn unknown_kinds_malformed_keys_and_a_stopping_node_are_refused() {
+        let mut r = registry(10);
+        let refused = |route| match route {
+            Route::Refused(u) => u.error,
+            _ => panic!("not refused"),
+        };
+        assert!(matches!(refused(r.route(&Key::new("other", "1"), msg("x"), 10, false)), Error::NoSuchWorker(_)));
+        assert!(matches!(refused(r.route(&Key::new("agent", ""), msg("x"), 10, false)), Error::InvalidName { .. }));
+        assert!(matches!(refused(r.route(&Key::new("agent", "1"), msg("x"), 10, true)), Error::NodeStopped));
+    }
+
+    #[test]
+    fn messages_during_a_deactivation_wait_and_reactivate_from_the_saved_record() {
+        let mut r = registry(10);
+        let key = Key::new("agent", "1");
+        activate(&mut r, &key, worker(1));
+        assert_eq!(r.deactivate_key(&key), Some(worker(1)));
+        assert!(matches!(r.route(&key, msg("during stop"), 10, false), Route::Waits));
+        let (_, record, due) = r.stopped(worker(1), b"state").unwrap();
+        assert_eq!(due, None);
+        assert!(matches!(r.route(&key, msg("during save"), 10, false), Route::Waits));
+        // The mailbox still held one (sent by reference): it goes first.
+        assert!(matches!(r.removed(worker(1), vec![msg("orphan")], false), Removed::Kept));
+        let AfterSave::Reactivate(again, saved) = r.saved(&key, false) else { panic!("not reactivated") };
+        assert_eq!((again, &saved), (key.clone(), &record));
+        let activation = r.loaded(&key, Some(saved)).unwrap();
+        assert_eq!(activation.state.as_deref(), Some(&b"state"[..]));
+        assert_eq!(texts(r.activated(&key, worker(2)).0), ["orphan", "during stop", "during save"]);
+        assert_eq!((r.counts.activations, r.counts.deactivations), (2, 1));
+    }
+
+    #[test]
+    fn a_deactivation_with_nothing_waiting_forgets_the_key() {
+        let mut r = registry(10);
+        let key = Key::new("agent", "1");
+        activate(&mut r, &key, worker(1));
+        r.deactivate_key(&key);
+        r.stopped(worker(1), b"s").unwrap();
+        assert!(matches!(r.removed(worker(1), vec![], false), Removed::Kept));
+        assert!(matches!(r.saved(&key, false), AfterSave::Done));
+        assert!(r.active_keys("agent").is_empty());
+        assert!(matches!(r.route(&key, msg("again"), 10, false), Route::Load { .. }));
+    }
+
+    #[test]
+    fn a_worker_that_ends_without_saving_reloads_if_messages_wait() {
+        let mut r = registry(10);
+        let key = Key::new("agent", "1");
+        activate(&mut r, &key, worker(1));
+        assert!(matches!(r.removed(worker(1), vec![msg("queued")], false), Removed::Reload(k) if k == key));
+        r.loaded(&key, None).unwrap();
+        assert_eq!(texts(r.activated(&key, worker(2)).0), ["queued"]);
+        assert!(matches!(r.removed(worker(2), vec![], false), Removed::Gone));
+        assert!(matches!(r.removed(worker(3), vec![msg("x")], false), Removed::NotVirtual(o) if o.len() == 1));
+    }
+
+    #[test]
+    fn past_the_cap_the_least_recently_used_is_evicted() {
+        let mut r = registry(2);
+        let (a, b, c) = (Key::new("agent", "a"), Key::new("agent", "b"), Key::new("agent", "c"));
+        r.set_clock(1);
+        activate(&mut r, &a, worker(1));
+        r.set_clock(2);
+        activate(&mut r, &b, worker(2));
+        r.set_clock(3);
+        assert!(matches!(r.route(&a, msg("use a"), 10, false), Route::Worker(..)));
+        let Route::Load { evict, .. } = r.route(&c, msg("c"), 10, false) else { panic!() };
+        assert_eq!(evict, Some(worker(2)), "b was used least recently");
+        assert_eq!(r.counts.evictions, 1);
+    }
+
+    #[test]
+    fn the_sweep_deactivates_only_workers_idle_past_their_time_and_not_busy_ones() {
+        let mut r = registry(10);
+        let (a, b, c) = (Key::new("agent", "a"), Key::new("agent", "b"), Key::new("agent", "c"));
+        activate(&mut r, &a, worker(1));
+        activate(&mut r, &b, worker(2));
+        r.set_clock(50);
+        activate(&mut r, &c, worker(3));
+        r.set_clock(120);
+        assert_eq!(r.sweep(|w| w == worker(2)), vec![worker(1)], "b is busy, c is young");
+        r.set_clock(300);
+        assert_eq!(r.sweep(|_| false), vec![worker(3), worker(2)]);
+    }
+
+    #[test]
+    fn a_reminder_due_while_the_record_is_stored_is_dropped_from_it_when_read() {
+        let mut r = registry(10);
+        let key = Key::new("agent", "1");
+        activate(&mut r, &key, worker(1));
+        let reminder = |id| Reminder { id, due_ms: 10 * id, msg: Message::from("ping") };
+        r.remind(worker(1), reminder(1)).unwrap();
+        r.remind(worker(1), reminder(2)).unwrap();
+        r.deactivate_key(&key);
+        let (_, record, due) = r.stopped(worker(1), b"s").unwrap();
+        assert_eq!(due, Some(10));
+        let record_copy = record.clone();
+        r.removed(worker(1), vec![], false);
+        assert!(matches!(r.saved(&key, false), AfterSave::Done));
+        // Reminder 1 fires: it wakes the key, whose record still lists it.
+        assert!(matches!(r.route(&key, msg("ping"), 10, false), Route::Load { .. }));
+        r.reminder_due(&key, 1);
+        r.loaded(&key, Some(record)).unwrap();
+        let (_, to_arm) = r.activated(&key, worker(2));
+        assert!(to_arm.is_empty(), "2 is still watched by this shard's timer");
+        // A node started afresh on that record watches 2 only.
+        let mut fresh = registry(10);
+        fresh.route(&key, msg("ping"), 10, false);
+        fresh.reminder_due(&key, 1);
+        let stored = fresh.loaded(&key, Some(record_copy)).unwrap();
+        assert!(stored.state.is_some());
+        assert_eq!(fresh.activated(&key, worker(3)).1, vec![reminder(2)]);
+    }
+}
