@@ -119,6 +119,29 @@ fn a_tiny_run_of_every_workload_succeeds_and_reports_each() {
 }
 
 #[test]
+fn agents_http_against_its_own_mock_answers_every_turn_with_a_staggered_start() {
+    // 200 agents, 2 turns each, first requests spread over the mock's 20 ms.
+    let out = harness(&[
+        "--workload",
+        "agents-http",
+        "--actors",
+        "200",
+        "--messages",
+        "400",
+        "--llm-delay-ms",
+        "20",
+        "--quiet",
+    ]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let row = stdout
+        .lines()
+        .find(|r| r.starts_with("agents-http"))
+        .unwrap_or_else(|| panic!("no agents-http row:\n{stdout}"));
+    assert!(row.contains("400 turns, 400 chats ok, no errors"), "{row}");
+}
+
+#[test]
 fn progress_goes_to_stderr_unless_quiet() {
     let out = harness(&["--actors", "100", "--workload", "spawn"]);
     assert!(out.status.success());

@@ -488,13 +488,28 @@ impl Response {
         }
     }
 
-    /// The whole body.
+    /// The whole body. A body that arrives in one piece (the usual case
+    /// for a small answer) is returned as it is, without a copy.
     pub async fn bytes(mut self) -> Result<Bytes, Error> {
-        let mut all = BytesMut::new();
+        let Some(first) = self.chunk().await.transpose()? else {
+            return Ok(Bytes::new());
+        };
+        let Some(second) = self.chunk().await.transpose()? else {
+            return Ok(first);
+        };
+        let mut all = BytesMut::with_capacity(first.len() + second.len());
+        all.extend_from_slice(&first);
+        all.extend_from_slice(&second);
         while let Some(piece) = self.chunk().await {
             all.extend_from_slice(&piece?);
         }
         Ok(all.freeze())
+    }
+
+    /// Takes the headers out (leaving none), for a caller that keeps them
+    /// after the body is read.
+    pub(crate) fn take_headers(&mut self) -> http::HeaderMap {
+        std::mem::take(&mut self.head.headers)
     }
 }
 

@@ -23,35 +23,47 @@ use futures_lite::{AsyncRead, AsyncWrite};
 const READ_CHUNK: usize = 16 * 1024;
 
 /// A `futures-io` stream presented to hyper as `hyper::rt::{Read, Write}`.
+///
+/// hyper hands out uninitialised memory to read into, and a `futures-io`
+/// read needs an initialised slice, so each read goes into a buffer of the
+/// connection's own, zeroed once when the first read comes, and the bytes
+/// read are copied on. (Zeroing a fresh buffer on every read, even one that
+/// finds nothing to read, cost more instructions than all of hyper.)
 #[derive(Debug)]
-pub struct HyperIo<T>(T);
+pub struct HyperIo<T> {
+    inner: T,
+    scratch: Vec<u8>,
+}
 
 impl<T> HyperIo<T> {
     /// Wraps a stream.
     pub fn new(inner: T) -> Self {
-        Self(inner)
+        Self {
+            inner,
+            scratch: Vec::new(),
+        }
     }
 
     /// The wrapped stream.
     pub fn get_ref(&self) -> &T {
-        &self.0
+        &self.inner
     }
 }
 
 impl<T: AsyncRead + Unpin> hyper::rt::Read for HyperIo<T> {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         mut buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
-        // hyper hands out uninitialised memory; reading into a stack buffer
-        // and copying keeps this adapter free of `unsafe` for the price of
-        // one small copy per read.
-        let mut chunk = [0u8; READ_CHUNK];
+        let this = self.get_mut();
+        if this.scratch.is_empty() {
+            this.scratch = vec![0; READ_CHUNK];
+        }
         let want = buf.remaining().min(READ_CHUNK);
-        match Pin::new(&mut self.0).poll_read(cx, &mut chunk[..want]) {
+        match Pin::new(&mut this.inner).poll_read(cx, &mut this.scratch[..want]) {
             Poll::Ready(Ok(n)) => {
-                buf.put_slice(&chunk[..n]);
+                buf.put_slice(&this.scratch[..n]);
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
@@ -66,7 +78,7 @@ impl<T: AsyncWrite + Unpin> hyper::rt::Write for HyperIo<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+        Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -74,15 +86,15 @@ impl<T: AsyncWrite + Unpin> hyper::rt::Write for HyperIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+        Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_close(cx)
+        Pin::new(&mut self.inner).poll_close(cx)
     }
 }
 

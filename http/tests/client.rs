@@ -229,6 +229,43 @@ fn a_streamed_body_arrives_piece_by_piece() {
 }
 
 #[test]
+fn a_whole_body_is_joined_in_order_from_any_number_of_pieces() {
+    on_shard(|| async {
+        let client = Client::new(ClientConfig::default());
+        for (reply, body) in [
+            (
+                &b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"[..],
+                &b""[..],
+            ),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none", b"one"),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                  1\r\na\r\n2\r\nbc\r\n3\r\ndef\r\n0\r\n\r\n",
+                b"abcdef",
+            ),
+        ] {
+            let response = client.get(&url(raw_server(reply), "/")).await.unwrap();
+            assert_eq!(response.bytes().await.unwrap(), body);
+        }
+    });
+}
+
+#[test]
+fn a_body_many_reads_long_arrives_intact() {
+    on_shard(|| async {
+        // 200 KiB: many reads through the connection's one read buffer.
+        let body: Vec<u8> = (0..200 * 1024).map(|i| (i % 251) as u8).collect();
+        let mut reply =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        reply.extend_from_slice(&body);
+        let addr = raw_server(Vec::leak(reply));
+        let client = Client::new(ClientConfig::default());
+        let response = client.get(&url(addr, "/")).await.unwrap();
+        assert_eq!(response.bytes().await.unwrap(), body);
+    });
+}
+
+#[test]
 fn error_for_status_turns_a_5xx_into_a_status_error() {
     on_shard(|| async {
         let (addr, _) = serve(|_| async {

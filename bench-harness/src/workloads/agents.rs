@@ -5,9 +5,8 @@
 //! `send_and_receive`, remembers the result and answers the user.
 //!
 //! Agents do not all start at once: each user hands out the first tasks
-//! evenly over one median think time (woken every millisecond by a clock
-//! worker), so that the load ramps up to a steady rate of turns instead of
-//! measuring one burst.
+//! evenly over one median think time ([`Ramp`]), so that the load ramps up
+//! to a steady rate of turns instead of measuring one burst.
 //!
 //! The figure is the latency the engine adds on top of the simulated think
 //! time: from the user sending the task to the user receiving the answer,
@@ -29,6 +28,7 @@ use crate::latency_feed;
 use crate::memory;
 use crate::progress;
 use crate::report::{latency_histogram, Latency, Outcome, Row};
+use crate::workloads::ramp::Ramp;
 use crate::workloads::{spawn_then_go, Workload};
 
 /// Turns per agent when `--messages` is not given.
@@ -39,9 +39,6 @@ const THINK_SIGMA: f64 = 0.5;
 
 /// Think times are clipped to `median / CLIP ..= median * CLIP`.
 const CLIP: f64 = 3.0;
-
-/// How often a user hands out first tasks during the ramp-up.
-const RAMP_TICK: Duration = Duration::from_millis(1);
 
 /// Engine-added latency (p99) under which the agents count as sustained.
 const SUSTAINED_P99: Duration = Duration::from_millis(10);
@@ -115,17 +112,6 @@ impl Worker for Tool {
     }
 }
 
-/// A timer as a worker: answers `wait` with `tick` after [`RAMP_TICK`].
-struct Clock;
-
-impl Worker for Clock {
-    async fn handle_message(&mut self, ctx: &mut Context, _msg: Message) -> Result<(), BoxError> {
-        glommio::timer::sleep(RAMP_TICK).await;
-        harness::send(ctx, harness::sender(ctx), "tick");
-        Ok(())
-    }
-}
-
 /// What the users of all shards add up.
 #[derive(Default)]
 struct Totals {
@@ -149,32 +135,12 @@ struct User {
     think_ns: u128,
     totals: Arc<Mutex<Totals>>,
     agents: Vec<WorkerRef>,
-    clock: Option<WorkerRef>,
-    ramp_start: Instant,
-    first_tasks: usize,
-    clock_messages: u64,
+    ramp: Ramp,
 }
 
-impl User {
-    fn task(&self) -> String {
-        format!("task {}", self.epoch.elapsed().as_nanos())
-    }
-
-    /// Hands out the first tasks that are due by now, and asks the clock
-    /// for the next tick while some remain.
-    fn ramp(&mut self, ctx: &Context) {
-        let ramp = self.ramp_start.elapsed().as_secs_f64() / self.think.median.as_secs_f64();
-        let due = ((self.agents.len() as f64 * ramp) as usize).min(self.agents.len());
-        for i in self.first_tasks..due {
-            harness::send(ctx, self.agents[i], self.task());
-        }
-        self.first_tasks = self.first_tasks.max(due);
-        if self.first_tasks < self.agents.len() {
-            let clock = self.clock.expect("the clock starts with the agents");
-            harness::send(ctx, clock, "wait");
-            self.clock_messages += 2;
-        }
-    }
+/// A task stamped with its sending time (since `epoch`).
+fn task(epoch: Instant) -> Message {
+    format!("task {}", epoch.elapsed().as_nanos()).into()
 }
 
 impl Worker for User {
@@ -182,7 +148,7 @@ impl Worker for User {
         if let Some(n) = msg.strip_prefix("spawn ") {
             let n = harness::number(n);
             let tool = ctx.spawn(Tool);
-            self.clock = Some(ctx.spawn(Clock));
+            self.ramp.spawn_clock(ctx);
             let seed = (ctx.shard() as u64) << 40;
             self.agents = (0..n)
                 .map(|i| {
@@ -198,13 +164,14 @@ impl Worker for User {
                 .collect();
             harness::report(ctx, self.tally, n);
         } else if msg == "go" {
-            self.ramp_start = Instant::now();
-            self.ramp(ctx);
+            let epoch = self.epoch;
+            self.ramp.begin(ctx, &self.agents, || task(epoch));
             if self.agents.is_empty() {
                 harness::report(ctx, self.tally, 0);
             }
         } else if msg == "tick" {
-            self.ramp(ctx);
+            let epoch = self.epoch;
+            self.ramp.step(ctx, &self.agents, || task(epoch));
         } else {
             let mut fields = msg.strip_prefix("answer ").expect("answer").split(' ');
             let mut next = || harness::number(fields.next().expect("answer fields"));
@@ -216,7 +183,7 @@ impl Worker for User {
             self.answered += 1;
             progress::tick(ctx, 1);
             if turn < self.turns {
-                harness::send(ctx, harness::sender(ctx), self.task());
+                harness::send(ctx, harness::sender(ctx), task(self.epoch));
             }
             if self.answered == self.agents.len() as u64 * self.turns {
                 let mut totals = self.totals.lock().unwrap_or_else(|p| p.into_inner());
@@ -225,7 +192,7 @@ impl Worker for User {
                     .add(&self.added)
                     .expect("histograms of the same bounds");
                 totals.think_ns += self.think_ns;
-                totals.clock_messages += self.clock_messages;
+                totals.clock_messages += self.ramp.clock_messages();
                 drop(totals);
                 harness::report(ctx, self.tally, self.answered);
             }
@@ -257,10 +224,7 @@ pub fn run(settings: &Settings) -> Result<Vec<Row>, BenchError> {
                 think_ns: 0,
                 totals: totals.clone(),
                 agents: Vec::new(),
-                clock: None,
-                ramp_start: epoch,
-                first_tasks: 0,
-                clock_messages: 0,
+                ramp: Ramp::new(think.median),
             };
             users.push(harness::spawn_at(&ctx, shard, user).await?);
         }

@@ -9,6 +9,11 @@
 //! pool capped at `--llm-connections` per shard, or one HTTP/2 connection
 //! with `--http2`) shared by its agents.
 //!
+//! Agents do not all start at once: each shard's user hands out the first
+//! requests evenly over one median LLM delay (`--llm-delay-ms`; all at once
+//! when it is 0), as the `agents` workload does with its think time, so the
+//! figure is the steady state and not one opening burst.
+//!
 //! The latency figure is what the engine and the client add on top of the
 //! server: the time around each chat request minus the delay the mock says
 //! it waited (its `x-mock-delay-us` header; 0 for a server that does not
@@ -32,6 +37,7 @@ use crate::harness::{self, BenchError, Tally};
 use crate::latency_feed;
 use crate::progress;
 use crate::report::{latency_histogram, Latency, Outcome, Row};
+use crate::workloads::ramp::Ramp;
 use crate::workloads::{spawn_then_go, Workload};
 
 /// Chat requests per agent when `--messages` is not given.
@@ -136,11 +142,17 @@ struct Totals {
     added: Option<Histogram<u64>>,
     errors: BTreeMap<String, u64>,
     connections: u64,
+    /// `wait` and `tick` messages between users and their clocks.
+    clock_messages: u64,
 }
 
-/// Makes its shard's LLM client, tool and agents (`spawn <n>`), gives each
-/// agent a task (`go`) and the next one after each answer until it has done
-/// `turns`; then adds its figures to `totals` and reports.
+/// What an agent is asked each turn.
+const TASK: &str = "plan the next step";
+
+/// Makes its shard's LLM client, tool, clock and agents (`spawn <n>`), hands
+/// out first tasks over the ramp-up (`go`, then each `tick`), gives an agent
+/// its next task after each answer until it has done `turns`; then adds its
+/// figures to `totals` and reports.
 struct User {
     tally: WorkerRef,
     endpoint: Endpoint,
@@ -150,6 +162,7 @@ struct User {
     errors: BTreeMap<String, u64>,
     totals: Arc<Mutex<Totals>>,
     agents: Vec<WorkerRef>,
+    ramp: Ramp,
 }
 
 impl Worker for User {
@@ -158,6 +171,7 @@ impl Worker for User {
             let llm = self.endpoint.client();
             LLM.with(|slot| *slot.borrow_mut() = Some(llm.clone()));
             let tool = ctx.spawn(Tool);
+            self.ramp.spawn_clock(ctx);
             self.agents = (0..harness::number(n))
                 .map(|_| {
                     ctx.spawn(Agent {
@@ -170,12 +184,12 @@ impl Worker for User {
                 .collect();
             harness::report(ctx, self.tally, self.agents.len() as u64);
         } else if msg == "go" {
-            for &agent in &self.agents {
-                harness::send(ctx, agent, "plan the next step");
-            }
+            self.ramp.begin(ctx, &self.agents, || TASK.into());
             if self.agents.is_empty() {
                 harness::report(ctx, self.tally, 0);
             }
+        } else if msg == "tick" {
+            self.ramp.step(ctx, &self.agents, || TASK.into());
         } else {
             let mut fields = msg.strip_prefix("answer ").expect("answer").split(' ');
             let added = harness::number(fields.next().expect("added"));
@@ -189,7 +203,7 @@ impl Worker for User {
             self.answered += 1;
             progress::tick(ctx, 1);
             if turn < self.turns {
-                harness::send(ctx, harness::sender(ctx), "plan the next step");
+                harness::send(ctx, harness::sender(ctx), TASK);
             }
             if self.answered == self.agents.len() as u64 * self.turns {
                 let opened = LLM.with(|slot| {
@@ -204,6 +218,7 @@ impl Worker for User {
                     *totals.errors.entry(kind.clone()).or_default() += n;
                 }
                 totals.connections += opened;
+                totals.clock_messages += self.ramp.clock_messages();
                 drop(totals);
                 harness::report(ctx, self.tally, self.answered);
             }
@@ -278,6 +293,7 @@ pub fn run(settings: &Settings) -> Result<Vec<Row>, BenchError> {
         http2: settings.http2,
         connections: settings.llm_connections,
     };
+    let ramp = settings.llm_delay;
     let variant = if endpoint.http2 { "h2" } else { "h1 pooled" };
     let row = harness::measure(
         settings,
@@ -297,6 +313,7 @@ pub fn run(settings: &Settings) -> Result<Vec<Row>, BenchError> {
                     errors: BTreeMap::new(),
                     totals: totals.clone(),
                     agents: Vec::new(),
+                    ramp: Ramp::new(ramp),
                 };
                 users.push(harness::spawn_at(&ctx, shard, user).await?);
             }
@@ -317,8 +334,8 @@ pub fn run(settings: &Settings) -> Result<Vec<Row>, BenchError> {
             Ok(Outcome {
                 workers: n,
                 // Per turn: task, tool ask, its answer, answer to the user; plus
-                // each user's `spawn`, `go` and two reports.
-                messages: 4 * total + 4 * shards as u64,
+                // each user's `spawn`, `go`, two reports and clock ticks.
+                messages: 4 * total + 4 * shards as u64 + totals.clock_messages,
                 ops: total - failed,
                 op: "chat requests",
                 phases: vec![("agents-http", time)],

@@ -18,6 +18,7 @@ mod ask;
 mod counting;
 mod fanout;
 mod pingpong;
+mod ramp;
 mod remote;
 mod ring;
 mod skynet;

@@ -144,6 +144,9 @@ pub struct Completion {
 pub struct LlmClient {
     config: Rc<LlmConfig>,
     url: Rc<str>,
+    /// The request head every chat request starts from, made once; the
+    /// reason it could not be made (a bad URL or key) fails each request.
+    head: Rc<Result<http::request::Parts, String>>,
     http: Client,
     in_flight: Rc<Semaphore>,
 }
@@ -160,6 +163,7 @@ impl LlmClient {
         let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
         Self {
             in_flight: Rc::new(Semaphore::new(config.max_concurrent.max(1) as u64)),
+            head: Rc::new(request_head(&url, config.api_key.as_deref())),
             url: url.into(),
             config: Rc::new(config),
             http,
@@ -173,8 +177,8 @@ impl LlmClient {
 
     /// Asks for a whole answer.
     pub async fn chat(&self, request: &ChatRequest) -> Result<Completion, LlmError> {
-        let (response, _permit) = self.post(request, false).await?;
-        let headers = response.headers().clone();
+        let (mut response, _permit) = self.post(request, false).await?;
+        let headers = response.take_headers();
         let body = response.bytes().await?;
         let reply: wire::ChatReply = serde_json::from_slice(&body)?;
         let choice = reply.choices.into_iter().next().ok_or(LlmError::NoChoice)?;
@@ -251,16 +255,25 @@ impl LlmClient {
     }
 
     fn http_request(&self, body: Bytes) -> Result<http::Request<Bytes>, Error> {
-        let mut builder =
-            http::Request::post(&*self.url).header(http::header::CONTENT_TYPE, "application/json");
-        if let Some(key) = &self.config.api_key {
-            builder = builder.header(http::header::AUTHORIZATION, format!("Bearer {key}"));
+        match &*self.head {
+            Ok(head) => Ok(http::Request::from_parts(head.clone(), body)),
+            Err(reason) => Err(Error::Url {
+                url: self.url.to_string(),
+                reason: reason.clone(),
+            }),
         }
-        builder.body(body).map_err(|e| Error::Url {
-            url: self.url.to_string(),
-            reason: e.to_string(),
-        })
     }
+}
+
+/// The head of a chat request to `url`: `POST`, JSON, and the key if any.
+fn request_head(url: &str, api_key: Option<&str>) -> Result<http::request::Parts, String> {
+    let mut builder =
+        http::Request::post(url).header(http::header::CONTENT_TYPE, "application/json");
+    if let Some(key) = api_key {
+        builder = builder.header(http::header::AUTHORIZATION, format!("Bearer {key}"));
+    }
+    let (head, ()) = builder.body(()).map_err(|e| e.to_string())?.into_parts();
+    Ok(head)
 }
 
 /// An answer arriving token by token; see [`ChatStream::next_token`].
@@ -401,6 +414,38 @@ mod tests {
             backoff(&config, 0, Some(Duration::from_secs(60))),
             Duration::from_secs(1)
         );
+    }
+
+    #[test]
+    fn every_request_is_a_json_post_with_the_key_from_one_head() {
+        let mut config = LlmConfig::new("http://127.0.0.1:9/v1/", "m");
+        config.api_key = Some("sk-test".to_owned());
+        let client = LlmClient::new(config);
+        for body in ["{}", "{\"a\":1}"] {
+            let request = client.http_request(Bytes::from(body)).unwrap();
+            assert_eq!(request.method(), http::Method::POST);
+            assert_eq!(request.uri(), "http://127.0.0.1:9/v1/chat/completions");
+            let headers = request.headers();
+            assert_eq!(headers[http::header::CONTENT_TYPE], "application/json");
+            assert_eq!(headers[http::header::AUTHORIZATION], "Bearer sk-test");
+            assert_eq!(request.body(), body);
+        }
+    }
+
+    #[test]
+    fn a_bad_url_or_key_fails_each_request_with_a_url_error() {
+        let bad_url = LlmClient::new(LlmConfig::new("http://exa mple/v1", "m"));
+        let mut config = LlmConfig::new("http://127.0.0.1:9/v1", "m");
+        config.api_key = Some("line\nbreak".to_owned());
+        let bad_key = LlmClient::new(config);
+        for client in [bad_url, bad_key] {
+            for _ in 0..2 {
+                assert!(matches!(
+                    client.http_request(Bytes::new()),
+                    Err(Error::Url { .. })
+                ));
+            }
+        }
     }
 
     #[test]
