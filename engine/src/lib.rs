@@ -62,6 +62,7 @@ not_under_loom! {
     mod liveness;
     mod mailbox;
     mod message;
+    pub mod metrics;
     mod node;
     pub mod plugin;
     mod remote;
@@ -77,6 +78,7 @@ not_under_loom! {
     pub use error::{BoxError, Error, Result};
     pub use exit::ExitReason;
     pub use message::Message;
+    pub use metrics::Metrics;
     pub use node::{Node, NodeHandle, WorkerInfo};
     pub use remote::Replier;
     pub use supervisor::{ChildSpec, Restart, Strategy, Supervisor};
