@@ -62,6 +62,7 @@ not_under_loom! {
     mod liveness;
     mod mailbox;
     mod message;
+    mod meter;
     pub mod metrics;
     mod node;
     pub mod plugin;

@@ -1,7 +1,7 @@
 //! A node's metrics as one plain snapshot: what [`NodeHandle::metrics`]
 //! returns, what the Prometheus endpoint renders and what a load-test report
 //! samples. Every type here is plain data (serde-serialisable); the live
-//! counters that fill it are owned by each shard's thread (`shard/meter.rs`)
+//! counters that fill it are owned by each shard's thread (`meter.rs`)
 //! and read through the cross-shard control path only when a snapshot is
 //! asked for.
 //!

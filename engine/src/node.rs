@@ -26,7 +26,7 @@ use crate::shard::{NodeShared, Shard};
 use crate::suspended;
 use crate::worker::panic_text;
 use crate::{
-    Address, Context, Dropped, Error, Message, NodeConfig, Result, Worker, WorkerRef,
+    Address, Context, Dropped, Error, Message, Metrics, NodeConfig, Result, Worker, WorkerRef,
 };
 
 /// Packets an outside thread may queue for one shard before `send` reports
@@ -582,6 +582,23 @@ impl NodeHandle {
             total += self.call("dropped_messages", shard, |s| s.dropped())?;
         }
         Ok(total)
+    }
+
+    /// The node's metrics now: every shard's counters, gauges and sampled
+    /// histograms, read on each shard's own thread, and the transport's
+    /// link counters if one is installed. See `docs/operations.md` for what
+    /// each figure means.
+    pub fn metrics(&self) -> Result<Metrics> {
+        let mut shards = Vec::with_capacity(self.shards());
+        for shard in 0..self.shards() {
+            shards.push(self.call("metrics", shard, |s| s.metrics_here())?);
+        }
+        let links = self.call("metrics", 0, |s| s.link_metrics())?;
+        Ok(Metrics {
+            node: self.name().to_owned(),
+            shards,
+            links,
+        })
     }
 
     /// Stops every shard (idle workers run `on_stop`) and waits for them.

@@ -13,6 +13,7 @@
 //! * `ready`: sends that wait for room in a full mailbox;
 //! * `scheduler`: the loop that runs queued workers, drains the rings,
 //!   ships the outboxes, spins and parks;
+//! * `observe`: the shard's metrics snapshot, and the node's;
 //! * `shutdown`: stopping the shard.
 //!
 //! Everything here lives on one glommio executor thread. The shard's state
@@ -30,6 +31,7 @@ use crate::dropped::Dropped;
 use crate::envelope::Packet;
 use crate::link::{Inbound, Outbox};
 use crate::liveness::Liveness;
+use crate::meter::Meter;
 use crate::remote::RemoteRouter;
 use crate::signal::Signal;
 use crate::slots::Slots;
@@ -42,6 +44,7 @@ use ready::Waiting;
 
 mod asks;
 mod control;
+mod observe;
 mod ready;
 mod route;
 mod scheduler;
@@ -88,6 +91,8 @@ pub(crate) struct Shard {
     state: RefCell<State>,
     /// Plain messages dropped because nobody could take them, by reason.
     dropped: Cell<Dropped>,
+    /// This shard's counters (`metrics()`).
+    meter: Meter,
     asks: AskTable,
     outboxes: Vec<Option<Outbox>>,
     inbound: Inbound,
@@ -120,6 +125,7 @@ impl Shard {
             index,
             node,
             dropped: Cell::new(Dropped::default()),
+            meter: Meter::default(),
             asks: AskTable::default(),
             outboxes,
             inbound,

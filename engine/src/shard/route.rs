@@ -15,13 +15,20 @@ impl Shard {
     /// Sends `delivery` towards `to`, wherever it lives.
     pub(crate) fn route(&self, to: &Address, delivery: Delivery) -> Result<(), Undelivered> {
         match self.local_target(to) {
-            Ok((shard, target)) => self.route_to_shard(shard, target, delivery),
+            Ok((shard, target)) => {
+                let routed = self.route_to_shard(shard, target, delivery);
+                if routed.is_ok() {
+                    self.meter.sent_here_or_across(shard == self.index);
+                }
+                routed
+            }
             Err(remote) => match self.remote.get() {
                 Some(router) => {
                     let Delivery { msg, from, reply } = delivery;
                     let mut replier = reply.map(|r| Replier::new(r, self));
                     router
                         .send(remote, msg, from, &mut replier)
+                        .map(|()| self.meter.sent_remote())
                         .map_err(|error| Undelivered {
                             error,
                             delivery: Delivery {
@@ -108,6 +115,8 @@ impl Shard {
             return self.route_to_shard(r.shard(), Target::Worker(r), delivery);
         }
         let queued = state.slots.push(r, delivery, self.node.mailbox_capacity)?;
+        self.meter
+            .pushed(r, || state.slots.mailbox_len(r).unwrap_or(0));
         drop(state);
         if queued {
             self.work.notify();

@@ -48,6 +48,8 @@ impl Shard {
         more: bool,
         worker: Box<W>,
     ) -> Option<(Box<W>, Delivery)> {
+        self.meter.handler_done(me);
+        self.meter.handled(handled);
         let step = self.state.borrow_mut().slots.next_or_park(
             me,
             handled,
@@ -57,6 +59,7 @@ impl Shard {
         );
         match step {
             Step::Handle(worker, delivery) => {
+                self.meter.taken(me);
                 self.room_made(me);
                 Some((worker, delivery))
             }
@@ -83,6 +86,7 @@ impl Shard {
     pub(crate) fn worker_panicked(self: &Rc<Self>, me: WorkerRef, reason: String) {
         let worker = self.describe(me);
         tracing::error!(%worker, %reason, "worker panicked and was stopped");
+        self.meter.panicked();
         let exit = ExitReason::Panicked(Arc::from(reason.as_str()));
         self.remove_worker(me, Error::WorkerFailed { worker, reason }, exit);
     }
@@ -94,6 +98,7 @@ impl Shard {
         let Some(freed) = removed else {
             return;
         };
+        self.meter.forget(me);
         self.fail_parked(me, &why);
         for delivery in freed.orphans {
             self.reject(Undelivered {
