@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::remote::RemoteRouterFactory;
+use crate::service::ServiceFactory;
 use crate::{Error, Result};
 
 /// Configuration of a node. Start from `NodeConfig::default()` and adjust.
@@ -30,6 +31,7 @@ pub struct NodeConfig {
     pub(crate) io_memory: usize,
     pub(crate) spin_before_park: Duration,
     pub(crate) remote: Option<RemoteRouterFactory>,
+    pub(crate) services: Vec<ServiceFactory>,
 }
 
 impl Default for NodeConfig {
@@ -44,6 +46,7 @@ impl Default for NodeConfig {
             io_memory: 256 << 10,
             spin_before_park: Duration::from_micros(100),
             remote: None,
+            services: Vec::new(),
         }
     }
 }
@@ -115,6 +118,15 @@ impl NodeConfig {
         self
     }
 
+    /// Adds a service to start on the node's shards (a plugin does this,
+    /// e.g. the facade's `metrics_listen`): `factory` runs on each shard's
+    /// thread at start, after the remote router is installed, and the
+    /// services it returns are shut down when the shard stops.
+    pub fn service(mut self, factory: ServiceFactory) -> Self {
+        self.services.push(factory);
+        self
+    }
+
     /// The node's name.
     pub fn node_name(&self) -> &str {
         &self.name
@@ -165,6 +177,7 @@ impl fmt::Debug for NodeConfig {
             .field("io_memory", &self.io_memory)
             .field("spin_before_park", &self.spin_before_park)
             .field("remote_router", &self.remote.is_some())
+            .field("services", &self.services.len())
             .finish()
     }
 }

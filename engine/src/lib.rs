@@ -67,6 +67,7 @@ not_under_loom! {
     mod node;
     pub mod plugin;
     mod remote;
+    mod service;
     mod shard;
     mod signal;
     mod slots;

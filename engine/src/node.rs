@@ -22,6 +22,7 @@ use crate::doorbell::Doorbell;
 use crate::link::{Inbound, Outbox, Ring, RING_CAPACITY};
 use crate::liveness::{self, Liveness};
 use crate::remote::{self, RemoteRouterFactory, ShardHandle};
+use crate::service::ServiceFactory;
 use crate::shard::{NodeShared, Shard};
 use crate::suspended;
 use crate::worker::panic_text;
@@ -126,6 +127,7 @@ impl Node {
                 links: links.next(),
                 inbox,
                 remote: config.remote_factory(),
+                services: config.services.clone(),
                 ready: ready_tx.clone(),
             };
             let spawned = LocalExecutorBuilder::new(placement)
@@ -196,6 +198,7 @@ struct ShardStart {
     links: Option<Links>,
     inbox: flume::Receiver<Packet>,
     remote: Option<RemoteRouterFactory>,
+    services: Vec<ServiceFactory>,
     ready: flume::Sender<usize>,
 }
 
@@ -208,6 +211,11 @@ async fn run_shard(start: ShardStart) {
     suspended::enter(shard.clone());
     if let Some(factory) = start.remote {
         shard.install_remote(factory(ShardHandle::new(shard.clone())));
+    }
+    for factory in &start.services {
+        if let Some(service) = factory(ShardHandle::new(shard.clone())) {
+            shard.add_service(service);
+        }
     }
     // Shard tasks run in the executor's default task queue. A
     // `Latency::Matters(1 ms)` queue makes glommio 0.9.0 preempt often, which

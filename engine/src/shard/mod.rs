@@ -33,6 +33,7 @@ use crate::link::{Inbound, Outbox};
 use crate::liveness::Liveness;
 use crate::meter::Meter;
 use crate::remote::RemoteRouter;
+use crate::service::Service;
 use crate::signal::Signal;
 use crate::slots::Slots;
 use crate::spare::Spares;
@@ -97,6 +98,8 @@ pub(crate) struct Shard {
     outboxes: Vec<Option<Outbox>>,
     inbound: Inbound,
     remote: OnceCell<Rc<dyn RemoteRouter>>,
+    /// Plugins' services running on this shard.
+    services: RefCell<Vec<Rc<dyn Service>>>,
     spares: Spares,
     suspended: Suspended,
     /// Waiting sends parked here, and this shard's workers waiting in one.
@@ -130,6 +133,7 @@ impl Shard {
             outboxes,
             inbound,
             remote: OnceCell::new(),
+            services: RefCell::default(),
             spares: Spares::default(),
             suspended,
             waiting: Waiting::default(),
@@ -168,6 +172,10 @@ impl Shard {
         // Installed once at shard start; a second call is a programming error
         // of the node builder and is ignored.
         let _ = self.remote.set(router);
+    }
+
+    pub(crate) fn add_service(&self, service: Rc<dyn Service>) {
+        self.services.borrow_mut().push(service);
     }
 
     /// The outbox towards `peer` (another shard of this node).
