@@ -30,6 +30,7 @@ pub struct NodeConfig {
     pub(crate) pin_shards: bool,
     pub(crate) io_memory: usize,
     pub(crate) spin_before_park: Duration,
+    pub(crate) stall_threshold: Duration,
     pub(crate) remote: Option<RemoteRouterFactory>,
     pub(crate) services: Vec<ServiceFactory>,
 }
@@ -45,6 +46,7 @@ impl Default for NodeConfig {
             pin_shards: true,
             io_memory: 256 << 10,
             spin_before_park: Duration::from_micros(100),
+            stall_threshold: Duration::from_millis(10),
             remote: None,
             services: Vec::new(),
         }
@@ -108,6 +110,17 @@ impl NodeConfig {
     /// still uses no CPU once this time has passed.
     pub fn spin_before_park(mut self, spin: Duration) -> Self {
         self.spin_before_park = spin;
+        self
+    }
+
+    /// How long a shard may stay away from its loop (in one worker's
+    /// handler, say, making a blocking call) before it counts as stalled
+    /// (default 10 ms): a watchdog thread logs the stall at once (`warn`),
+    /// the shard logs the worker's name and how long it held the shard
+    /// when it comes back, and `metrics()` counts it (`stalls`). Zero turns
+    /// the watchdog off. It wakes twice per threshold.
+    pub fn stall_threshold(mut self, threshold: Duration) -> Self {
+        self.stall_threshold = threshold;
         self
     }
 
@@ -176,6 +189,7 @@ impl fmt::Debug for NodeConfig {
             .field("pin_shards", &self.pin_shards)
             .field("io_memory", &self.io_memory)
             .field("spin_before_park", &self.spin_before_park)
+            .field("stall_threshold", &self.stall_threshold)
             .field("remote_router", &self.remote.is_some())
             .field("services", &self.services.len())
             .finish()

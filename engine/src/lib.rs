@@ -71,6 +71,7 @@ not_under_loom! {
     mod shard;
     mod signal;
     mod slots;
+    mod stall;
     mod supervisor;
     mod worker;
     pub use address::{validate_name, Address, RemoteAddress, WorkerRef, MAX_NAME_LEN};

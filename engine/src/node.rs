@@ -109,6 +109,7 @@ impl Node {
             inboxes,
             liveness: Arc::new(Liveness::new(inbox_receivers.clone())),
             stopping: AtomicBool::new(false),
+            stall_watches: (0..shards).map(|_| Arc::default()).collect(),
         });
         let mut links = links(shards);
         // Pinned to the CPUs this process may use (a cpuset, `taskset`), in turn.
@@ -150,6 +151,9 @@ impl Node {
         }
         drop(ready_tx);
         let node = NodeHandle::from_parts(shared, threads);
+        if !config.stall_threshold.is_zero() {
+            node.start_watchdog(config.stall_threshold)?;
+        }
         for _ in 0..shards {
             if ready_rx.recv().is_err() {
                 let reason = node
@@ -269,6 +273,8 @@ pub struct NodeHandle {
 struct NodeInner {
     shared: Arc<NodeShared>,
     threads: Mutex<Vec<ExecutorJoinHandle<()>>>,
+    /// The stall watchdog's thread, and what stops it (dropped).
+    watchdog: Mutex<Option<(flume::Sender<()>, std::thread::JoinHandle<()>)>>,
     next_spawn: AtomicUsize,
     /// Set once shutdown begins: every later call fails with `NodeStopped`.
     stopped: AtomicBool,
@@ -298,6 +304,12 @@ impl NodeInner {
     /// failure of a shard thread, if any.
     fn join_all(&self) -> Option<String> {
         self.stop_shards();
+        let watchdog = self.watchdog.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((stop, thread)) = watchdog {
+            drop(stop);
+            // Its only failure would be a panic in logging: nothing to add.
+            let _ = thread.join();
+        }
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
         let mut failure = None;
         for thread in threads {
@@ -326,10 +338,31 @@ impl NodeHandle {
             inner: Arc::new(NodeInner {
                 shared,
                 threads: Mutex::new(threads),
+                watchdog: Mutex::new(None),
                 next_spawn: AtomicUsize::new(0),
                 stopped: AtomicBool::new(false),
             }),
         }
+    }
+
+    /// Starts the thread that watches the shards for stalls (`stall.rs`);
+    /// a shard whose stall ended logs it, on its own thread.
+    fn start_watchdog(&self, threshold: Duration) -> Result<()> {
+        let shared = self.inner.shared.clone();
+        let watches = shared.stall_watches.clone();
+        let (stop, stopped) = flume::bounded(1);
+        let thread = std::thread::Builder::new()
+            .name("myriad-watchdog".to_owned())
+            .spawn(move || {
+                crate::stall::watch(watches, threshold, stopped, |stall| {
+                    let report = Packet::Run(Box::new(move |s: &Rc<Shard>| s.stall_ended(stall)));
+                    // A full or closed inbox loses the report, not the count.
+                    let _ = shared.inboxes[stall.shard].try_send(report);
+                });
+            })
+            .map_err(|e| Error::Startup(format!("the stall watchdog: {e}")))?;
+        *self.inner.watchdog.lock().unwrap_or_else(|p| p.into_inner()) = Some((stop, thread));
+        Ok(())
     }
 
     /// The node's name.

@@ -121,7 +121,7 @@ impl<W: Worker> Runnable for W {
         first: bool,
         cx: &mut task::Context<'_>,
     ) -> Option<Run> {
-        let run = || run_worker(self, shard.clone(), me, first);
+        let run = || watched(shard.clone(), me, run_worker(self, shard.clone(), me, first));
         shard.spares().poll_in_place(run, cx)
     }
 
@@ -131,13 +131,26 @@ impl<W: Worker> Runnable for W {
         me: WorkerRef,
         cx: &mut task::Context<'_>,
     ) -> Option<Run> {
-        let run = || stop_worker(self, shard.clone(), me);
+        let run = || watched(shard.clone(), me, stop_worker(self, shard.clone(), me));
         shard.spares().poll_in_place(run, cx)
     }
 
     fn shut_down(self: Box<Self>, shard: Rc<Shard>, me: WorkerRef) -> Run {
         Box::pin(stop_worker(self, shard, me))
     }
+}
+
+/// `run`, telling the shard's stall watch whose poll each of its polls is
+/// (`stall.rs`), so that a stall names its worker.
+async fn watched(shard: Rc<Shard>, me: WorkerRef, run: impl Future<Output = ()>) {
+    let mut run = std::pin::pin!(run);
+    std::future::poll_fn(move |cx| {
+        shard.stall_watch().enter(me);
+        let polled = run.as_mut().poll(cx);
+        shard.stall_watch().leave();
+        polled
+    })
+    .await
 }
 
 /// Runs a worker's `on_stop`, drops it and frees its slot.

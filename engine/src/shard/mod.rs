@@ -35,6 +35,7 @@ use crate::meter::Meter;
 use crate::remote::RemoteRouter;
 use crate::service::Service;
 use crate::signal::Signal;
+use crate::stall::StallWatch;
 use crate::slots::Slots;
 use crate::spare::Spares;
 use crate::suspended::Suspended;
@@ -66,6 +67,8 @@ pub(crate) struct NodeShared {
     pub liveness: Arc<Liveness>,
     /// Set when the node begins to shut down (supervisors stop restarting).
     pub stopping: std::sync::atomic::AtomicBool,
+    /// What each shard tells the stall watchdog.
+    pub stall_watches: Vec<Arc<StallWatch>>,
 }
 
 /// The shard's mutable state, borrowed once per operation.
@@ -94,6 +97,8 @@ pub(crate) struct Shard {
     dropped: Cell<Dropped>,
     /// This shard's counters (`metrics()`).
     meter: Meter,
+    /// What this shard tells the stall watchdog.
+    stall: Arc<StallWatch>,
     asks: AskTable,
     outboxes: Vec<Option<Outbox>>,
     inbound: Inbound,
@@ -122,6 +127,8 @@ impl Shard {
         inbound: Inbound,
     ) -> Self {
         let suspended = Suspended::new(inbound.doorbell().clone());
+        // The node makes one watch per shard.
+        let stall = node.stall_watches[index].clone();
         Shard {
             // The node refuses more than u16::MAX shards at start-up.
             state: RefCell::new(State::new(index as u16)),
@@ -129,6 +136,7 @@ impl Shard {
             node,
             dropped: Cell::new(Dropped::default()),
             meter: Meter::default(),
+            stall,
             asks: AskTable::default(),
             outboxes,
             inbound,
@@ -161,6 +169,11 @@ impl Shard {
 
     pub(crate) fn default_timeout(&self) -> Duration {
         self.node.default_timeout
+    }
+
+    /// What this shard tells the stall watchdog.
+    pub(crate) fn stall_watch(&self) -> &StallWatch {
+        &self.stall
     }
 
     /// The memory this shard's runs are polled in.

@@ -5,6 +5,7 @@
 use std::rc::Rc;
 
 use crate::metrics::{LinkMetrics, Metrics, ShardMetrics};
+use crate::stall::Stall;
 
 use super::Shard;
 
@@ -21,7 +22,24 @@ impl Shard {
         drop(state);
         metrics.workers_suspended = self.suspended.len() as u64;
         metrics.dropped = self.dropped.get();
+        metrics.stalls = self.stall.stalls();
         metrics
+    }
+
+    /// Logs a stall of this shard that ended, naming its worker.
+    pub(crate) fn stall_ended(&self, stall: Stall) {
+        let worker = stall.worker.map_or_else(
+            || "no worker (another task of the shard)".to_owned(),
+            |w| self.describe(w),
+        );
+        let held = stall.held;
+        tracing::warn!(
+            shard = self.index,
+            %worker,
+            held_ms = held.as_millis() as u64,
+            "shard {} stalled: {worker} held it for about {held:?} without coming back to its loop (a blocking call or a long loop?)",
+            self.index
+        );
     }
 
     /// What the transport counts of the node's links, if one is installed.
