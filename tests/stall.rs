@@ -2,12 +2,13 @@
 //! while it lasts, the shard logs the worker's name and how long it held
 //! the shard once it is back, and `metrics()` counts one stall.
 
+#[path = "common/captured_log.rs"]
+mod captured_log;
 mod cluster;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use captured_log::CapturedLog;
 use cluster::{wait_until, LONG};
 use myriad::{BoxError, Context, Message, Node, NodeConfig, Worker};
 
@@ -27,40 +28,9 @@ impl Worker for Blocker {
     }
 }
 
-/// Everything logged, as text.
-#[derive(Clone, Default)]
-struct Log(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Log {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Log {
-    fn lines_with(&self, text: &str) -> Vec<String> {
-        let all = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
-        all.lines()
-            .filter(|l| l.contains(text))
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
 #[test]
 fn a_blocking_handler_is_one_stall_logged_with_its_worker() {
-    let log = Log::default();
-    let writer = log.clone();
-    tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::WARN)
-        .init();
+    let log = CapturedLog::install("warn");
     let config = NodeConfig::default()
         .shards(2)
         .pin_shards(false)
