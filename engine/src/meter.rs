@@ -102,15 +102,29 @@ impl Recorder {
             p90: h.value_at_quantile(0.9),
             p99: h.value_at_quantile(0.99),
             p999: h.value_at_quantile(0.999),
-            buckets: self
-                .buckets
-                .iter()
-                .map(|&le| Bucket {
-                    le,
-                    count: h.count_between(0, le),
-                })
-                .collect(),
+            buckets: self.cumulative(),
         }
+    }
+
+    /// The exported buckets, in one pass over the recorded values (a
+    /// snapshot must cost little whatever was recorded).
+    fn cumulative(&self) -> Vec<Bucket> {
+        let mut counts = vec![0; self.buckets.len()];
+        for v in self.histogram.iter_recorded() {
+            let at = self.buckets.partition_point(|&le| le < v.value_iterated_to());
+            if let Some(count) = counts.get_mut(at) {
+                *count += v.count_since_last_iteration();
+            }
+        }
+        let mut below = 0;
+        self.buckets
+            .iter()
+            .zip(counts)
+            .map(|(&le, count)| {
+                below += count;
+                Bucket { le, count: below }
+            })
+            .collect()
     }
 }
 
@@ -423,6 +437,19 @@ mod tests {
         meter.forget(w);
         meter.taken(w);
         assert_eq!(meter.read().mailbox_wait.count, 0);
+    }
+
+    #[test]
+    fn buckets_are_cumulative_and_match_the_recorded_values() {
+        let mut recorder = Recorder::new(1 << 32, &DEPTH_BUCKETS);
+        for depth in [1, 1, 3, 8, 9, 1_000_000] {
+            recorder.record(depth);
+        }
+        let summary = recorder.summary();
+        let count = |le| summary.buckets.iter().find(|b| b.le == le).unwrap().count;
+        assert_eq!((count(1), count(2), count(4), count(8), count(16)), (2, 2, 3, 4, 5));
+        assert_eq!(summary.buckets.last().unwrap().count, 5, "one above the last bound");
+        assert_eq!((summary.count, summary.sum), (6, 1_000_022));
     }
 
     #[test]
