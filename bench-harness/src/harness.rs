@@ -133,10 +133,13 @@ where
     take_panic();
     memory::release_free_heap();
     memory::reset_peak();
+    // Workloads loop in one handler on purpose (`main` spawning a million
+    // workers): such a stall is the workload, not news, so no watchdog.
     let config = NodeConfig::default()
         .name("bench")
         .shards(settings.shards)
-        .mailbox_capacity(MAILBOX_CAPACITY);
+        .mailbox_capacity(MAILBOX_CAPACITY)
+        .stall_threshold(Duration::ZERO);
     let outcome = Node::start(config, main)??;
     Ok(Row::new(
         workload,
