@@ -128,12 +128,11 @@ impl Recorder {
     }
 }
 
-/// A sampled message on its way through a mailbox.
+/// A sampled message on its way through a mailbox (the messages ahead of
+/// it are [`Meter`]'s `wait_ahead`).
 #[derive(Clone, Copy)]
 struct WaitSample {
     worker: WorkerRef,
-    /// Messages ahead of it in the mailbox.
-    ahead: usize,
     since: Instant,
 }
 
@@ -156,6 +155,9 @@ pub(crate) struct Meter {
     /// The slot index of the followed wait sample's worker, or [`NONE`]:
     /// what each take compares with.
     wait_slot: Cell<u32>,
+    /// Messages still ahead of the followed wait sample: counted down
+    /// inline, each take from its worker's mailbox.
+    wait_ahead: Cell<usize>,
     wait: Cell<Option<WaitSample>>,
     handler_slot: Cell<u32>,
     handler: Cell<Option<HandlerSample>>,
@@ -176,6 +178,7 @@ impl Default for Meter {
             pushes: Cell::new(0),
             takes: Cell::new(0),
             wait_slot: Cell::new(NONE),
+            wait_ahead: Cell::new(0),
             wait: Cell::new(None),
             handler_slot: Cell::new(NONE),
             handler: Cell::new(None),
@@ -235,11 +238,8 @@ impl Meter {
             .get()
             .is_none_or(|s| now.duration_since(s.since) > SAMPLE_GIVE_UP);
         if free && depth > 0 {
-            self.wait.set(Some(WaitSample {
-                worker,
-                ahead: depth - 1,
-                since: now,
-            }));
+            self.wait.set(Some(WaitSample { worker, since: now }));
+            self.wait_ahead.set(depth - 1);
             self.wait_slot.set(worker.index);
         }
     }
@@ -247,7 +247,11 @@ impl Meter {
     /// `worker`'s handler is given its next message.
     pub(crate) fn taken(&self, worker: WorkerRef) {
         if self.wait_slot.get() == worker.index {
-            self.follow_wait(worker);
+            // A slot's worker is forgotten when it goes: the sample is its.
+            match self.wait_ahead.get() {
+                0 => self.end_wait_sample(worker),
+                ahead => self.wait_ahead.set(ahead - 1),
+            }
         }
         let takes = self.takes.get().wrapping_add(1);
         self.takes.set(takes);
@@ -270,20 +274,10 @@ impl Meter {
     }
 
     #[cold]
-    fn follow_wait(&self, worker: WorkerRef) {
-        let Some(mut sample) = self.wait.get() else {
-            return;
-        };
-        if sample.worker != worker {
-            return;
+    fn end_wait_sample(&self, worker: WorkerRef) {
+        if let Some(sample) = self.wait.get().filter(|s| s.worker == worker) {
+            self.waits.borrow_mut().record(elapsed_ns(sample.since));
         }
-        if sample.ahead > 0 {
-            sample.ahead -= 1;
-            self.wait.set(Some(sample));
-            return;
-        }
-        let waited = elapsed_ns(sample.since);
-        self.waits.borrow_mut().record(waited);
         self.forget_wait();
     }
 
