@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use myriad::{BoxError, Context, Message, Node, NodeConfig, Worker};
 
+#[path = "support/logging.rs"]
+mod logging;
+
 /// Adds up the numbers it is sent; answers `total` with the sum.
 #[derive(Default)]
 struct Collector {
@@ -29,6 +32,7 @@ impl Worker for Collector {
 }
 
 fn main() -> Result<(), BoxError> {
+    logging::init("info");
     let total = Node::start(NodeConfig::default(), |ctx| async move {
         let collector = ctx.start_worker("collector", Collector::default()).await?;
         for i in 1..=10_000u64 {

@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use myriad::{BoxError, Context, Message, Node, NodeConfig, Worker};
 
+#[path = "support/logging.rs"]
+mod logging;
+
 /// Replies to every message with a greeting.
 struct Greeter;
 
@@ -21,6 +24,7 @@ impl Worker for Greeter {
 }
 
 fn main() -> Result<(), BoxError> {
+    logging::init("info");
     let reply = Node::start(NodeConfig::default(), |ctx| async move {
         ctx.start_worker("greeter", Greeter).await?;
         ctx.send_and_receive("greeter", "world", Duration::from_secs(1))

@@ -17,6 +17,9 @@ use myriad::llm::mock::MockLlm;
 use myriad::llm::{ChatMessage, ChatRequest, LlmClient, LlmConfig};
 use myriad::{BoxError, Context, Message, Node, NodeConfig, Worker};
 
+#[path = "support/logging.rs"]
+mod logging;
+
 /// An agent: an LLM client and the conversation it remembers.
 struct Assistant {
     llm: LlmClient,
@@ -55,6 +58,7 @@ fn llm_config() -> Result<LlmConfig, BoxError> {
 }
 
 fn main() -> Result<(), BoxError> {
+    logging::init("info");
     Node::start(NodeConfig::default(), |ctx| async move {
         let agent = ctx.spawn(Assistant {
             llm: LlmClient::new(llm_config()?),

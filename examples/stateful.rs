@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use myriad::{BoxError, Context, Message, Node, NodeConfig, Worker};
 
+#[path = "support/logging.rs"]
+mod logging;
+
 /// Lets each client through `limit` times, then refuses.
 struct RateLimiter {
     limit: u32,
@@ -35,6 +38,7 @@ impl Worker for RateLimiter {
 }
 
 fn main() -> Result<(), BoxError> {
+    logging::init("info");
     Node::start(NodeConfig::default(), |ctx| async move {
         let limiter = RateLimiter {
             limit: 2,

@@ -8,9 +8,13 @@
 //! ([`myriad_transport`]). Start with [`Node::start`] and the [`Worker`] trait;
 //! `docs/guide.md` walks through the rest.
 
+pub use endpoint::MetricsListen;
 pub use myriad_engine::*;
 pub use myriad_http as http;
 pub use myriad_http::llm;
+
+mod endpoint;
+pub mod prometheus;
 
 /// The user's guide (`docs/guide.md`), here so that its examples are
 /// compiled and run as doctests and can never drift from the code.

@@ -134,12 +134,15 @@ where
     measure_on(settings, config(settings), workload, variant, main)
 }
 
-/// The configuration of the node a workload runs on.
+/// The configuration of the node a workload runs on. Workloads loop in one
+/// handler on purpose (`main` spawning a million workers): such a stall is
+/// the workload, not news, so no stall watchdog.
 pub fn config(settings: &Settings) -> NodeConfig {
     NodeConfig::default()
         .name("bench")
         .shards(settings.shards)
         .mailbox_capacity(MAILBOX_CAPACITY)
+        .stall_threshold(Duration::ZERO)
 }
 
 /// [`measure`] on a node of configuration `config` (made from

@@ -32,6 +32,21 @@ impl WorkerRef {
     pub fn shard(&self) -> usize {
         usize::from(self.shard)
     }
+
+    /// The slot and generation in one word (the shard is known apart).
+    pub(crate) fn to_bits(self) -> u64 {
+        (u64::from(self.generation) << 32) | u64::from(self.index)
+    }
+
+    /// Undoes [`WorkerRef::to_bits`] for a worker of shard `shard`.
+    pub(crate) fn from_bits(bits: u64, shard: usize) -> Self {
+        WorkerRef {
+            index: bits as u32,
+            generation: (bits >> 32) as u32,
+            // The node refuses more than u16::MAX shards at start-up.
+            shard: shard as u16,
+        }
+    }
 }
 
 impl fmt::Display for WorkerRef {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::remote::RemoteRouterFactory;
 use crate::virtual_workers::VirtualConfig;
+use crate::service::ServiceFactory;
 use crate::{Error, Result};
 
 /// Configuration of a node. Start from `NodeConfig::default()` and adjust.
@@ -30,8 +31,10 @@ pub struct NodeConfig {
     pub(crate) pin_shards: bool,
     pub(crate) io_memory: usize,
     pub(crate) spin_before_park: Duration,
+    pub(crate) stall_threshold: Duration,
     pub(crate) remote: Option<RemoteRouterFactory>,
     pub(crate) virtuals: VirtualConfig,
+    pub(crate) services: Vec<ServiceFactory>,
 }
 
 impl Default for NodeConfig {
@@ -45,8 +48,10 @@ impl Default for NodeConfig {
             pin_shards: true,
             io_memory: 256 << 10,
             spin_before_park: Duration::from_micros(100),
+            stall_threshold: Duration::from_millis(10),
             remote: None,
             virtuals: VirtualConfig::default(),
+            services: Vec::new(),
         }
     }
 }
@@ -111,10 +116,30 @@ impl NodeConfig {
         self
     }
 
+    /// How long a shard may stay away from its loop (in one worker's
+    /// handler, say, making a blocking call) before it counts as stalled
+    /// (default 10 ms): a watchdog thread logs the stall at once (`warn`),
+    /// the shard logs the worker's name and how long it held the shard
+    /// when it comes back, and `metrics()` counts it (`stalls`). Zero turns
+    /// the watchdog off. It wakes twice per threshold.
+    pub fn stall_threshold(mut self, threshold: Duration) -> Self {
+        self.stall_threshold = threshold;
+        self
+    }
+
     /// Installs the router for addresses on other nodes (the transport does
     /// this).
     pub fn remote_router(mut self, factory: RemoteRouterFactory) -> Self {
         self.remote = Some(factory);
+        self
+    }
+
+    /// Adds a service to start on the node's shards (a plugin does this,
+    /// e.g. the facade's `metrics_listen`): `factory` runs on each shard's
+    /// thread at start, after the remote router is installed, and the
+    /// services it returns are shut down when the shard stops.
+    pub fn service(mut self, factory: ServiceFactory) -> Self {
+        self.services.push(factory);
         self
     }
 
@@ -168,8 +193,10 @@ impl fmt::Debug for NodeConfig {
             .field("pin_shards", &self.pin_shards)
             .field("io_memory", &self.io_memory)
             .field("spin_before_park", &self.spin_before_park)
+            .field("stall_threshold", &self.stall_threshold)
             .field("remote_router", &self.remote.is_some())
             .field("virtuals", &self.virtuals)
+            .field("services", &self.services.len())
             .finish()
     }
 }

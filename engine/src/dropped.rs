@@ -9,7 +9,7 @@ use crate::Error;
 /// then dropped, by reason; see [`NodeHandle::dropped`](crate::NodeHandle::dropped).
 ///
 /// Every accepted plain send is either handled or counted here, exactly once.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Dropped {
     /// The receiver's mailbox was full.
     pub mailbox_full: u64,

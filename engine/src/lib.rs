@@ -62,12 +62,16 @@ not_under_loom! {
     mod liveness;
     mod mailbox;
     mod message;
+    mod meter;
+    pub mod metrics;
     mod node;
     pub mod plugin;
     mod remote;
+    mod service;
     mod shard;
     mod signal;
     mod slots;
+    mod stall;
     mod supervisor;
     mod virtual_workers;
     mod worker;
@@ -78,6 +82,7 @@ not_under_loom! {
     pub use error::{BoxError, Error, Result};
     pub use exit::ExitReason;
     pub use message::Message;
+    pub use metrics::Metrics;
     pub use node::{Node, NodeHandle, WorkerInfo};
     pub use remote::Replier;
     pub use supervisor::{ChildSpec, Restart, Strategy, Supervisor};

@@ -22,12 +22,13 @@ use crate::doorbell::Doorbell;
 use crate::link::{Inbound, Outbox, Ring, RING_CAPACITY};
 use crate::liveness::{self, Liveness};
 use crate::remote::{self, RemoteRouterFactory, ShardHandle};
+use crate::service::ServiceFactory;
 use crate::shard::{NodeShared, Shard};
 use crate::suspended;
 use crate::virtual_workers::NodeVirtuals;
 use crate::worker::panic_text;
 use crate::{
-    Address, Context, Dropped, Error, Message, NodeConfig, Result, Worker, WorkerRef,
+    Address, Context, Dropped, Error, Message, Metrics, NodeConfig, Result, Worker, WorkerRef,
 };
 
 /// Packets an outside thread may queue for one shard before `send` reports
@@ -111,6 +112,7 @@ impl Node {
             liveness: Arc::new(Liveness::new(inbox_receivers.clone())),
             stopping: AtomicBool::new(false),
             virtuals,
+            stall_watches: (0..shards).map(|_| Arc::default()).collect(),
         });
         let mut links = links(shards);
         // Pinned to the CPUs this process may use (a cpuset, `taskset`), in turn.
@@ -129,6 +131,7 @@ impl Node {
                 links: links.next(),
                 inbox,
                 remote: config.remote_factory(),
+                services: config.services.clone(),
                 ready: ready_tx.clone(),
             };
             let spawned = LocalExecutorBuilder::new(placement)
@@ -151,6 +154,9 @@ impl Node {
         }
         drop(ready_tx);
         let node = NodeHandle::from_parts(shared, threads);
+        if !config.stall_threshold.is_zero() {
+            node.start_watchdog(config.stall_threshold)?;
+        }
         for _ in 0..shards {
             if ready_rx.recv().is_err() {
                 let reason = node
@@ -202,6 +208,7 @@ struct ShardStart {
     links: Option<Links>,
     inbox: flume::Receiver<Packet>,
     remote: Option<RemoteRouterFactory>,
+    services: Vec<ServiceFactory>,
     ready: flume::Sender<usize>,
 }
 
@@ -214,6 +221,11 @@ async fn run_shard(start: ShardStart) {
     suspended::enter(shard.clone());
     if let Some(factory) = start.remote {
         shard.install_remote(factory(ShardHandle::new(shard.clone())));
+    }
+    for factory in &start.services {
+        if let Some(service) = factory(ShardHandle::new(shard.clone())) {
+            shard.add_service(service);
+        }
     }
     // Shard tasks run in the executor's default task queue. A
     // `Latency::Matters(1 ms)` queue makes glommio 0.9.0 preempt often, which
@@ -268,6 +280,8 @@ pub struct NodeHandle {
 struct NodeInner {
     shared: Arc<NodeShared>,
     threads: Mutex<Vec<ExecutorJoinHandle<()>>>,
+    /// The stall watchdog's thread, and what stops it (dropped).
+    watchdog: Mutex<Option<(flume::Sender<()>, std::thread::JoinHandle<()>)>>,
     next_spawn: AtomicUsize,
     /// Set once shutdown begins: every later call fails with `NodeStopped`.
     stopped: AtomicBool,
@@ -297,6 +311,12 @@ impl NodeInner {
     /// failure of a shard thread, if any.
     fn join_all(&self) -> Option<String> {
         self.stop_shards();
+        let watchdog = self.watchdog.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((stop, thread)) = watchdog {
+            drop(stop);
+            // Its only failure would be a panic in logging: nothing to add.
+            let _ = thread.join();
+        }
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
         let mut failure = None;
         for thread in threads {
@@ -329,10 +349,31 @@ impl NodeHandle {
             inner: Arc::new(NodeInner {
                 shared,
                 threads: Mutex::new(threads),
+                watchdog: Mutex::new(None),
                 next_spawn: AtomicUsize::new(0),
                 stopped: AtomicBool::new(false),
             }),
         }
+    }
+
+    /// Starts the thread that watches the shards for stalls (`stall.rs`);
+    /// a shard whose stall ended logs it, on its own thread.
+    fn start_watchdog(&self, threshold: Duration) -> Result<()> {
+        let shared = self.inner.shared.clone();
+        let watches = shared.stall_watches.clone();
+        let (stop, stopped) = flume::bounded(1);
+        let thread = std::thread::Builder::new()
+            .name("myriad-watchdog".to_owned())
+            .spawn(move || {
+                crate::stall::watch(watches, threshold, stopped, |stall| {
+                    let report = Packet::Run(Box::new(move |s: &Rc<Shard>| s.stall_ended(stall)));
+                    // A full or closed inbox loses the report, not the count.
+                    let _ = shared.inboxes[stall.shard].try_send(report);
+                });
+            })
+            .map_err(|e| Error::Startup(format!("the stall watchdog: {e}")))?;
+        *self.inner.watchdog.lock().unwrap_or_else(|p| p.into_inner()) = Some((stop, thread));
+        Ok(())
     }
 
     /// The node's name.
@@ -599,6 +640,23 @@ impl NodeHandle {
             total += self.call("dropped_messages", shard, |s| s.dropped())?;
         }
         Ok(total)
+    }
+
+    /// The node's metrics now: every shard's counters, gauges and sampled
+    /// histograms, read on each shard's own thread, and the transport's
+    /// link counters if one is installed. See `docs/operations.md` for what
+    /// each figure means.
+    pub fn metrics(&self) -> Result<Metrics> {
+        let mut shards = Vec::with_capacity(self.shards());
+        for shard in 0..self.shards() {
+            shards.push(self.call("metrics", shard, |s| s.metrics_here())?);
+        }
+        let links = self.call("metrics", 0, |s| s.link_metrics())?;
+        Ok(Metrics {
+            node: self.name().to_owned(),
+            shards,
+            links,
+        })
     }
 
     /// Stops every shard (idle workers run `on_stop`) and waits for them.

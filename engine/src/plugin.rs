@@ -9,7 +9,12 @@
 //! root). It reaches the local node through a [`ShardHandle`] of the shard
 //! its tasks run on, finds the shard a name lives on with [`home_shard`],
 //! and may wake its own tasks of one shard with a [`Signal`].
+//!
+//! Other plugins run a [`Service`] on the shards they choose
+//! (`NodeConfig::service`, with a [`ServiceFactory`]): the facade's metrics
+//! endpoint is one.
 
 pub use crate::address::home_shard;
 pub use crate::remote::{RemoteRouter, RemoteRouterFactory, ShardHandle};
+pub use crate::service::{Service, ServiceFactory};
 pub use crate::signal::Signal;

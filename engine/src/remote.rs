@@ -12,6 +12,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::envelope::{Delivery, Packet, ReplyTo};
+use crate::metrics::{LinkMetrics, Metrics};
 use crate::shard::{NodeShared, Shard};
 use crate::{Address, Error, Message, RemoteAddress, Result, Worker, WorkerInfo, WorkerRef};
 
@@ -48,6 +49,14 @@ pub trait RemoteRouter: 'static {
         from: Option<WorkerRef>,
         reply: &mut Option<Replier>,
     ) -> Result<()>;
+
+    /// What the transport counts of the node's links, for
+    /// [`NodeHandle::metrics`](crate::NodeHandle::metrics); asked of one
+    /// shard's router. `None` (the default) leaves the snapshot's `links`
+    /// empty.
+    fn link_metrics(&self) -> Option<LinkMetrics> {
+        None
+    }
 
     /// Called once when the shard stops, after its idle workers ran
     /// `on_stop`: close links and listeners and end the router's tasks (the
@@ -224,6 +233,12 @@ impl ShardHandle {
     /// Lists the workers of the whole node.
     pub async fn list_workers(&self) -> Vec<WorkerInfo> {
         self.shard.list_all().await
+    }
+
+    /// The node's metrics (every shard's, gathered through the control
+    /// path, and the links'), as [`NodeHandle::metrics`](crate::NodeHandle::metrics).
+    pub async fn metrics(&self) -> Result<Metrics> {
+        self.shard.metrics_all().await
     }
 
     /// Delivers a message that came from outside the node to a local worker.

@@ -123,6 +123,8 @@ pub(crate) struct Slots<T> {
     /// unwatched worker has no entry and pays nothing.
     watchers: HashMap<u32, Vec<WorkerRef>>,
     next_generation: u32,
+    /// The deepest mailbox seen, after a push.
+    depth_max: usize,
 }
 
 impl<T> Slots<T> {
@@ -136,6 +138,7 @@ impl<T> Slots<T> {
             names: HashMap::new(),
             watchers: HashMap::new(),
             next_generation: 0,
+            depth_max: 0,
         }
     }
 
@@ -207,6 +210,7 @@ impl<T> Slots<T> {
         }
         self.pool.push(&mut slot.mailbox, delivery);
         let len = slot.mailbox.len();
+        self.depth_max = self.depth_max.max(len);
         if slot.run != RunState::Idle {
             return Ok(Pushed { queued: false, len });
         }
@@ -366,6 +370,22 @@ impl<T> Slots<T> {
             name,
             watchers,
         })
+    }
+
+    /// Workers in the table.
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Entries on the run queue (a worker removed while queued leaves its
+    /// entry until the queue reaches it).
+    pub(crate) fn queued(&self) -> usize {
+        self.run_queue.len()
+    }
+
+    /// The deepest any mailbox of this table has been, after a push.
+    pub(crate) fn depth_max(&self) -> usize {
+        self.depth_max
     }
 
     /// How many deliveries wait in worker `r`'s mailbox; `None` if `r` is

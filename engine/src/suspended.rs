@@ -204,7 +204,6 @@ impl Suspended {
     }
 
     /// How many runs are suspended.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.runs.borrow().len()
     }

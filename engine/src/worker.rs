@@ -121,7 +121,7 @@ impl<W: Worker> Runnable for W {
         first: bool,
         cx: &mut task::Context<'_>,
     ) -> Option<Run> {
-        let run = || run_worker(self, shard.clone(), me, first);
+        let run = || watched(shard.clone(), me, run_worker(self, shard.clone(), me, first));
         shard.spares().poll_in_place(run, cx)
     }
 
@@ -131,13 +131,32 @@ impl<W: Worker> Runnable for W {
         me: WorkerRef,
         cx: &mut task::Context<'_>,
     ) -> Option<Run> {
-        let run = || stop_worker(self, shard.clone(), me);
+        let run = || watched(shard.clone(), me, stop_worker(self, shard.clone(), me));
         shard.spares().poll_in_place(run, cx)
     }
 
     fn shut_down(self: Box<Self>, shard: Rc<Shard>, me: WorkerRef) -> Run {
         Box::pin(stop_worker(self, shard, me))
     }
+}
+
+/// `run`, telling the shard's stall watch whose poll each of its polls is
+/// (`stall.rs`), so that a stall names its worker.
+///
+/// Each poll is also a `trace`-level span `run` with fields `worker` and
+/// `shard` (its messages' `handle` events carry their size): with `trace`
+/// off for this crate, a span costs one check of the level per poll, and
+/// nothing is kept in the run.
+async fn watched(shard: Rc<Shard>, me: WorkerRef, run: impl Future<Output = ()>) {
+    let mut run = std::pin::pin!(run);
+    std::future::poll_fn(move |cx| {
+        let _span = tracing::trace_span!("run", worker = %me, shard = me.shard()).entered();
+        shard.stall_watch().enter(me);
+        let polled = run.as_mut().poll(cx);
+        shard.stall_watch().leave();
+        polled
+    })
+    .await
 }
 
 /// Runs a worker's `on_stop`, drops it and frees its slot.
@@ -218,6 +237,7 @@ async fn run_worker<W: Worker>(mut worker: Box<W>, shard: Rc<Shard>, me: WorkerR
                 AssertUnwindSafe(notice).catch_unwind().await
             }
             reply => {
+                tracing::trace!(size = msg.len(), ask = reply.is_some(), "handle");
                 ctx.begin(from, reply);
                 AssertUnwindSafe(worker.handle_message(&mut ctx, msg))
                     .catch_unwind()

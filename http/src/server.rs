@@ -29,19 +29,37 @@ pub struct Server {
     max_streams: Option<u32>,
     connection_window: Option<u32>,
     accepted: Rc<Cell<u64>>,
+    stop: Option<flume::Receiver<()>>,
 }
 
 impl Server {
     /// Listens on `addr` (port 0 picks a free one) on the current shard.
     pub fn bind(addr: SocketAddr) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(addr)?;
-        Ok(Self {
+        Ok(Self::on(TcpListener::bind(addr)?))
+    }
+
+    /// Serves on `listener`, a bound and listening socket (bound ahead of
+    /// time, so that a bind error is reported before the shard starts and
+    /// the real port of port 0 is known), from the current shard.
+    #[allow(unsafe_code)]
+    pub fn from_std(listener: std::net::TcpListener) -> Self {
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        // SAFETY: `into_raw_fd` gives up ownership of an open, bound,
+        // listening TCP socket; glommio's listener takes ownership of exactly
+        // that fd and is its only owner from now on.
+        Self::on(unsafe { TcpListener::from_raw_fd(listener.into_raw_fd()) })
+    }
+
+    /// A server on `listener`, with hyper's defaults.
+    fn on(listener: TcpListener) -> Self {
+        Self {
             listener,
             tls: None,
             max_streams: None,
             connection_window: None,
             accepted: Rc::default(),
-        })
+            stop: None,
+        }
     }
 
     /// Serves `https` with this rustls configuration (set its ALPN to
@@ -68,6 +86,15 @@ impl Server {
         self
     }
 
+    /// Serves until `stop`'s sender sends or is dropped: then the listener
+    /// closes and every connection being served ends too (a task of the
+    /// shard left waiting on a kept-alive connection would keep its socket
+    /// open after the shard stops).
+    pub fn stop_on(mut self, stop: flume::Receiver<()>) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
     /// The address actually bound.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr().map_err(Into::into)
@@ -78,8 +105,9 @@ impl Server {
         self.accepted.clone()
     }
 
-    /// Accepts connections forever, serving each with a clone of `service`.
-    /// Returns only if accepting fails.
+    /// Accepts connections, serving each with a clone of `service`.
+    /// Returns if accepting fails, or once told to stop (see
+    /// [`stop_on`](Self::stop_on)).
     pub async fn serve<S, B>(self, service: S) -> std::io::Result<()>
     where
         S: Service<http::Request<Incoming>, Response = http::Response<B>> + Clone + 'static,
@@ -97,13 +125,26 @@ impl Server {
             builder.http2().initial_connection_window_size(bytes);
         }
         let builder = Rc::new(builder);
+        // Without a stop, a sender kept here means "never".
+        let (_never, never) = flume::bounded(1);
+        let stop = self.stop.clone().unwrap_or(never);
         loop {
-            let stream = self.listener.accept().await?;
+            let accepted =
+                futures_lite::future::or(async { Some(self.listener.accept().await) }, async {
+                    // Sent or disconnected: either way, stop.
+                    let _ = stop.recv_async().await;
+                    None
+                });
+            let Some(stream) = accepted.await else {
+                return Ok(());
+            };
+            let stream = stream?;
             self.accepted.set(self.accepted.get() + 1);
             // Refused only on a closed socket, which the accept just proved open.
             let _ = stream.set_nodelay(true);
             let (builder, service, tls) = (builder.clone(), service.clone(), self.tls.clone());
-            glommio::spawn_local(async move {
+            let stop = stop.clone();
+            let connection = async move {
                 match tls {
                     None => serve_connection(&builder, stream, service).await,
                     Some(acceptor) => match acceptor.accept(stream).await {
@@ -111,7 +152,10 @@ impl Server {
                         Err(e) => tracing::debug!("TLS handshake failed: {e}"),
                     },
                 }
-            })
+            };
+            glommio::spawn_local(futures_lite::future::or(connection, async move {
+                let _ = stop.recv_async().await;
+            }))
             .detach();
         }
     }

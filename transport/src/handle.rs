@@ -7,6 +7,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use myriad_engine::metrics::{self, LinkMetrics, PeerMetrics};
 use myriad_engine::{Error, Message, Result};
 
 use crate::driver::Shared;
@@ -100,33 +101,7 @@ impl Zone {
 
     /// Link statistics.
     pub fn stats(&self) -> TransportStats {
-        let counters = &self.shared.counters;
-        let peers = self
-            .shared
-            .membership
-            .snapshot()
-            .into_iter()
-            .map(|m| PeerStats {
-                name: m.name.to_string(),
-                address: m.addr,
-                links: m.links,
-                sent: m.traffic.sent.get(),
-                received: m.traffic.received.get(),
-            })
-            .collect();
-        TransportStats {
-            links: LinkStats {
-                sent: counters.traffic.sent.get(),
-                received: counters.traffic.received.get(),
-                decrypt_failures: counters.decrypt_failures.get(),
-                protocol_errors: counters.protocol_errors.get(),
-                handshake_failures: counters.handshake_failures.get(),
-            },
-            reconnects: counters.reconnects.get(),
-            undeliverable: counters.undeliverable.get(),
-            abandoned_asks: counters.abandoned_asks.get(),
-            peers,
-        }
+        stats_of(&self.shared)
     }
 
     /// Starts worker `name` on node `node`, made by the factory that node
@@ -175,6 +150,68 @@ impl Zone {
             }
         }
         answer.recv_async().await.map_err(|_| Error::NodeStopped)?
+    }
+}
+
+/// The link statistics of the node `shared` belongs to.
+pub(crate) fn stats_of(shared: &Shared) -> TransportStats {
+    let counters = &shared.counters;
+    let peers = shared
+        .membership
+        .snapshot()
+        .into_iter()
+        .map(|m| PeerStats {
+            name: m.name.to_string(),
+            address: m.addr,
+            links: m.links,
+            sent: m.traffic.sent.get(),
+            received: m.traffic.received.get(),
+        })
+        .collect();
+    TransportStats {
+        links: LinkStats {
+            sent: counters.traffic.sent.get(),
+            received: counters.traffic.received.get(),
+            decrypt_failures: counters.decrypt_failures.get(),
+            protocol_errors: counters.protocol_errors.get(),
+            handshake_failures: counters.handshake_failures.get(),
+        },
+        reconnects: counters.reconnects.get(),
+        undeliverable: counters.undeliverable.get(),
+        abandoned_asks: counters.abandoned_asks.get(),
+        peers,
+    }
+}
+
+impl From<TransportStats> for LinkMetrics {
+    fn from(stats: TransportStats) -> Self {
+        LinkMetrics {
+            sent: traffic(stats.links.sent),
+            received: traffic(stats.links.received),
+            reconnects: stats.reconnects,
+            handshake_failures: stats.links.handshake_failures,
+            decrypt_failures: stats.links.decrypt_failures,
+            protocol_errors: stats.links.protocol_errors,
+            peers: stats
+                .peers
+                .into_iter()
+                .map(|p| PeerMetrics {
+                    peer: p.name,
+                    links: p.links as u64,
+                    sent: traffic(p.sent),
+                    received: traffic(p.received),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Traffic as the metrics snapshot names it (an envelope is a message).
+fn traffic(t: Traffic) -> metrics::Traffic {
+    metrics::Traffic {
+        bytes: t.bytes,
+        frames: t.frames,
+        messages: t.envelopes,
     }
 }
 

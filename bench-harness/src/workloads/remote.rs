@@ -132,7 +132,9 @@ fn node(name: &str, seed: Option<String>) -> Result<(NodeHandle, Zone), BenchErr
     let engine = NodeConfig::default()
         .shards(1)
         .pin_shards(false)
-        .mailbox_capacity(1 << 20);
+        .mailbox_capacity(1 << 20)
+        // As in `harness::run`: bulk loops in one handler are the workload.
+        .stall_threshold(Duration::ZERO);
     start_node(engine, transport).map_err(|e| setup(&e))
 }
 

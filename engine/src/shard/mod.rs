@@ -13,6 +13,7 @@
 //! * `ready`: sends that wait for room in a full mailbox;
 //! * `scheduler`: the loop that runs queued workers, drains the rings,
 //!   ships the outboxes, spins and parks;
+//! * `observe`: the shard's metrics snapshot, and the node's;
 //! * `shutdown`: stopping the shard;
 //! * `virtuals`: virtual workers on their home shard (see
 //!   `virtual_workers/`).
@@ -32,8 +33,11 @@ use crate::dropped::Dropped;
 use crate::envelope::Packet;
 use crate::link::{Inbound, Outbox};
 use crate::liveness::Liveness;
+use crate::meter::Meter;
 use crate::remote::RemoteRouter;
+use crate::service::Service;
 use crate::signal::Signal;
+use crate::stall::StallWatch;
 use crate::slots::Slots;
 use crate::spare::Spares;
 use crate::suspended::Suspended;
@@ -46,6 +50,7 @@ use ready::Waiting;
 
 mod asks;
 mod control;
+mod observe;
 mod ready;
 mod route;
 mod scheduler;
@@ -69,6 +74,8 @@ pub(crate) struct NodeShared {
     pub stopping: std::sync::atomic::AtomicBool,
     /// The virtual workers' kinds and store, if the node hosts any.
     pub virtuals: Option<Arc<NodeVirtuals>>,
+    /// What each shard tells the stall watchdog.
+    pub stall_watches: Vec<Arc<StallWatch>>,
 }
 
 /// The shard's mutable state, borrowed once per operation.
@@ -95,10 +102,16 @@ pub(crate) struct Shard {
     state: RefCell<State>,
     /// Plain messages dropped because nobody could take them, by reason.
     dropped: Cell<Dropped>,
+    /// This shard's counters (`metrics()`).
+    meter: Meter,
+    /// What this shard tells the stall watchdog.
+    stall: Arc<StallWatch>,
     asks: AskTable,
     outboxes: Vec<Option<Outbox>>,
     inbound: Inbound,
     remote: OnceCell<Rc<dyn RemoteRouter>>,
+    /// Plugins' services running on this shard.
+    services: RefCell<Vec<Rc<dyn Service>>>,
     spares: Spares,
     suspended: Suspended,
     /// Waiting sends parked here, and this shard's workers waiting in one.
@@ -126,16 +139,21 @@ impl Shard {
     ) -> Self {
         let suspended = Suspended::new(inbound.doorbell().clone());
         let virtuals = RefCell::new(NodeVirtuals::registry(node.virtuals.as_deref()));
+        // The node makes one watch per shard.
+        let stall = node.stall_watches[index].clone();
         Shard {
             // The node refuses more than u16::MAX shards at start-up.
             state: RefCell::new(State::new(index as u16)),
             index,
             node,
             dropped: Cell::new(Dropped::default()),
+            meter: Meter::default(),
+            stall,
             asks: AskTable::default(),
             outboxes,
             inbound,
             remote: OnceCell::new(),
+            services: RefCell::default(),
             spares: Spares::default(),
             suspended,
             waiting: Waiting::default(),
@@ -167,6 +185,11 @@ impl Shard {
         self.node.default_timeout
     }
 
+    /// What this shard tells the stall watchdog.
+    pub(crate) fn stall_watch(&self) -> &StallWatch {
+        &self.stall
+    }
+
     /// The memory this shard's runs are polled in.
     pub(crate) fn spares(&self) -> &Spares {
         &self.spares
@@ -176,6 +199,10 @@ impl Shard {
         // Installed once at shard start; a second call is a programming error
         // of the node builder and is ignored.
         let _ = self.remote.set(router);
+    }
+
+    pub(crate) fn add_service(&self, service: Rc<dyn Service>) {
+        self.services.borrow_mut().push(service);
     }
 
     /// The outbox towards `peer` (another shard of this node).

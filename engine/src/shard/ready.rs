@@ -362,6 +362,7 @@ impl Shard {
         if pushed.queued {
             self.work.notify();
         }
+        self.meter.pushed(r, pushed.len);
         if pushed.len >= self.node.mailbox_capacity {
             self.mailbox_filled(r);
         }

@@ -17,17 +17,26 @@ impl Shard {
         // The most common case first: a worker of this very shard.
         if let Address::Worker(r) = to {
             if r.shard() == self.index {
-                return self.deliver_to(*r, delivery);
+                self.deliver_to(*r, delivery)?;
+                self.meter.sent_here_or_across(true);
+                return Ok(());
             }
         }
         match self.local_target(to) {
-            Ok((shard, target)) => self.route_to_shard(shard, target, delivery),
+            Ok((shard, target)) => {
+                let routed = self.route_to_shard(shard, target, delivery);
+                if routed.is_ok() {
+                    self.meter.sent_here_or_across(shard == self.index);
+                }
+                routed
+            }
             Err(remote) => match self.remote.get() {
                 Some(router) => {
                     let Delivery { msg, from, reply } = delivery;
                     let mut replier = reply.map(|r| Replier::new(r, self));
                     router
                         .send(remote, msg, from, &mut replier)
+                        .map(|()| self.meter.sent_remote())
                         .map_err(|error| Undelivered {
                             error,
                             delivery: Delivery {

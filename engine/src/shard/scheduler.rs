@@ -28,6 +28,7 @@ impl Shard {
     /// The scheduler: runs until the shard is asked to stop.
     pub(crate) async fn schedule(self: Rc<Self>) {
         while !self.closed.get() {
+            self.stall.beat();
             // Everything a notification can stand for is looked at below.
             self.work.clear();
             let received = self.inbound.drain(|packet| self.accept(packet));
@@ -117,6 +118,7 @@ impl Shard {
             }
             Poll::Pending
         });
+        self.stall.parked(true);
         if shipped {
             woken.await;
         } else {
@@ -126,6 +128,7 @@ impl Shard {
             .await;
         }
         self.inbound.doorbell().disarm();
+        self.stall.parked(false);
     }
 }
 

@@ -1,8 +1,8 @@
 //! Stopping a shard: its workers run `on_stop`, newest first, each within
 //! the node's stop deadline, while the scheduler and the deadline wheel
 //! still run (an `on_stop` may sleep, ask, be answered); then the remote
-//! router closes, the shard's tasks end, and everything the shard still
-//! holds is freed.
+//! router and the plugins' services close, the shard's tasks end, and
+//! everything the shard still holds is freed.
 
 use std::rc::Rc;
 
@@ -45,6 +45,10 @@ impl Shard {
         let router = self.remote.get().cloned();
         if let Some(router) = router {
             router.shutdown().await;
+        }
+        let services = std::mem::take(&mut *self.services.borrow_mut());
+        for service in services {
+            service.shutdown().await;
         }
         self.closed.set(true);
         self.asks.wake_sweeper();

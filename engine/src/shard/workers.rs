@@ -48,6 +48,8 @@ impl Shard {
         more: bool,
         worker: Box<W>,
     ) -> Option<(Box<W>, Delivery)> {
+        self.meter.handler_done(me);
+        self.meter.handled(handled);
         let step = self.state.borrow_mut().slots.next_or_park(
             me,
             handled,
@@ -65,6 +67,7 @@ impl Shard {
                 if len_before >= self.node.mailbox_capacity {
                     self.room_made(me);
                 }
+                self.meter.taken(me);
                 Some((worker, delivery))
             }
             Step::Parked { requeued } => {
@@ -90,6 +93,7 @@ impl Shard {
     pub(crate) fn worker_panicked(self: &Rc<Self>, me: WorkerRef, reason: String) {
         let worker = self.describe(me);
         tracing::error!(%worker, %reason, "worker panicked and was stopped");
+        self.meter.panicked();
         let exit = ExitReason::Panicked(Arc::from(reason.as_str()));
         self.remove_worker(me, Error::WorkerFailed { worker, reason }, exit);
     }
@@ -101,6 +105,7 @@ impl Shard {
         let Some(freed) = removed else {
             return;
         };
+        self.meter.forget(me);
         self.fail_parked(me, &why);
         for delivery in self.virtual_removed(me, freed.orphans) {
             self.reject(Undelivered {

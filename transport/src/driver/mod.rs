@@ -26,6 +26,7 @@ use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 
+use myriad_engine::metrics::LinkMetrics;
 use myriad_engine::plugin::{RemoteRouter, ShardHandle};
 use myriad_engine::{Error, Message, RemoteAddress, Replier, Result, WorkerRef};
 
@@ -260,6 +261,10 @@ impl RemoteRouter for Router {
         reply: &mut Option<Replier>,
     ) -> Result<()> {
         self.link(&to.node)?.send(to, msg, reply)
+    }
+
+    fn link_metrics(&self) -> Option<LinkMetrics> {
+        Some(crate::handle::stats_of(&self.st.shared).into())
     }
 
     fn shutdown(&self) -> Pin<Box<dyn Future<Output = ()> + '_>> {
