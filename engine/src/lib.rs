@@ -63,6 +63,7 @@ not_under_loom! {
     mod mailbox;
     mod message;
     mod node;
+    mod node_names;
     pub mod plugin;
     mod remote;
     mod shard;

@@ -418,7 +418,8 @@ impl NodeHandle {
     /// The shard that first handles a message for `to`.
     fn entry_shard(&self, to: &Address) -> usize {
         match to {
-            Address::Worker(r) => r.shard(),
+            Address::Worker(r) if !r.is_remote() => r.shard(),
+            Address::Worker(_) => 0,
             Address::Name(name) => home_shard(name, self.shards()),
             Address::Remote(remote) if *remote.node == *self.name() => {
                 home_shard(&remote.worker, self.shards())

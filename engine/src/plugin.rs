@@ -9,7 +9,13 @@
 //! root). It reaches the local node through a [`ShardHandle`] of the shard
 //! its tasks run on, finds the shard a name lives on with [`home_shard`],
 //! and may wake its own tasks of one shard with a [`Signal`].
+//!
+//! Across the zone, a worker is named on the wire by its [`WireRef`]; a
+//! watch from another node is a callback ([`OnExit`]) that
+//! [`ShardHandle::watch_with`] keeps with the watched worker until it ends
+//! or [`ShardHandle::unwatch_with`] removes it.
 
-pub use crate::address::home_shard;
-pub use crate::remote::{RemoteRouter, RemoteRouterFactory, ShardHandle};
+pub use crate::address::{home_shard, WireRef};
+pub use crate::exit::OnExit;
+pub use crate::remote::{CallbackWatch, RemoteRouter, RemoteRouterFactory, ShardHandle};
 pub use crate::signal::Signal;

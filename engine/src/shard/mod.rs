@@ -102,6 +102,8 @@ pub(crate) struct Shard {
     stop: Signal,
     /// Set once the shard's workers are stopped: its tasks end.
     closed: Cell<bool>,
+    /// The last key handed out for a callback watch (`control.rs`).
+    watch_keys: Cell<u64>,
 }
 
 impl Shard {
@@ -130,6 +132,7 @@ impl Shard {
             work: Signal::default(),
             stop: Signal::default(),
             closed: Cell::new(false),
+            watch_keys: Cell::new(0),
         }
     }
 
@@ -179,6 +182,14 @@ impl Shard {
             self.work.notify();
         }
         Ok(())
+    }
+
+    /// A key for a callback watch, unique on the node (the shard's index
+    /// in the top 16 bits).
+    fn next_watch_key(&self) -> u64 {
+        let n = self.watch_keys.get().wrapping_add(1) & ((1 << 48) - 1);
+        self.watch_keys.set(n);
+        (u64::from(self.shard_id()) << 48) | n
     }
 
     fn shard_id(&self) -> u16 {

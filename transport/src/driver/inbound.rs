@@ -77,7 +77,7 @@ impl Inbound {
             Incoming::Send { target, body } => {
                 let delivered = self
                     .target(target)
-                    .and_then(|to| self.shard.deliver(&to, body, None));
+                    .and_then(|to| self.shard.deliver(&to, body, None, None));
                 if let Err(error) = delivered {
                     self.st.shared.counters.undeliverable.bump();
                     tracing::debug!(peer = %self.conn.peer.name, %error, "remote message dropped");
@@ -133,7 +133,7 @@ impl Inbound {
                 result,
             });
         });
-        if let Err(error) = self.shard.deliver(&to, body, Some(answer)) {
+        if let Err(error) = self.shard.deliver(&to, body, None, Some(answer)) {
             self.link
                 .reply(self.conn.seq, id, Err(remote_error::encode(&error)));
         }
