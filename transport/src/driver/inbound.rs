@@ -66,6 +66,7 @@ impl Inbound {
                 self.last_target = Some((name, address.clone()));
                 Ok(address)
             }
+            Some(WorkerAddr::Ref(r)) => Ok(Address::Worker(r.local())),
             Some(WorkerAddr::Id(id)) => Err(Error::NoSuchWorker(format!("worker id {id}"))),
             None => Err(Error::NoSuchWorker("(no target)".to_owned())),
         }

@@ -217,7 +217,7 @@ pub mod spec {
         let got = &buf[..n];
         let name = responder.node().as_str().as_bytes();
         assert_eq!(got.len(), 21 + name.len());
-        assert_eq!(got[..4], [0, 1, 0, 1], "versions 1..=1");
+        assert_eq!(got[..4], [0, 1, 0, 2], "versions 1..=2");
         assert_eq!(got[4..8], responder.max_message_size().to_be_bytes());
         assert_eq!(got[8..16], 0u64.to_be_bytes(), "incarnation");
         assert_eq!(got[16..20], [0, 0, 0, 1], "shard 0 of 1");
@@ -237,7 +237,7 @@ pub mod spec {
 
     impl Link {
         pub fn open(responder: &LinkConfig) -> Link {
-            let (theirs, step) = dial(responder, &hello((1, 1), 16 << 20, "hand", &[]));
+            let (theirs, step) = dial(responder, &hello((1, 2), 16 << 20, "hand", &[]));
             let Ok(Step::Done(mut ours)) = step else {
                 panic!("handshake failed")
             };
