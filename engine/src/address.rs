@@ -114,6 +114,16 @@ impl WireRef {
     pub fn on_node(self, node: &str) -> Option<WorkerRef> {
         WorkerRef::of_node(node, self.local())
     }
+
+    /// The worker these parts name on the node `other` lives on: as
+    /// [`on_node`](Self::on_node) with `other`'s node, without looking the
+    /// name up.
+    pub fn on_node_of(self, other: WorkerRef) -> WorkerRef {
+        WorkerRef {
+            node: other.node,
+            ..self.local()
+        }
+    }
 }
 
 impl fmt::Display for WireRef {

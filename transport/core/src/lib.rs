@@ -40,6 +40,7 @@ pub mod remote_error;
 pub mod stats;
 #[cfg(test)]
 mod test_support;
+mod watches;
 mod wire;
 pub mod zone;
 
@@ -52,4 +53,5 @@ pub use keys::{KeyError, PublicKey, StaticKeypair};
 pub use link::{LinkError, LinkState};
 pub use myriad_engine::Message;
 pub use stats::{LinkStats, Traffic};
+pub use watches::Exit;
 pub use zone::{resolve_node_name, NameError, NodeName, ZoneConfig, ZoneError, ZoneSecret};

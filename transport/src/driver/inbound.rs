@@ -9,22 +9,37 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use myriad_engine::plugin::ShardHandle;
-use myriad_engine::{Address, Error, Message, Replier, Result};
+use myriad_engine::plugin::{OnExit, ShardHandle, WireRef};
+use myriad_engine::{Address, Error, ExitReason, Message, Replier, Result, WorkerRef};
 use myriad_link::link::Incoming;
 use myriad_link::remote_error;
 
 use super::link::{Conn, Link};
+use super::watched::Opened;
 use super::{remote_ops, ShardTransport};
-use crate::envelope::{ControlOp, WorkerAddr};
+use crate::envelope::{ControlOp, ErrorCode, WorkerAddr};
 
-/// The answer to an ask that a peer sent on link `link`, connection `conn`.
+/// What became of a peer's ask or watch `id` (on link `link`, connection
+/// `conn`), on whichever shard: it goes back to the link's shard.
 #[derive(Debug)]
 pub(crate) struct Completion {
     pub(crate) link: u64,
     pub(crate) conn: u64,
     pub(crate) id: u64,
-    pub(crate) result: Result<Message>,
+    pub(crate) what: Completed,
+}
+
+/// See [`Completion`].
+#[derive(Debug)]
+pub(crate) enum Completed {
+    /// The answer to the ask.
+    Answer(Result<Message>),
+    /// The worker the peer's `watcher` watched ended.
+    Exited {
+        watcher: WireRef,
+        who: WireRef,
+        reason: ExitReason,
+    },
 }
 
 /// The receiving end of one connection.
@@ -35,6 +50,9 @@ pub(crate) struct Inbound {
     conn: Rc<Conn>,
     /// The last target name and its engine address (senders often repeat it).
     last_target: Option<(Message, Address)>,
+    /// A worker of the peer's node (its senders are its workers), once one
+    /// was seen: the others are made like it, without naming the node.
+    peer_worker: Option<WorkerRef>,
 }
 
 impl Inbound {
@@ -50,7 +68,22 @@ impl Inbound {
             link,
             conn,
             last_target: None,
+            peer_worker: None,
         }
+    }
+
+    /// The peer's worker `from` as this node sees it (a remote reference).
+    fn sender(&mut self, from: Option<WireRef>) -> Option<WorkerRef> {
+        let from = from?;
+        let worker = match self.peer_worker {
+            Some(known) => from.on_node_of(known),
+            None => {
+                let worker = from.on_node(self.conn.peer.name.as_str())?;
+                self.peer_worker = Some(worker);
+                worker
+            }
+        };
+        Some(worker)
     }
 
     /// The local address of an envelope's target.
@@ -75,16 +108,34 @@ impl Inbound {
     /// Handles one thing from the peer.
     pub(crate) fn dispatch(&mut self, incoming: Incoming<Replier>) {
         match incoming {
-            Incoming::Send { target, body } => {
+            Incoming::Send { target, from, body } => {
+                let from = self.sender(from);
                 let delivered = self
                     .target(target)
-                    .and_then(|to| self.shard.deliver(&to, body, None, None));
+                    .and_then(|to| self.shard.deliver(&to, body, from, None));
                 if let Err(error) = delivered {
                     self.st.shared.counters.undeliverable.bump();
                     tracing::debug!(peer = %self.conn.peer.name, %error, "remote message dropped");
                 }
             }
-            Incoming::Ask { id, target, body } => self.ask(id, target, body),
+            Incoming::Ask {
+                id,
+                target,
+                from,
+                body,
+            } => {
+                let from = self.sender(from);
+                self.ask(id, target, from, body);
+            }
+            Incoming::Watch {
+                id,
+                target,
+                watcher,
+            } => self.watch(id, target, watcher),
+            Incoming::Unwatch { id } => self.link.watched.close(id, &self.shard),
+            Incoming::Malformed { id, why } => {
+                tracing::warn!(peer = %self.conn.peer.name, id, why, "malformed watch frame ignored");
+            }
             Incoming::Control {
                 id,
                 op,
@@ -112,7 +163,57 @@ impl Inbound {
         });
     }
 
-    fn ask(&mut self, id: u64, target: Option<WorkerAddr>, body: Message) {
+    /// Watches the worker `target` means for the peer's worker `watcher`,
+    /// in a task of its own: the answer, then the worker's end, go back on
+    /// this connection (see `watched.rs`).
+    fn watch(&mut self, id: u64, target: WorkerAddr, watcher: WireRef) {
+        let (link, conn) = (self.link.clone(), self.conn.seq);
+        if let Opened::Refuse(why) = link.watched.open(id) {
+            let refusal = (ErrorCode::InvalidMessage, Message::from_static(why));
+            return link.reply(conn, id, Err(refusal));
+        }
+        let target = match self.target(Some(target)) {
+            Ok(target) => target,
+            Err(error) => {
+                link.watched.failed(id);
+                return link.reply(conn, id, Err(remote_error::encode(&error)));
+            }
+        };
+        let completions = self.st.completions.clone();
+        let link_id = link.id;
+        let notify: OnExit = Box::new(move |who, reason| {
+            let what = Completed::Exited {
+                watcher,
+                who: WireRef::of(who),
+                reason,
+            };
+            // The shard is gone only when the node stops.
+            let _ = completions.send(Completion {
+                link: link_id,
+                conn,
+                id,
+                what,
+            });
+        });
+        let shard = self.shard.clone();
+        self.st.spawn(async move {
+            match shard.watch_with(&target, notify).await {
+                Ok(watch) => {
+                    let answer = Message::from(watch.target().to_string());
+                    if let Some(unwanted) = link.watched.resolved(id, watch) {
+                        shard.unwatch_with(unwanted);
+                    }
+                    link.reply(conn, id, Ok(answer));
+                }
+                Err(error) => {
+                    link.watched.failed(id);
+                    link.reply(conn, id, Err(remote_error::encode(&error)));
+                }
+            }
+        });
+    }
+
+    fn ask(&mut self, id: u64, target: Option<WorkerAddr>, from: Option<WorkerRef>, body: Message) {
         let to = match self.target(target) {
             Ok(to) => to,
             Err(error) => {
@@ -131,10 +232,10 @@ impl Inbound {
                 link,
                 conn,
                 id,
-                result,
+                what: Completed::Answer(result),
             });
         });
-        if let Err(error) = self.shard.deliver(&to, body, None, Some(answer)) {
+        if let Err(error) = self.shard.deliver(&to, body, from, Some(answer)) {
             self.link
                 .reply(self.conn.seq, id, Err(remote_error::encode(&error)));
         }

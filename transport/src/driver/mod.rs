@@ -18,6 +18,7 @@ pub(crate) mod net;
 mod outbound;
 pub(crate) mod remote_ops;
 mod shared;
+mod watched;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -26,7 +27,7 @@ use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 
-use myriad_engine::plugin::{RemoteRouter, ShardHandle};
+use myriad_engine::plugin::{RemoteRouter, ShardHandle, WireRef};
 use myriad_engine::{Error, Message, RemoteAddress, Replier, Result, WorkerRef};
 
 use myriad_link::link::LinkSettings;
@@ -35,7 +36,7 @@ use myriad_link::remote_error::to_wire;
 use crate::envelope::ControlOp;
 use crate::handshake::LinkConfig;
 use crate::zone::NodeName;
-use inbound::Completion;
+use inbound::{Completed, Completion};
 use link::Link;
 pub(crate) use myriad_link::link::LinkError;
 pub(crate) use shared::Shared;
@@ -212,12 +213,29 @@ impl ShardTransport {
         }
     }
 
-    /// Routes the answer to a peer's ask back onto its link.
+    /// Routes the answer to a peer's ask, or the end of a worker it
+    /// watched, back onto its link.
     fn complete(&self, completion: Completion) {
-        let link = self.links.borrow().get(&completion.link).cloned();
-        if let Some(link) = link {
-            let answer = to_wire(completion.result);
-            link.reply(completion.conn, completion.id, answer);
+        let Completion {
+            link,
+            conn,
+            id,
+            what,
+        } = completion;
+        let Some(link) = self.links.borrow().get(&link).cloned() else {
+            return;
+        };
+        match what {
+            Completed::Answer(result) => link.reply(conn, id, to_wire(result)),
+            Completed::Exited {
+                watcher,
+                who,
+                reason,
+            } => {
+                if link.watched.fired(id) {
+                    link.exited(conn, id, watcher, who, &reason);
+                }
+            }
         }
     }
 }
@@ -248,10 +266,34 @@ impl RemoteRouter for Router {
         &self,
         to: &RemoteAddress,
         msg: Message,
-        _from: Option<WorkerRef>,
+        from: Option<WorkerRef>,
         reply: &mut Option<Replier>,
     ) -> Result<()> {
-        self.link(&to.node)?.send(to, msg, reply)
+        let from = from.filter(|r| !r.is_remote()).map(WireRef::of);
+        self.link(&to.node)?.send(to, msg, from, reply)
+    }
+
+    fn watch(
+        &self,
+        watcher: WorkerRef,
+        target: &RemoteAddress,
+    ) -> Pin<Box<dyn Future<Output = Result<WorkerRef>> + '_>> {
+        let target = target.clone();
+        Box::pin(async move {
+            let (tx, rx) = flume::bounded(1);
+            self.link(&target.node)?.watch(watcher, &target, tx)?;
+            let answer = rx.recv_async().await.map_err(|_| Error::NodeStopped)??;
+            // The link checked that the answer is a reference.
+            let who: WorkerRef = answer.parse()?;
+            WireRef::of(who).on_node(&target.node).ok_or_else(|| {
+                Error::NoRoute(format!("{} (too many nodes to number)", target.node))
+            })
+        })
+    }
+
+    fn unwatch(&self, watcher: WorkerRef, target: &RemoteAddress) -> bool {
+        let link = self.st.outbound.borrow().get(&*target.node).cloned();
+        link.is_some_and(|link| link.unwatch(watcher, target))
     }
 
     fn shutdown(&self) -> Pin<Box<dyn Future<Output = ()> + '_>> {
