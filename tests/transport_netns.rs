@@ -14,17 +14,14 @@
 
 mod cluster;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::io::{BufRead, Write};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use cluster::child::ChildNode;
 use cluster::{start, transport, wait_for_nodes, Greeter, LONG};
 use myriad::{BoxError, Context, Error, Message, Replier, Worker};
-
-/// How long the parent waits for any one line from a child.
-const STEP: Duration = Duration::from_secs(30);
 
 const SERVER_IP: &str = "10.201.77.2";
 const CLIENT_IP: &str = "10.201.77.1";
@@ -104,67 +101,10 @@ impl Drop for Net {
     }
 }
 
-/// A node running in a namespace; killed when dropped.
-struct Node {
-    child: Child,
-    input: ChildStdin,
-    lines: Receiver<String>,
-}
-
-impl Node {
-    fn spawn(ns: &str, role: &str) -> Node {
-        let exe = std::env::current_exe().expect("the test binary");
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .arg(exe)
-            .args(["--exact", "netns_node", "--ignored", "--nocapture"])
-            .env("MYRIAD_NETNS_ROLE", role)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("ip netns exec starts");
-        let input = child.stdin.take().expect("piped stdin");
-        let output = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(output).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Node {
-            child,
-            input,
-            lines,
-        }
-    }
-
-    /// Waits for the child's next line that starts with `prefix`; returns the rest.
-    fn expect(&self, prefix: &str) -> String {
-        let deadline = Instant::now() + STEP;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|e| panic!("no {prefix:?} line from the child: {e}"));
-            if let Some(rest) = line.strip_prefix(prefix) {
-                return rest.trim().to_owned();
-            }
-        }
-    }
-
-    fn tell(&mut self, line: &str) {
-        writeln!(self.input, "{line}").expect("the child reads its stdin");
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A node running in namespace `ns` as `role`; killed when dropped.
+fn spawn_node(ns: &str, role: &str) -> ChildNode {
+    let wrapper = ["ip", "netns", "exec", ns];
+    ChildNode::spawn(&wrapper, "netns_node", "MYRIAD_NETNS_ROLE", role)
 }
 
 #[test]
@@ -191,9 +131,9 @@ fn a_cut_link_is_noticed_within_the_heartbeat_timeout() {
         return;
     }
     let net = Net::create().expect("network namespaces (ip netns) are available");
-    let server = Node::spawn(&net.server, "server");
+    let server = spawn_node(&net.server, "server");
     server.expect("READY");
-    let mut client = Node::spawn(&net.client, "client");
+    let mut client = spawn_node(&net.client, "client");
     client.expect("LINKED");
     server.expect("HELD");
 
