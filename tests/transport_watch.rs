@@ -10,57 +10,15 @@ use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
 
 use cluster::child::ChildNode;
-use cluster::{pair, raw_handshake, start, transport, wait_for_nodes, wait_until, Greeter, LONG};
+use cluster::{
+    pair, raw_handshake, start, transport, wait_for_nodes, wait_until, watcher, Greeter, Notice,
+    LONG,
+};
 use myriad::plugin::WireRef;
 use myriad::transport::{
     ControlOp, Envelope, ErrorCode, Established, Kind, StaticKeypair, WorkerAddr, Zone,
 };
 use myriad::{BoxError, Context, ExitReason, Message, NodeHandle, Replier, Worker, WorkerRef};
-
-/// What a watcher is told: who ended, and why.
-type Notice = (WorkerRef, ExitReason);
-
-/// Watches and unwatches on request, and passes on every notice.
-///
-/// Asks: `watch ADDR` (answers the watched worker's reference, or
-/// `error ...`), `unwatch ADDR` (`true` or `false`), `race PREFIX N`
-/// (watches then unwatches `PREFIX0` .. `PREFIX{N-1}`, answers one line
-/// each: the reference and what unwatch said, or `-` if the watch failed).
-struct Watcher {
-    told: flume::Sender<Notice>,
-}
-
-impl Worker for Watcher {
-    async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
-        let (verb, rest) = msg.split_once(' ').ok_or("verb and argument")?;
-        let answer = match verb {
-            "watch" => match ctx.watch(rest).await {
-                Ok(r) => r.to_string(),
-                Err(e) => format!("error {e:?}"),
-            },
-            "unwatch" => ctx.unwatch(rest).await?.to_string(),
-            "race" => {
-                let (prefix, n) = rest.split_once(' ').ok_or("prefix and count")?;
-                let mut lines = Vec::new();
-                for i in 0..n.parse::<usize>()? {
-                    let line = match ctx.watch(format!("{prefix}{i}")).await {
-                        Ok(r) => format!("{r} {}", ctx.unwatch(r).await?),
-                        Err(e) => format!("- {e}"),
-                    };
-                    lines.push(line);
-                }
-                lines.join("\n")
-            }
-            _ => return Err("unknown verb".into()),
-        };
-        ctx.reply(answer)?;
-        Ok(())
-    }
-
-    async fn on_terminated(&mut self, _: &mut Context, who: WorkerRef, reason: ExitReason) {
-        let _ = self.told.send((who, reason));
-    }
-}
 
 /// Panics on its first message.
 struct Fragile;
@@ -69,13 +27,6 @@ impl Worker for Fragile {
     async fn handle_message(&mut self, _: &mut Context, _: Message) -> Result<(), BoxError> {
         panic!("fragile broke");
     }
-}
-
-/// Starts a watcher called `name` on `node`; returns what it is told.
-fn watcher(node: &NodeHandle, name: &str) -> flume::Receiver<Notice> {
-    let (told, notices) = flume::unbounded();
-    node.start_worker(name, Watcher { told }).unwrap();
-    notices
 }
 
 fn ask(node: &NodeHandle, to: &str, what: &str) -> String {
