@@ -22,7 +22,7 @@
 //!
 //! Module dependencies point one way: `wire`, `crypto`, `frame` and `cipher`
 //! at the bottom; `keys`, `zone`, `error` and `stats` above them; then
-//! `envelope`, `codec`, `handshake`, `remote_error`; `link` on top.
+//! `envelope`, `codec`, `handshake`, `remote_error`, `watches`; `link` on top.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]

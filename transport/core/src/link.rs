@@ -11,8 +11,12 @@
 //!   accepted meanwhile (flushed into the encoder when the link comes up);
 //!   after it, the encoder, which senders encode straight into, and chunks of
 //!   sealed frames waiting for the writer;
-//! - the asks and remote operations waiting for an answer, by request id,
-//!   and the deadlines of the operations;
+//! - the asks, remote operations and watch requests waiting for an answer,
+//!   by request id, and the deadlines of the operations;
+//! - this node's remote watches in force over the current connection
+//!   (`watches.rs`), which fire once, by the peer's notice or with
+//!   `NodeLost` when the connection ends, and handed out by
+//!   [`poll_exit`](LinkState::poll_exit);
 //! - while a connection is up: its decoder, when it last received and sent,
 //!   and its heartbeat tick.
 //!
