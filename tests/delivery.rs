@@ -497,7 +497,7 @@ async fn fake_inbound_link(
             waiting -= 1;
         }
         let tx = verdict_tx.clone();
-        shard.deliver_when_ready(&to, msg, Box::new(move |r| drop(tx.send(r))));
+        shard.deliver_when_ready(&to, msg, None, Box::new(move |r| drop(tx.send(r))));
         waiting += 1;
     }
     for _ in 0..waiting {

@@ -2,7 +2,9 @@
 //! a veth pair with addresses that exist only inside the namespaces. The
 //! asking node's side of the pair is taken down while an ask waits; the
 //! asker must notice within the heartbeat timeout and the ask must fail with
-//! `ConnectionLost` (not `Timeout`).
+//! `ConnectionLost` (not `Timeout`). A second pair of namespaces cuts the
+//! link under a remote watch: it fires once, `NodeLost`, and the link that
+//! comes back does not bring it back.
 //!
 //! Needs root. Without it the test says loudly that it was skipped (on the
 //! terminal, past the test harness's capture) and passes, except under CI
@@ -14,17 +16,14 @@
 
 mod cluster;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::io::{BufRead, Write};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use cluster::{start, transport, wait_for_nodes, Greeter, LONG};
+use cluster::child::ChildNode;
+use cluster::{start, transport, wait_for_nodes, wait_until, watcher, Greeter, LONG};
 use myriad::{BoxError, Context, Error, Message, Replier, Worker};
-
-/// How long the parent waits for any one line from a child.
-const STEP: Duration = Duration::from_secs(30);
 
 const SERVER_IP: &str = "10.201.77.2";
 const CLIENT_IP: &str = "10.201.77.1";
@@ -53,14 +52,15 @@ struct Net {
 }
 
 impl Net {
-    fn create() -> Result<Net, String> {
+    /// The pair of test `tag` (tests run at once: each has its own).
+    fn create(tag: char) -> Result<Net, String> {
         let id = std::process::id();
         let net = Net {
-            client: format!("myriad-{id}-a"),
-            server: format!("myriad-{id}-b"),
-            client_if: format!("mya{id}"),
+            client: format!("myriad-{id}-{tag}a"),
+            server: format!("myriad-{id}-{tag}b"),
+            client_if: format!("mya{tag}{id}"),
         };
-        let server_if = format!("myb{id}");
+        let server_if = format!("myb{tag}{id}");
         run(&["netns", "add", &net.client])?;
         run(&["netns", "add", &net.server])?;
         run(&[
@@ -91,6 +91,11 @@ impl Net {
     fn cut(&self) -> Result<(), String> {
         run(&["-n", &self.client, "link", "set", &self.client_if, "down"])
     }
+
+    /// Brings the client's end of the pair up again.
+    fn restore(&self) -> Result<(), String> {
+        run(&["-n", &self.client, "link", "set", &self.client_if, "up"])
+    }
 }
 
 impl Drop for Net {
@@ -104,72 +109,15 @@ impl Drop for Net {
     }
 }
 
-/// A node running in a namespace; killed when dropped.
-struct Node {
-    child: Child,
-    input: ChildStdin,
-    lines: Receiver<String>,
+/// A node running in namespace `ns` as `role`; killed when dropped.
+fn spawn_node(ns: &str, role: &str) -> ChildNode {
+    let wrapper = ["ip", "netns", "exec", ns];
+    ChildNode::spawn(&wrapper, "netns_node", "MYRIAD_NETNS_ROLE", role)
 }
 
-impl Node {
-    fn spawn(ns: &str, role: &str) -> Node {
-        let exe = std::env::current_exe().expect("the test binary");
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .arg(exe)
-            .args(["--exact", "netns_node", "--ignored", "--nocapture"])
-            .env("MYRIAD_NETNS_ROLE", role)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("ip netns exec starts");
-        let input = child.stdin.take().expect("piped stdin");
-        let output = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(output).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Node {
-            child,
-            input,
-            lines,
-        }
-    }
-
-    /// Waits for the child's next line that starts with `prefix`; returns the rest.
-    fn expect(&self, prefix: &str) -> String {
-        let deadline = Instant::now() + STEP;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|e| panic!("no {prefix:?} line from the child: {e}"));
-            if let Some(rest) = line.strip_prefix(prefix) {
-                return rest.trim().to_owned();
-            }
-        }
-    }
-
-    fn tell(&mut self, line: &str) {
-        writeln!(self.input, "{line}").expect("the child reads its stdin");
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-#[test]
-fn a_cut_link_is_noticed_within_the_heartbeat_timeout() {
-    // Only root may create network namespaces.
+/// Whether `test` can make network namespaces (only root can); says
+/// loudly that it is skipped if not (a failure under CI, which runs as root).
+fn can_run(test: &str) -> bool {
     let root = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -186,14 +134,21 @@ fn a_cut_link_is_noticed_within_the_heartbeat_timeout() {
         // Past libtest's capture, so that the skip shows in a plain `cargo test`.
         let _ = writeln!(
             std::io::stderr(),
-            "SKIPPED a_cut_link_is_noticed_within_the_heartbeat_timeout: network namespaces need root"
+            "SKIPPED {test}: network namespaces need root"
         );
+    }
+    root
+}
+
+#[test]
+fn a_cut_link_is_noticed_within_the_heartbeat_timeout() {
+    if !can_run("a_cut_link_is_noticed_within_the_heartbeat_timeout") {
         return;
     }
-    let net = Net::create().expect("network namespaces (ip netns) are available");
-    let server = Node::spawn(&net.server, "server");
+    let net = Net::create('c').expect("network namespaces (ip netns) are available");
+    let server = spawn_node(&net.server, "server");
     server.expect("READY");
-    let mut client = Node::spawn(&net.client, "client");
+    let mut client = spawn_node(&net.client, "client");
     client.expect("LINKED");
     server.expect("HELD");
 
@@ -214,6 +169,40 @@ fn a_cut_link_is_noticed_within_the_heartbeat_timeout() {
     assert_eq!(outcome, Error::ConnectionLost("b".into()).to_string());
 }
 
+#[test]
+fn a_cut_link_fires_a_remote_watch_once_with_node_lost_and_a_new_link_brings_it_not_back() {
+    if !can_run(
+        "a_cut_link_fires_a_remote_watch_once_with_node_lost_and_a_new_link_brings_it_not_back",
+    ) {
+        return;
+    }
+    let net = Net::create('w').expect("network namespaces (ip netns) are available");
+    let mut server = spawn_node(&net.server, "watched");
+    server.expect("READY");
+    let mut client = spawn_node(&net.client, "watcher");
+    let hold = client.expect("WATCHING");
+
+    net.cut().expect("the link goes down");
+    client.tell("cut");
+    let exit = client.expect("EXIT");
+    client.expect("GONE");
+    net.restore().expect("the link comes back");
+    client.tell("restored");
+    let last = client.expect("WATCHING");
+    // `hold` ends first, then `last`: the next notice must be `last`'s.
+    server.tell("stop hold");
+    server.expect("STOPPED hold");
+    server.tell("stop last");
+    server.expect("STOPPED last");
+    client.tell("next");
+    let next = client.expect("NEXT");
+    drop(client);
+    drop(server);
+    drop(net);
+    assert_eq!(exit, format!("{hold} NodeLost"));
+    assert_eq!(next, format!("{last} Stopped"));
+}
+
 /// Answers of `Hold` workers: kept so that nothing answers them.
 static HELD: Mutex<Vec<Replier>> = Mutex::new(Vec::new());
 
@@ -232,7 +221,7 @@ impl Worker for Hold {
 
 /// One node of the test above, run in a namespace by it.
 #[test]
-#[ignore = "a helper process of a_cut_link_is_noticed_within_the_heartbeat_timeout"]
+#[ignore = "a helper process of the tests above"]
 fn netns_node() {
     let Ok(role) = std::env::var("MYRIAD_NETNS_ROLE") else {
         return;
@@ -269,6 +258,38 @@ fn netns_node() {
                 std::thread::sleep(Duration::from_millis(5));
             }
             println!("GONE {}", cut.elapsed().as_millis());
+        }
+        "watched" => {
+            let (node, _zone) = start(1, transport("b").listen(listen(SERVER_IP)));
+            node.start_worker("hold", Greeter).unwrap();
+            node.start_worker("last", Greeter).unwrap();
+            println!("READY");
+            for line in stdin.lock().lines().map_while(Result::ok) {
+                let name = line.strip_prefix("stop ").expect("stop NAME");
+                node.stop_worker(name).unwrap();
+                println!("STOPPED {name}");
+            }
+        }
+        "watcher" => {
+            let seed = format!("{SERVER_IP}:{PORT}");
+            let (node, zone) = start(1, transport("a").listen(listen(CLIENT_IP)).seed(seed));
+            wait_for_nodes(&zone, &["b"]);
+            let notices = watcher(&node, "watcher");
+            let watch = |what: &str| node.send_and_receive("watcher", what.to_owned(), LONG);
+            println!("WATCHING {}", watch("watch b/hold").unwrap());
+            let mut lines = stdin.lock().lines().map_while(Result::ok);
+            assert_eq!(lines.next().as_deref(), Some("cut"));
+            let (who, reason) = notices.recv_timeout(LONG).expect("a notice");
+            println!("EXIT {who} {reason:?}");
+            wait_until("b to be gone", LONG, || zone.nodes("b").is_empty());
+            println!("GONE");
+            assert_eq!(lines.next().as_deref(), Some("restored"));
+            wait_for_nodes(&zone, &["b"]);
+            println!("WATCHING {}", watch("watch b/last").unwrap());
+            assert_eq!(lines.next().as_deref(), Some("next"));
+            let (who, reason) = notices.recv_timeout(LONG).expect("a notice");
+            println!("NEXT {who} {reason:?}");
+            for _ in lines {}
         }
         other => panic!("unknown role {other}"),
     }

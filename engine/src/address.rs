@@ -11,24 +11,34 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use crate::node_names::{self, NodeNumber};
 use crate::{Error, Key};
 
 /// The longest worker name we accept.
 pub const MAX_NAME_LEN: usize = 255;
 
-/// A cheap, copyable reference to a live worker on this node.
+/// A cheap, copyable reference to a worker.
 ///
 /// It names the shard, the slot and the slot's generation, so a reference to
 /// a stopped worker never reaches a newer worker that reuses the slot.
+///
+/// Most references are to workers of the node that made them (`spawn`,
+/// `ctx.me()`). A reference may also be to a worker of another node of the
+/// zone: `ctx.sender()` of a message that came from there, the reference a
+/// remote `ctx.watch` returns. Sending to it, watching it and comparing it
+/// work the same; [`node`](Self::node) tells which node it is on, and it
+/// prints as `node/#shard.index.generation`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WorkerRef {
     pub(crate) index: u32,
     pub(crate) generation: u32,
     pub(crate) shard: u16,
+    /// 0: a worker of this node; else the node's number (`node_names.rs`).
+    pub(crate) node: NodeNumber,
 }
 
 impl WorkerRef {
-    /// The shard this worker lives on.
+    /// The shard this worker lives on (of its own node).
     pub fn shard(&self) -> usize {
         usize::from(self.shard)
     }
@@ -45,12 +55,104 @@ impl WorkerRef {
             generation: (bits >> 32) as u32,
             // The node refuses more than u16::MAX shards at start-up.
             shard: shard as u16,
+            node: 0,
         }
+    }
+    /// The name of the node this worker lives on, if that is another node
+    /// (`None` for a worker of this node).
+    pub fn node(&self) -> Option<Arc<str>> {
+        node_names::name_of(self.node)
+    }
+
+    /// Whether this worker lives on another node.
+    pub fn is_remote(&self) -> bool {
+        self.node != 0
+    }
+
+    /// The same worker as its own node names it (what goes on the wire).
+    pub(crate) fn on_its_node(self) -> WorkerRef {
+        WorkerRef { node: 0, ..self }
+    }
+
+    /// Worker `local` of its node (a reference as that node made it), seen
+    /// from another node: the node named `node`. `None` if no more node
+    /// names can be numbered (see `node_names.rs`).
+    pub(crate) fn of_node(node: &str, local: WorkerRef) -> Option<WorkerRef> {
+        let node = node_names::number_of(node)?;
+        Some(WorkerRef { node, ..local })
+    }
+
+    /// A reference to a remote worker, as an address of its node and the
+    /// reference's text there (`#shard.index.generation`); `None` for a
+    /// worker of this node.
+    pub(crate) fn remote_address(&self) -> Option<RemoteAddress> {
+        let node = self.node()?;
+        let worker = Arc::from(self.on_its_node().to_string());
+        Some(RemoteAddress { node, worker })
+    }
+}
+
+/// A worker reference as its own node makes it, in parts: what a transport
+/// puts on the wire for a worker ([`WorkerRef::is_remote`] is not part of
+/// it; the node is the link's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WireRef {
+    /// The shard the worker lives on.
+    pub shard: u16,
+    /// Its slot on that shard.
+    pub index: u32,
+    /// The slot's generation.
+    pub generation: u32,
+}
+
+impl WireRef {
+    /// The parts of `r` as `r`'s own node names it.
+    pub fn of(r: WorkerRef) -> WireRef {
+        WireRef {
+            shard: r.shard,
+            index: r.index,
+            generation: r.generation,
+        }
+    }
+
+    /// The worker of this node these parts name.
+    pub fn local(self) -> WorkerRef {
+        WorkerRef {
+            index: self.index,
+            generation: self.generation,
+            shard: self.shard,
+            node: 0,
+        }
+    }
+
+    /// The worker of node `node` these parts name, as seen from another
+    /// node; `None` if no more node names can be numbered (65,535 of them).
+    pub fn on_node(self, node: &str) -> Option<WorkerRef> {
+        WorkerRef::of_node(node, self.local())
+    }
+
+    /// The worker these parts name on the node `other` lives on: as
+    /// [`on_node`](Self::on_node) with `other`'s node, without looking the
+    /// name up.
+    pub fn on_node_of(self, other: WorkerRef) -> WorkerRef {
+        WorkerRef {
+            node: other.node,
+            ..self.local()
+        }
+    }
+}
+
+impl fmt::Display for WireRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.local(), f)
     }
 }
 
 impl fmt::Display for WorkerRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(node) = self.node() {
+            write!(f, "{node}/")?;
+        }
         write!(f, "#{}.{}.{}", self.shard, self.index, self.generation)
     }
 }
@@ -63,9 +165,17 @@ impl fmt::Debug for WorkerRef {
 
 impl FromStr for WorkerRef {
     type Err = Error;
-    /// Parses the `#shard.index.generation` form printed by `Display`.
+    /// Parses the `#shard.index.generation` form printed by `Display`
+    /// (`node/#shard.index.generation` for a worker of another node).
     fn from_str(s: &str) -> Result<Self, Error> {
         let bad = || Error::NoSuchWorker(format!("{s:?} is not a worker reference"));
+        if let Some((node, local)) = s.split_once('/') {
+            let local: WorkerRef = local.parse().map_err(|_| bad())?;
+            if node.is_empty() || local.is_remote() {
+                return Err(bad());
+            }
+            return WorkerRef::of_node(node, local).ok_or_else(bad);
+        }
         let mut parts = s.strip_prefix('#').ok_or_else(bad)?.split('.');
         let mut next = || parts.next().ok_or_else(bad);
         let shard = next()?.parse().map_err(|_| bad())?;
@@ -78,6 +188,7 @@ impl FromStr for WorkerRef {
             index,
             generation,
             shard,
+            node: 0,
         })
     }
 }
@@ -285,10 +396,39 @@ mod tests {
             index: 7,
             generation: 9,
             shard: 1,
+            node: 0,
         };
         assert_eq!(r.to_string().parse::<WorkerRef>().unwrap(), r);
         assert_eq!(Address::from("#1.7.9"), Address::Worker(r));
         assert!("#1.7".parse::<WorkerRef>().is_err());
         assert!("#1.7.9.3".parse::<WorkerRef>().is_err());
+    }
+
+    #[test]
+    fn a_reference_to_a_worker_of_another_node_names_the_node() {
+        let local = WorkerRef {
+            index: 7,
+            generation: 9,
+            shard: 1,
+            node: 0,
+        };
+        let remote = WorkerRef::of_node("address-test-node", local).unwrap();
+        assert!(remote.is_remote() && !local.is_remote());
+        assert_ne!(remote, local);
+        assert_eq!(remote.node().as_deref(), Some("address-test-node"));
+        assert_eq!(remote.to_string(), "address-test-node/#1.7.9");
+        assert_eq!(remote.to_string().parse::<WorkerRef>().unwrap(), remote);
+        assert_eq!(remote.on_its_node(), local);
+        assert_eq!(
+            remote.remote_address(),
+            Some(RemoteAddress {
+                node: "address-test-node".into(),
+                worker: "#1.7.9".into()
+            })
+        );
+        assert_eq!(local.remote_address(), None);
+        for bad in ["/#1.7.9", "n/#1.7", "a/b/#1.7.9"] {
+            assert!(bad.parse::<WorkerRef>().is_err(), "{bad}");
+        }
     }
 }

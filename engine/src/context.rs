@@ -75,8 +75,10 @@ impl Context {
         self.me
     }
 
-    /// The worker that sent the current message, if it was sent by a worker
-    /// of this node (not by a thread outside the node).
+    /// The worker that sent the current message, if a worker sent it (not
+    /// a thread outside the node). A message from a worker of another node
+    /// has that worker for its sender ([`WorkerRef::is_remote`]): a plain
+    /// `ctx.send(sender, ..)` answers it across the zone.
     pub fn sender(&self) -> Option<WorkerRef> {
         self.from
     }
@@ -282,10 +284,16 @@ impl Context {
     /// the watched worker's reference (a name is resolved once: a worker
     /// started later under the same name is not watched).
     ///
+    /// A worker of another node (`node/name`, or a remote reference such as
+    /// a remote `ctx.sender()`) is watched the same way, through the
+    /// transport; besides its stop or panic, the watch also fires, once,
+    /// with [`ExitReason::NodeLost`](crate::ExitReason::NodeLost) when the
+    /// link to that node is lost (a new link does not bring the watch back:
+    /// watch again). Without a transport it fails with [`Error::NoRoute`].
+    ///
     /// A watch costs nothing on the message path: it is an entry kept with
     /// the watched worker until it fires or [`unwatch`](Self::unwatch)
-    /// removes it. Workers of other nodes cannot be watched yet
-    /// ([`Error::NoRoute`]).
+    /// removes it.
     pub async fn watch(&self, target: impl Into<Address>) -> Result<WorkerRef> {
         self.shard.watch(self.me, target.into()).await
     }

@@ -65,6 +65,7 @@ not_under_loom! {
     mod meter;
     pub mod metrics;
     mod node;
+    mod node_names;
     pub mod plugin;
     mod remote;
     mod service;

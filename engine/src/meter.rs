@@ -378,6 +378,7 @@ mod tests {
             index,
             generation: 1,
             shard: 0,
+            node: 0,
         }
     }
 

@@ -475,7 +475,8 @@ impl NodeHandle {
     /// The shard that first handles a message for `to`.
     fn entry_shard(&self, to: &Address) -> usize {
         match to {
-            Address::Worker(r) => r.shard(),
+            Address::Worker(r) if !r.is_remote() => r.shard(),
+            Address::Worker(_) => 0,
             Address::Name(name) => home_shard(name, self.shards()),
             Address::Remote(remote) if *remote.node == *self.name() => {
                 home_shard(&remote.worker, self.shards())
@@ -529,7 +530,7 @@ impl NodeHandle {
                 // A caller that is gone no longer needs the verdict.
                 let _ = tx.send(result);
             });
-            s.deliver_when_ready(&to, msg, verdict);
+            s.deliver_when_ready(&to, msg, None, verdict);
         }));
         self.inbox(shard)?
             .send(packet)

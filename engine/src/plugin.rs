@@ -13,8 +13,14 @@
 //! Other plugins run a [`Service`] on the shards they choose
 //! (`NodeConfig::service`, with a [`ServiceFactory`]): the facade's metrics
 //! endpoint is one.
+//!
+//! Across the zone, a worker is named on the wire by its [`WireRef`]; a
+//! watch from another node is a callback ([`OnExit`]) that
+//! [`ShardHandle::watch_with`] keeps with the watched worker until it ends
+//! or [`ShardHandle::unwatch_with`] removes it.
 
-pub use crate::address::home_shard;
-pub use crate::remote::{RemoteRouter, RemoteRouterFactory, ShardHandle};
+pub use crate::address::{home_shard, WireRef};
+pub use crate::exit::OnExit;
+pub use crate::remote::{CallbackWatch, RemoteRouter, RemoteRouterFactory, ShardHandle};
 pub use crate::service::{Service, ServiceFactory};
 pub use crate::signal::Signal;

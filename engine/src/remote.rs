@@ -14,7 +14,10 @@ use std::sync::Arc;
 use crate::envelope::{Delivery, Packet, ReplyTo};
 use crate::metrics::{LinkMetrics, Metrics};
 use crate::shard::{NodeShared, Shard};
-use crate::{Address, Error, Message, RemoteAddress, Result, Worker, WorkerInfo, WorkerRef};
+use crate::exit::OnExit;
+use crate::{
+    Address, Error, ExitReason, Message, RemoteAddress, Result, Worker, WorkerInfo, WorkerRef,
+};
 
 thread_local! {
     /// The shard that runs on this thread, if any: a [`Replier`] may be
@@ -56,6 +59,35 @@ pub trait RemoteRouter: 'static {
     /// empty.
     fn link_metrics(&self) -> Option<LinkMetrics> {
         None
+    }
+
+    /// Makes `watcher`, a worker of this shard, watch the remote worker
+    /// `target` (see `Context::watch`): resolves to the watched worker's
+    /// reference, or fails as a local watch would ([`Error::NoSuchWorker`]
+    /// for a name bound to no worker) or with why the node cannot be asked.
+    /// Afterwards the router tells the watcher exactly once
+    /// ([`ShardHandle::notify_terminated`]) when that worker ends or the
+    /// router loses its way to the worker's node
+    /// ([`ExitReason::NodeLost`](crate::ExitReason::NodeLost)), unless
+    /// [`unwatch`](Self::unwatch) came first.
+    ///
+    /// Without this method a remote watch fails with [`Error::NoRoute`].
+    fn watch(
+        &self,
+        watcher: WorkerRef,
+        target: &RemoteAddress,
+    ) -> Pin<Box<dyn Future<Output = Result<WorkerRef>> + '_>> {
+        let _ = watcher;
+        let node = target.node.to_string();
+        Box::pin(async move { Err(Error::NoRoute(node)) })
+    }
+
+    /// Removes `watcher`'s watch of the remote worker `target` (its name
+    /// or its reference, `node/#shard.index.generation`); `true` if it was
+    /// removed before it fired, so no notice will come.
+    fn unwatch(&self, watcher: WorkerRef, target: &RemoteAddress) -> bool {
+        let _ = (watcher, target);
+        false
     }
 
     /// Called once when the shard stops, after its idle workers ran
@@ -243,21 +275,23 @@ impl ShardHandle {
 
     /// Delivers a message that came from outside the node to a local worker.
     ///
-    /// `reply` receives the answer of an ask (or why it failed); for a plain
-    /// send it is `None`. Errors found on this shard are returned at once;
-    /// errors found on another shard go to `reply` (or drop the message).
+    /// `from` is the worker that sent it, if any (a reference to a worker
+    /// of another node, see [`WireRef::on_node`](crate::plugin::WireRef::on_node)):
+    /// the receiver's `ctx.sender()`. `reply` receives the answer of an ask
+    /// (or why it failed); for a plain send it is `None`. Errors found on
+    /// this shard are returned at once; errors found on another shard go to
+    /// `reply` (or drop the message).
     pub fn deliver(
         &self,
         to: &Address,
         msg: Message,
+        from: Option<WorkerRef>,
         reply: Option<Box<dyn FnOnce(Result<Message>) + Send>>,
     ) -> Result<()> {
-        if let Some(error) = self.elsewhere(to) {
-            return Err(error);
-        }
+        self.check_local(to)?;
         let delivery = Delivery {
             msg,
-            from: None,
+            from,
             reply: reply.map(ReplyTo::Callback),
         };
         self.shard.route(to, delivery).map_err(|u| u.error)
@@ -270,16 +304,18 @@ impl ShardHandle {
     /// the node stops). A transport uses it to apply backpressure: it stops
     /// reading that worker's traffic until the verdict comes. `verdict` may
     /// run on another shard of this node, or before this call returns.
+    /// `from` is the sender the receiver sees (a worker of another node).
     pub fn deliver_when_ready(
         &self,
         to: &Address,
         msg: Message,
+        from: Option<WorkerRef>,
         verdict: Box<dyn FnOnce(Result<()>) + Send>,
     ) {
-        if let Some(error) = self.elsewhere(to) {
+        if let Err(error) = self.check_local(to) {
             return verdict(Err(error));
         }
-        self.shard.deliver_when_ready(to, msg, verdict);
+        self.shard.deliver_when_ready(to, msg, from, verdict);
     }
 
     /// Delivers a plain message that came from outside the node if that is
@@ -289,23 +325,52 @@ impl ShardHandle {
     /// another shard, its mailbox is full or sends wait for room there.
     /// Hand it then to [`deliver_when_ready`](Self::deliver_when_ready),
     /// which keeps the order: the two together are a waiting delivery whose
-    /// common case costs no verdict.
-    pub fn try_deliver(&self, to: &Address, msg: Message) -> Result<Result<()>, Message> {
-        if let Some(error) = self.elsewhere(to) {
+    /// common case costs no verdict. `from` is the sender the receiver sees.
+    pub fn try_deliver(
+        &self,
+        to: &Address,
+        msg: Message,
+        from: Option<WorkerRef>,
+    ) -> Result<Result<()>, Message> {
+        if let Err(error) = self.check_local(to) {
             return Ok(Err(error));
         }
-        self.shard.try_deliver(to, msg)
+        self.shard.try_deliver(to, msg, from)
     }
 
-    /// The error for a message from outside the node addressed to a worker
-    /// of another node: none of this node's workers.
-    fn elsewhere(&self, to: &Address) -> Option<Error> {
-        match to {
-            Address::Remote(remote) if *remote.node != *self.shard.node_name() => {
-                Some(Error::NoSuchWorker(remote.to_string()))
-            }
-            _ => None,
+    /// `NoSuchWorker` unless `to` is a worker of this node: what comes from
+    /// outside is never sent on.
+    fn check_local(&self, to: &Address) -> Result<()> {
+        match self.shard.local_target(to) {
+            Ok(_) => Ok(()),
+            Err(_) => Err(Error::NoSuchWorker(to.to_string())),
         }
+    }
+
+    /// Tells `watcher`, a worker of this node that watches the remote
+    /// worker `who` ([`RemoteRouter::watch`]), that `who` ended and why:
+    /// its [`Worker::on_terminated`](crate::Worker::on_terminated) runs.
+    pub fn notify_terminated(&self, watcher: WorkerRef, who: WorkerRef, reason: ExitReason) {
+        self.shard.notify_watcher(watcher, who, reason);
+    }
+
+    /// Watches the worker of this node that `target` means for someone
+    /// outside the node (a watcher on another node): `notify` is called
+    /// exactly once, on any shard, when that worker ends, unless
+    /// [`unwatch_with`](Self::unwatch_with) removes the watch first. A
+    /// reference to a worker already gone is told at once
+    /// ([`ExitReason::NoSuchWorker`]); a name bound to no worker fails with
+    /// [`Error::NoSuchWorker`] (and `notify` is dropped uncalled).
+    pub async fn watch_with(&self, target: &Address, notify: OnExit) -> Result<CallbackWatch> {
+        self.check_local(target)?;
+        let (target, key) = self.shard.watch_callback(target.clone(), notify).await?;
+        Ok(CallbackWatch { target, key })
+    }
+
+    /// Removes a watch [`watch_with`](Self::watch_with) made, without
+    /// waiting; its callback is then not called (unless it was already).
+    pub fn unwatch_with(&self, watch: CallbackWatch) {
+        self.shard.unwatch_callback(watch.target, watch.key);
     }
 
     /// Counts, by the reason `why`, a plain message that this node sent and
@@ -314,5 +379,20 @@ impl ShardHandle {
     /// [`NodeHandle::dropped`](crate::NodeHandle::dropped).
     pub fn count_dropped(&self, why: &Error) {
         self.shard.count_dropped(why);
+    }
+}
+
+/// A watch that [`ShardHandle::watch_with`] keeps for someone outside the
+/// node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CallbackWatch {
+    target: WorkerRef,
+    key: u64,
+}
+
+impl CallbackWatch {
+    /// The watched worker.
+    pub fn target(&self) -> WorkerRef {
+        self.target
     }
 }

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use slab::Slab;
 
 use crate::envelope::{Delivery, Undelivered};
+use crate::exit::{Watcher, WatcherId};
 use crate::mailbox::{Mailbox, MailboxPool};
 use crate::{Error, WorkerInfo, WorkerRef};
 
@@ -108,7 +109,7 @@ pub(crate) struct Freed {
     /// Its name, if it had one.
     pub name: Option<Arc<str>>,
     /// Who watched it.
-    pub watchers: Vec<WorkerRef>,
+    pub watchers: Vec<Watcher>,
 }
 
 /// The worker slots of one shard.
@@ -121,7 +122,7 @@ pub(crate) struct Slots<T> {
     names: HashMap<u32, Arc<str>>,
     /// Who watches the watched workers of this shard, by slot: an
     /// unwatched worker has no entry and pays nothing.
-    watchers: HashMap<u32, Vec<WorkerRef>>,
+    watchers: HashMap<u32, Vec<Watcher>>,
     next_generation: u32,
     /// The deepest mailbox seen, after a push.
     depth_max: usize,
@@ -147,6 +148,7 @@ impl<T> Slots<T> {
             index,
             generation,
             shard: self.shard,
+            node: 0,
         }
     }
 
@@ -237,6 +239,7 @@ impl<T> Slots<T> {
                 index,
                 generation,
                 shard: self.shard,
+                node: 0,
             };
             if slot.stopping {
                 return Some(Next::Stop { worker, me });
@@ -300,26 +303,27 @@ impl<T> Slots<T> {
         Some(true)
     }
 
-    /// Adds `watcher` to the watchers of worker `target` (once per pair);
-    /// `false` if `target` is not a live worker of this shard.
-    pub(crate) fn watch(&mut self, target: WorkerRef, watcher: WorkerRef) -> bool {
+    /// Adds `watcher` to the watchers of worker `target` (a worker once per
+    /// pair); gives it back if `target` is not a live worker of this shard.
+    pub(crate) fn watch(&mut self, target: WorkerRef, watcher: Watcher) -> Result<(), Watcher> {
         let Some(slot) = self.slots.get_mut(target.index as usize) else {
-            return false;
+            return Err(watcher);
         };
         if slot.generation != target.generation {
-            return false;
+            return Err(watcher);
         }
         slot.watched = true;
         let watchers = self.watchers.entry(target.index).or_default();
-        if !watchers.contains(&watcher) {
+        let id = watcher.id();
+        if !watchers.iter().any(|w| w.id() == id) {
             watchers.push(watcher);
         }
-        true
+        Ok(())
     }
 
-    /// Removes `watcher`'s watch of `target`; `true` if it was there (so no
-    /// notice of `target`'s end will be sent to `watcher`).
-    pub(crate) fn unwatch(&mut self, target: WorkerRef, watcher: WorkerRef) -> bool {
+    /// Removes watcher `id`'s watch of `target`; `true` if it was there (so
+    /// `target`'s end will not be told to it).
+    pub(crate) fn unwatch(&mut self, target: WorkerRef, id: WatcherId) -> bool {
         let Some(slot) = self.slots.get_mut(target.index as usize) else {
             return false;
         };
@@ -330,7 +334,7 @@ impl<T> Slots<T> {
             return false;
         };
         let before = watchers.len();
-        watchers.retain(|w| *w != watcher);
+        watchers.retain(|w| w.id() != id);
         let removed = watchers.len() < before;
         if watchers.is_empty() {
             self.watchers.remove(&target.index);
@@ -653,14 +657,29 @@ mod tests {
         let mut slots = Table::new(0);
         let target = slots.insert("target", None);
         let (a, b) = (slots.insert("a", None), slots.insert("b", None));
-        assert!(slots.watch(target, a));
-        assert!(slots.watch(target, a), "a second watch of the pair is the same watch");
-        assert!(slots.watch(target, b));
-        assert!(slots.unwatch(target, b));
-        assert!(!slots.unwatch(target, b), "unwatched once");
-        assert_eq!(slots.remove(target).unwrap().watchers, [a]);
-        assert!(!slots.watch(target, a), "gone");
-        assert!(!slots.unwatch(target, a));
-        assert!(slots.remove(a).unwrap().watchers.is_empty());
+        let ids = |freed: Freed| freed.watchers.iter().map(Watcher::id).collect::<Vec<_>>();
+        assert!(slots.watch(target, Watcher::Worker(a)).is_ok());
+        assert!(
+            slots.watch(target, Watcher::Worker(a)).is_ok(),
+            "a second watch of the pair is the same watch"
+        );
+        assert!(slots.watch(target, Watcher::Worker(b)).is_ok());
+        let callback = |key| Watcher::Callback {
+            key,
+            notify: Box::new(|_, _| {}),
+        };
+        assert!(slots.watch(target, callback(7)).is_ok());
+        assert!(slots.watch(target, callback(8)).is_ok());
+        assert!(slots.unwatch(target, WatcherId::Worker(b)));
+        assert!(!slots.unwatch(target, WatcherId::Worker(b)), "unwatched once");
+        assert!(slots.unwatch(target, WatcherId::Callback(8)));
+        assert_eq!(
+            ids(slots.remove(target).unwrap()),
+            [WatcherId::Worker(a), WatcherId::Callback(7)]
+        );
+        let refused = slots.watch(target, callback(9)).unwrap_err();
+        assert_eq!(refused.id(), WatcherId::Callback(9), "gone: the watcher comes back");
+        assert!(!slots.unwatch(target, WatcherId::Worker(a)));
+        assert!(ids(slots.remove(a).unwrap()).is_empty());
     }
 }

@@ -165,6 +165,7 @@ mod tests {
             index: 5,
             generation: 2,
             shard: 0,
+            node: 0,
         };
         published.enter(who);
         let (stop, stopped) = flume::bounded(1);

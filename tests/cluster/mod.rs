@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test crate uses its own subset
 
+pub mod child;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -11,7 +13,7 @@ use myriad::transport::{
     start_node, Established, Handshake, LinkConfig, NodeName, StaticKeypair, Step, TransportConfig,
     Zone, ZoneConfig, ZoneSecret,
 };
-use myriad::{BoxError, Context, Message, NodeConfig, NodeHandle, Worker};
+use myriad::{BoxError, Context, ExitReason, Message, NodeConfig, NodeHandle, Worker, WorkerRef};
 
 /// The most any single step of a test may take.
 pub const LONG: Duration = Duration::from_secs(20);
@@ -172,4 +174,56 @@ pub fn assert_closed_by_node(mut stream: TcpStream) {
             Err(e) => panic!("the node kept the connection open: {e}"),
         }
     }
+}
+
+/// What a watcher is told: who ended, and why.
+pub type Notice = (WorkerRef, ExitReason);
+
+/// Watches and unwatches on request, and passes on every notice.
+///
+/// Asks: `watch ADDR` (answers the watched worker's reference, or
+/// `error ...`), `unwatch ADDR` (`true` or `false`), `race PREFIX N`
+/// (watches then unwatches `PREFIX0` .. `PREFIX{N-1}`, answers one line
+/// each: the reference and what unwatch said, or `-` if the watch failed).
+pub struct Watcher {
+    pub told: flume::Sender<Notice>,
+}
+
+impl Worker for Watcher {
+    async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
+        let (verb, rest) = msg.split_once(' ').ok_or("verb and argument")?;
+        let answer = match verb {
+            "watch" => match ctx.watch(rest).await {
+                Ok(r) => r.to_string(),
+                Err(e) => format!("error {e:?}"),
+            },
+            "unwatch" => ctx.unwatch(rest).await?.to_string(),
+            "race" => {
+                let (prefix, n) = rest.split_once(' ').ok_or("prefix and count")?;
+                let mut lines = Vec::new();
+                for i in 0..n.parse::<usize>()? {
+                    let line = match ctx.watch(format!("{prefix}{i}")).await {
+                        Ok(r) => format!("{r} {}", ctx.unwatch(r).await?),
+                        Err(e) => format!("- {e}"),
+                    };
+                    lines.push(line);
+                }
+                lines.join("\n")
+            }
+            _ => return Err("unknown verb".into()),
+        };
+        ctx.reply(answer)?;
+        Ok(())
+    }
+
+    async fn on_terminated(&mut self, _: &mut Context, who: WorkerRef, reason: ExitReason) {
+        let _ = self.told.send((who, reason));
+    }
+}
+
+/// Starts a watcher called `name` on `node`; returns what it is told.
+pub fn watcher(node: &NodeHandle, name: &str) -> flume::Receiver<Notice> {
+    let (told, notices) = flume::unbounded();
+    node.start_worker(name, Watcher { told }).unwrap();
+    notices
 }

@@ -33,6 +33,13 @@ fn addr() -> impl Strategy<Value = Option<WorkerAddr>> {
     prop_oneof![
         Just(None),
         any::<u64>().prop_map(|id| Some(WorkerAddr::Id(id))),
+        any::<(u16, u32, u32)>().prop_map(|(shard, index, generation)| {
+            Some(WorkerAddr::Ref(myriad_engine::plugin::WireRef {
+                shard,
+                index,
+                generation,
+            }))
+        }),
         "\\PC{1,60}"
             .prop_filter("1 to 255 bytes", |s| s.len() <= 255)
             .prop_map(|s| Some(WorkerAddr::Name(Message::from(s)))),

@@ -7,9 +7,10 @@ mod common;
 
 use common::spec::{dial, frame, hello, prologue, psk, unframe, whole_send, Link};
 use common::{node, zone};
+use myriad_engine::plugin::WireRef;
 use myriad_transport::{
-    Envelope, ErrorCode, Handshake, HandshakeError, Kind, LinkConfig, ProtocolError, Step,
-    WorkerAddr,
+    ControlOp, Envelope, ErrorCode, Handshake, HandshakeError, Kind, LinkConfig, ProtocolError,
+    Step, WorkerAddr,
 };
 
 fn responder() -> LinkConfig {
@@ -35,7 +36,7 @@ fn a_spec_peer_completes_the_handshake() {
     assert_eq!(peer.name.as_str(), "hand");
     assert_eq!(
         (peer.version, peer.incarnation, peer.shard, peer.shards),
-        (1, 42, 1, 2)
+        (2, 42, 1, 2)
     );
     assert_eq!(peer.max_message_size, 16 << 20);
 }
@@ -124,6 +125,66 @@ fn documented_records_decode() {
     assert_eq!(
         got,
         [ask, Envelope::new(Kind::Send, Some("after".into()), "")]
+    );
+}
+
+#[test]
+fn version_2_references_and_watch_operations_decode() {
+    let mut link = Link::open(&responder());
+    let reference = |shard: u16, index: u32, generation: u32| {
+        let mut r = vec![3];
+        r.extend(shard.to_be_bytes());
+        r.extend(index.to_be_bytes());
+        r.extend(generation.to_be_bytes());
+        r
+    };
+    // A send to reference #1.4.2 from the peer's #0.9.3, body "hi".
+    let mut plain = vec![1, 1, 0];
+    plain.extend(reference(1, 4, 2));
+    plain.extend(reference(0, 9, 3));
+    plain.extend([0, 2, b'h', b'i']);
+    // watch (id 5) of "greeter" by #0.9.3; unwatch 5; exited 6, watcher
+    // #0.9.3, ended #1.4.2, "panicked\nboom".
+    plain.extend([1, 6, 0]);
+    plain.extend(5u64.to_be_bytes());
+    plain.extend([5, 1, 7]);
+    plain.extend(b"greeter");
+    plain.extend(reference(0, 9, 3));
+    plain.extend([0, 0]);
+    plain.extend([1, 6, 0]);
+    plain.extend(5u64.to_be_bytes());
+    plain.extend([6, 0, 0, 0, 0]);
+    plain.extend([1, 6, 0]);
+    plain.extend(6u64.to_be_bytes());
+    plain.push(7);
+    plain.extend(reference(0, 9, 3));
+    plain.extend(reference(1, 4, 2));
+    plain.extend([0, 13]);
+    plain.extend(b"panicked\nboom");
+    let (got, err) = link.send(&plain);
+    assert_eq!(err, None);
+    let r = |shard, index, generation| {
+        WorkerAddr::Ref(WireRef {
+            shard,
+            index,
+            generation,
+        })
+    };
+    let control = |id, op| Kind::Control { id, op };
+    assert_eq!(
+        got,
+        [
+            Envelope::new(Kind::Send, Some(r(1, 4, 2)), "hi").with_sender(r(0, 9, 3)),
+            Envelope::new(control(5, ControlOp::Watch), Some("greeter".into()), "")
+                .with_sender(r(0, 9, 3)),
+            Envelope::new(control(5, ControlOp::Unwatch), None, ""),
+            Envelope::new(
+                control(6, ControlOp::Exited),
+                Some(r(0, 9, 3)),
+                "panicked\nboom"
+            )
+            .with_sender(r(1, 4, 2)),
+        ]
     );
 }
 

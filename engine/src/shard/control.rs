@@ -7,8 +7,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::address::{home_shard, validate_name};
-use crate::envelope::Packet;
-use crate::{Address, Error, ExitReason, Result, Worker, WorkerInfo, WorkerRef};
+use crate::envelope::{Packet, Target};
+use crate::exit::{OnExit, Watcher, WatcherId};
+use crate::remote::RemoteRouter;
+use crate::{Address, Error, ExitReason, RemoteAddress, Result, Worker, WorkerInfo, WorkerRef};
 
 use super::Shard;
 
@@ -101,19 +103,19 @@ impl Shard {
         }
     }
 
-    /// Finds which worker an address means, asking its home shard for names.
+    /// Finds which worker of this node an address means, asking its home
+    /// shard for names; `NoRoute` for a worker of another node.
     async fn resolve(self: &Rc<Self>, who: &Address) -> Result<WorkerRef> {
-        let name = match who {
-            Address::Worker(r) => return Ok(*r),
-            Address::Name(name) => name.clone(),
-            Address::Remote(remote) if *remote.node == *self.node.name => remote.worker.clone(),
-            Address::Remote(remote) => return Err(Error::NoRoute(remote.node.to_string())),
-            Address::Key(key) => {
+        let name = match self.local_target(who) {
+            Ok((_, Target::Worker(r))) => return Ok(r),
+            Ok((_, Target::Name(name))) => name,
+            Ok((_, Target::Key(key))) => {
                 let home = key.home_shard(self.node.shards);
                 let lookup = key.clone();
                 let found = self.submit(home, move |s| s.virtual_worker(&lookup)).await?;
                 return found.ok_or_else(|| Error::NoSuchWorker(format!("{key} (not active)")));
             }
+            Err(remote) => return Err(Error::NoRoute(remote.node.to_string())),
         };
         let home = home_shard(&name, self.node.shards);
         let lookup = name.clone();
@@ -149,12 +151,17 @@ impl Shard {
     }
 
     /// Makes `watcher` watch the worker `target` means (see
-    /// `Context::watch`); returns that worker.
+    /// `Context::watch`); returns that worker. A worker of another node is
+    /// watched by the remote router.
     pub(crate) async fn watch(self: &Rc<Self>, watcher: WorkerRef, target: Address) -> Result<WorkerRef> {
+        if let Err(remote) = self.local_target(&target) {
+            let router = self.router_for(&remote)?;
+            return router.watch(watcher, &remote).await;
+        }
         let r = self.resolve(&target).await?;
         self.check_shard(r.shard())?;
-        let live = self.submit(r.shard(), move |s| s.add_watch(r, watcher)).await?;
-        if !live {
+        let watch = move |s: &Rc<Shard>| s.add_watch(r, Watcher::Worker(watcher)).is_ok();
+        if !self.submit(r.shard(), watch).await? {
             self.notify_watcher(watcher, r, ExitReason::NoSuchWorker);
         }
         Ok(r)
@@ -162,9 +169,51 @@ impl Shard {
 
     /// Removes `watcher`'s watch of `target` (see `Context::unwatch`).
     pub(crate) async fn unwatch(self: &Rc<Self>, watcher: WorkerRef, target: Address) -> Result<bool> {
+        if let Err(remote) = self.local_target(&target) {
+            return Ok(self.router_for(&remote)?.unwatch(watcher, &remote));
+        }
         let r = self.resolve(&target).await?;
         self.check_shard(r.shard())?;
-        self.submit(r.shard(), move |s| s.remove_watch(r, watcher)).await
+        let id = WatcherId::Worker(watcher);
+        self.submit(r.shard(), move |s| s.remove_watch(r, id)).await
+    }
+
+    /// Calls `notify` once when the worker of this node that `target` means
+    /// ends (see `ShardHandle::watch_with`); returns that worker and the
+    /// watch's key for [`Shard::unwatch_callback`].
+    pub(crate) async fn watch_callback(
+        self: &Rc<Self>,
+        target: Address,
+        notify: OnExit,
+    ) -> Result<(WorkerRef, u64)> {
+        let r = self.resolve(&target).await?;
+        self.check_shard(r.shard())?;
+        let key = self.next_watch_key();
+        let watch = move |s: &Rc<Shard>| s.add_watch(r, Watcher::Callback { key, notify }).err();
+        if let Some(Watcher::Callback { notify, .. }) = self.submit(r.shard(), watch).await? {
+            notify(r, ExitReason::NoSuchWorker);
+        }
+        Ok((r, key))
+    }
+
+    /// Removes the watch `key` of worker `target` that
+    /// [`Shard::watch_callback`] made, without waiting (its callback is
+    /// then not called, unless it was already).
+    pub(crate) fn unwatch_callback(self: &Rc<Self>, target: WorkerRef, key: u64) {
+        let job = move |s: &Rc<Shard>| {
+            s.remove_watch(target, WatcherId::Callback(key));
+        };
+        if let Err(Packet::Run(job)) = self.post(target.shard(), Packet::Run(Box::new(job))) {
+            job(self);
+        }
+    }
+
+    /// The remote router that reaches `remote`'s node.
+    fn router_for(&self, remote: &RemoteAddress) -> Result<Rc<dyn RemoteRouter>> {
+        self.remote
+            .get()
+            .cloned()
+            .ok_or_else(|| Error::NoRoute(remote.node.to_string()))
     }
 
     /// The workers of every shard of the node.

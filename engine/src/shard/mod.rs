@@ -126,6 +126,8 @@ pub(crate) struct Shard {
     virtuals: RefCell<Registry>,
     /// The last reminder id this shard gave out.
     reminder_ids: Cell<u64>,
+    /// The last key handed out for a callback watch (`control.rs`).
+    watch_keys: Cell<u64>,
 }
 
 impl Shard {
@@ -162,6 +164,7 @@ impl Shard {
             closed: Cell::new(false),
             virtuals,
             reminder_ids: Cell::new(0),
+            watch_keys: Cell::new(0),
         }
     }
 
@@ -220,6 +223,14 @@ impl Shard {
             self.work.notify();
         }
         Ok(())
+    }
+
+    /// A key for a callback watch, unique on the node (the shard's index
+    /// in the top 16 bits).
+    fn next_watch_key(&self) -> u64 {
+        let n = self.watch_keys.get().wrapping_add(1) & ((1 << 48) - 1);
+        self.watch_keys.set(n);
+        (u64::from(self.shard_id()) << 48) | n
     }
 
     fn shard_id(&self) -> u16 {

@@ -137,10 +137,16 @@ impl Shard {
     /// Delivers `msg` from outside the shards and calls `verdict` once it is
     /// in the mailbox (or with why it cannot be). Never forced: the caller
     /// is not a worker. To another node, it is a plain send.
-    pub(crate) fn deliver_when_ready(&self, to: &Address, msg: Message, verdict: Verdict) {
+    pub(crate) fn deliver_when_ready(
+        &self,
+        to: &Address,
+        msg: Message,
+        from: Option<WorkerRef>,
+        verdict: Verdict,
+    ) {
         let delivery = Delivery {
             msg,
-            from: None,
+            from,
             reply: None,
         };
         match self.local_target(to) {
@@ -163,7 +169,12 @@ impl Shard {
     /// another shard, its mailbox is full or waiting sends are parked for it
     /// (a [`Shard::deliver_when_ready`] then keeps the order). To another
     /// node: the message back.
-    pub(crate) fn try_deliver(&self, to: &Address, msg: Message) -> Result<Result<()>, Message> {
+    pub(crate) fn try_deliver(
+        &self,
+        to: &Address,
+        msg: Message,
+        from: Option<WorkerRef>,
+    ) -> Result<Result<()>, Message> {
         let r = match self.local_target(to) {
             Ok((shard, _)) if shard != self.index => return Err(msg),
             // A key may need activating first: the waiting path does that.
@@ -181,7 +192,7 @@ impl Shard {
         }
         let delivery = Delivery {
             msg,
-            from: None,
+            from,
             reply: None,
         };
         let capacity = self.node.mailbox_capacity;

@@ -2,7 +2,9 @@
 //! towards another shard, or to the remote router for another node; and
 //! where the answer of an ask goes.
 
+use std::borrow::Cow;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::address::home_shard;
 use crate::envelope::{Delivery, Packet, ReplyTo, Target, Undelivered};
@@ -16,7 +18,7 @@ impl Shard {
     pub(crate) fn route(&self, to: &Address, delivery: Delivery) -> Result<(), Undelivered> {
         // The most common case first: a worker of this very shard.
         if let Address::Worker(r) = to {
-            if r.shard() == self.index {
+            if r.shard() == self.index && !r.is_remote() {
                 self.deliver_to(*r, delivery)?;
                 self.meter.sent_here_or_across(true);
                 return Ok(());
@@ -35,7 +37,7 @@ impl Shard {
                     let Delivery { msg, from, reply } = delivery;
                     let mut replier = reply.map(|r| Replier::new(r, self));
                     router
-                        .send(remote, msg, from, &mut replier)
+                        .send(&remote, msg, from, &mut replier)
                         .map(|()| self.meter.sent_remote())
                         .map_err(|error| Undelivered {
                             error,
@@ -55,22 +57,40 @@ impl Shard {
     }
 
     /// The shard that first takes a delivery for `to`, and what it looks
-    /// for there; or the remote address, if `to` is on another node.
+    /// for there; or the remote address, if `to` is on another node (a
+    /// reference to a remote worker becomes `node/#shard.index.generation`).
     pub(crate) fn local_target<'a>(
         &self,
         to: &'a Address,
-    ) -> Result<(usize, Target), &'a RemoteAddress> {
+    ) -> Result<(usize, Target), Cow<'a, RemoteAddress>> {
         match to {
-            Address::Worker(r) => Ok((r.shard(), Target::Worker(*r))),
+            Address::Worker(r) if !r.is_remote() => Ok((r.shard(), Target::Worker(*r))),
+            Address::Worker(r) => {
+                // A number always has its name (the table never forgets).
+                let remote = r.remote_address().unwrap_or_else(|| RemoteAddress {
+                    node: Arc::from("?"),
+                    worker: Arc::from(r.on_its_node().to_string()),
+                });
+                if *remote.node == *self.node.name {
+                    return Ok((r.shard(), Target::Worker(r.on_its_node())));
+                }
+                Err(Cow::Owned(remote))
+            }
             Address::Name(name) => {
                 let home = home_shard(name, self.node.shards);
                 Ok((home, Target::Name(name.clone())))
             }
             Address::Remote(remote) if *remote.node == *self.node.name => {
+                // `node/#shard.index.generation`: a reference (no name has `#`).
+                if remote.worker.starts_with('#') {
+                    if let Ok(r) = remote.worker.parse::<crate::WorkerRef>() {
+                        return Ok((r.shard(), Target::Worker(r)));
+                    }
+                }
                 let home = home_shard(&remote.worker, self.node.shards);
                 Ok((home, Target::Name(remote.worker.clone())))
             }
-            Address::Remote(remote) => Err(remote),
+            Address::Remote(remote) => Err(Cow::Borrowed(remote)),
             Address::Key(key) => Ok((key.home_shard(self.node.shards), Target::Key(key.clone()))),
         }
     }

@@ -7,6 +7,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::envelope::{Delivery, ReplyTo, Undelivered};
+use crate::exit::{Watcher, WatcherId};
 use crate::slots::Step;
 use crate::worker::Runnable;
 use crate::{Address, Error, ExitReason, Message, WorkerInfo, WorkerRef};
@@ -115,7 +116,10 @@ impl Shard {
         }
         let notify = move |shard: &Rc<Shard>| {
             for watcher in freed.watchers {
-                shard.notify_watcher(watcher, me, exit.clone());
+                match watcher {
+                    Watcher::Worker(watcher) => shard.notify_watcher(watcher, me, exit.clone()),
+                    Watcher::Callback { notify, .. } => notify(me, exit.clone()),
+                }
             }
         };
         match freed.name {
@@ -138,16 +142,16 @@ impl Shard {
         }
     }
 
-    /// Adds `watcher`'s watch of `target`, a worker of this shard; `false`
-    /// if `target` is gone.
-    pub(crate) fn add_watch(&self, target: WorkerRef, watcher: WorkerRef) -> bool {
+    /// Adds `watcher`'s watch of `target`, a worker of this shard; gives
+    /// the watcher back if `target` is gone.
+    pub(crate) fn add_watch(&self, target: WorkerRef, watcher: Watcher) -> Result<(), Watcher> {
         self.state.borrow_mut().slots.watch(target, watcher)
     }
 
-    /// Removes `watcher`'s watch of `target`, a worker of this shard;
+    /// Removes watcher `id`'s watch of `target`, a worker of this shard;
     /// `true` if it was there.
-    pub(crate) fn remove_watch(&self, target: WorkerRef, watcher: WorkerRef) -> bool {
-        self.state.borrow_mut().slots.unwatch(target, watcher)
+    pub(crate) fn remove_watch(&self, target: WorkerRef, id: WatcherId) -> bool {
+        self.state.borrow_mut().slots.unwatch(target, id)
     }
 
     /// `name` if the worker has one, else its reference.

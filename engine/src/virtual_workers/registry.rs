@@ -569,7 +569,12 @@ mod tests {
     }
 
     fn worker(index: u32) -> WorkerRef {
-        WorkerRef { index, generation: 1, shard: 0 }
+        WorkerRef {
+            index,
+            generation: 1,
+            shard: 0,
+            node: 0,
+        }
     }
 
     fn texts(pending: impl IntoIterator<Item = Delivery>) -> Vec<String> {

@@ -4,6 +4,7 @@
 //! an envelope's header (`docs/protocol.md`, "Envelope").
 
 use bytes::{BufMut, BytesMut};
+use myriad_engine::plugin::WireRef;
 use myriad_engine::Message;
 
 use crate::error::{EncodeError, ProtocolError};
@@ -87,6 +88,15 @@ wire_enum! {
         ListWorkers = 3,
         /// Gossip: the body holds the sender's member list.
         Members = 4,
+        /// Version 2: the sender (the watcher) watches the target; answered
+        /// by a reply whose body is the watched worker's reference.
+        Watch = 5,
+        /// Version 2: the sender no longer watches; the id is the watch's
+        /// (the id of its `Watch` request). No answer.
+        Unwatch = 6,
+        /// Version 2: the worker that is the sender ended; the target is the
+        /// watcher, the id the watch's, the body why. No answer.
+        Exited = 7,
     }
 }
 
@@ -217,13 +227,17 @@ impl Kind {
 }
 
 /// A worker as named on the wire: by its unique name on the receiving node,
-/// or by a numeric id that node handed out.
+/// by a numeric id that node handed out, or (version 2) by the reference its
+/// own node made for it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum WorkerAddr {
     /// A worker name: 1 to 255 bytes of UTF-8.
     Name(Message),
     /// A numeric worker id.
     Id(u64),
+    /// A worker reference (shard, slot, generation) of the node the worker
+    /// lives on: the sender's node for a sender, the receiver for a target.
+    Ref(WireRef),
 }
 
 impl From<&str> for WorkerAddr {
@@ -241,12 +255,14 @@ impl From<u64> for WorkerAddr {
 const ADDR_NONE: u8 = 0;
 const ADDR_NAME: u8 = 1;
 const ADDR_ID: u8 = 2;
+const ADDR_REF: u8 = 3;
 
 /// Bytes of an optional address on the wire; `field` names it in errors.
 fn addr_len(addr: &Option<WorkerAddr>, field: &'static str) -> Result<usize, EncodeError> {
     Ok(match addr {
         None => 1,
         Some(WorkerAddr::Id(_)) => 9,
+        Some(WorkerAddr::Ref(_)) => 11,
         Some(WorkerAddr::Name(name)) if (1..=255).contains(&name.len()) => 2 + name.len(),
         Some(WorkerAddr::Name(name)) => {
             return Err(EncodeError::BadName {
@@ -268,6 +284,12 @@ fn put_addr(buf: &mut BytesMut, addr: &Option<WorkerAddr>) {
             buf.put_u8(ADDR_ID);
             buf.put_u64(*id);
         }
+        Some(WorkerAddr::Ref(r)) => {
+            buf.put_u8(ADDR_REF);
+            buf.put_u16(r.shard);
+            buf.put_u32(r.index);
+            buf.put_u32(r.generation);
+        }
     }
 }
 
@@ -284,6 +306,11 @@ fn read_addr(r: &mut Reader) -> Result<Option<WorkerAddr>, ProtocolError> {
             Ok(Some(WorkerAddr::Name(name)))
         }
         ADDR_ID => Ok(Some(WorkerAddr::Id(r.u64()?))),
+        ADDR_REF => Ok(Some(WorkerAddr::Ref(WireRef {
+            shard: r.u16()?,
+            index: r.u32()?,
+            generation: r.u32()?,
+        }))),
         value => Err(ProtocolError::Unknown {
             what: "address tag",
             value,
@@ -456,6 +483,14 @@ mod tests {
                 .with_sender_node(NodeName::new("node-a").unwrap())
                 .with_shard(3);
             assert_eq!(round_trip(&full), full);
+            let by_ref = WorkerAddr::Ref(WireRef {
+                shard: 0xfffe,
+                index: u32::MAX,
+                generation: 7,
+            });
+            let refs = Envelope::new(kind, Some(by_ref.clone()), "").with_sender(by_ref);
+            assert_eq!(refs.header_len().unwrap(), 2 + kind.fields_len() + 22);
+            assert_eq!(round_trip(&refs), refs);
         }
     }
 
@@ -494,7 +529,7 @@ mod tests {
             (&[9, 0, 0, 0], "envelope kind"),
             (&[7, 0, 0, 0], "envelope kind"),
             (&[1, 4, 0, 0], "envelope flags"),
-            (&[1, 0, 3, 0], "address tag"),
+            (&[1, 0, 4, 0], "address tag"),
             (&[4, 0, 0, 0, 0, 0, 0, 0, 0, 1, 99, 0, 0], "error code"),
             (
                 &[6, 0, 0, 0, 0, 0, 0, 0, 0, 1, 99, 0, 0],
@@ -523,7 +558,7 @@ mod tests {
 
     #[test]
     fn bad_names_on_the_wire_are_errors() {
-        let cases: [(&[u8], ProtocolError); 4] = [
+        let cases: [(&[u8], ProtocolError); 5] = [
             (
                 &[1, 0, 1, 0, 0],
                 ProtocolError::Malformed("empty worker name"),
@@ -537,6 +572,10 @@ mod tests {
                 ProtocolError::Malformed("invalid sender node name"),
             ),
             (&[1, 0, 1, 5, b'a'], ProtocolError::Truncated),
+            (
+                &[1, 0, 3, 0, 1, 0, 0, 0, 2, 0, 0, 0],
+                ProtocolError::Truncated,
+            ),
         ];
         for (bytes, want) in cases {
             let got = Envelope::read_header(&mut Reader::new(bytes::Bytes::from_static(bytes)));

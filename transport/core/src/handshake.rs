@@ -36,7 +36,8 @@ use crate::keys::{PublicKey, StaticKeypair};
 use crate::wire::{put_short_bytes, Reader};
 use crate::zone::{NodeName, ZoneConfig};
 
-/// The newest link protocol version (frames and envelopes) this build speaks.
+/// The newest link protocol version (frames and envelopes) this build speaks:
+/// 2 adds worker references (address tag 3) and the watch operations.
 pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The oldest link protocol version this build speaks.

@@ -22,7 +22,7 @@
 //!
 //! Module dependencies point one way: `wire`, `crypto`, `frame` and `cipher`
 //! at the bottom; `keys`, `zone`, `error` and `stats` above them; then
-//! `envelope`, `codec`, `handshake`, `remote_error`, `flow`; `link` on top.
+//! `envelope`, `codec`, `handshake`, `remote_error`, `flow`, `watches`; `link` on top.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
@@ -41,6 +41,7 @@ pub mod remote_error;
 pub mod stats;
 #[cfg(test)]
 mod test_support;
+mod watches;
 mod wire;
 pub mod zone;
 
@@ -53,4 +54,5 @@ pub use keys::{KeyError, PublicKey, StaticKeypair};
 pub use link::{LinkError, LinkState};
 pub use myriad_engine::Message;
 pub use stats::{LinkStats, Traffic};
+pub use watches::Exit;
 pub use zone::{resolve_node_name, NameError, NodeName, ZoneConfig, ZoneError, ZoneSecret};

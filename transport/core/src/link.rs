@@ -11,8 +11,12 @@
 //!   accepted meanwhile (flushed into the encoder when the link comes up);
 //!   after it, the encoder, which senders encode straight into, and chunks of
 //!   sealed frames waiting for the writer;
-//! - the asks and remote operations waiting for an answer, by request id,
-//!   and the deadlines of the operations;
+//! - the asks, remote operations and watch requests waiting for an answer,
+//!   by request id, and the deadlines of the operations;
+//! - this node's remote watches in force over the current connection
+//!   (`watches.rs`), which fire once, by the peer's notice or with
+//!   `NodeLost` when the connection ends, and handed out by
+//!   [`poll_exit`](LinkState::poll_exit);
 //! - while a connection is up: its decoder, when it last received and sent,
 //!   and its heartbeat tick;
 //! - delivery flow control (`flow.rs`, protocol version 2): the window this
@@ -45,7 +49,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use myriad_engine::{Error, Message, RemoteAddress, Replier, Result};
+use myriad_engine::plugin::WireRef;
+use myriad_engine::{Error, ExitReason, Message, RemoteAddress, Replier, Result, WorkerRef};
 
 use crate::codec::{Decoder, Encoder};
 use crate::envelope::{ControlOp, Envelope, ErrorCode, Kind, WorkerAddr};
@@ -54,6 +59,7 @@ use crate::flow::{self, Settlements, Window, FLOW_CONTROL_VERSION};
 use crate::handshake::{HandshakeError, PeerInfo};
 use crate::remote_error;
 use crate::stats::Traffic;
+use crate::watches::{decode_reason, encode_reason, Exit, Watches};
 use crate::zone::{NodeName, MAX_NAME_LEN};
 
 /// Bytes counted for an envelope's header and framing while it waits for
@@ -162,6 +168,13 @@ enum Waiter<A> {
         reply: flume::Sender<Result<Message>>,
         worker: String,
     },
+    /// A watch by worker `watcher` of this node of the peer's worker `to`;
+    /// answered with the watched worker's reference (`#shard.index.generation`).
+    Watch {
+        reply: flume::Sender<Result<Message>>,
+        watcher: WorkerRef,
+        to: RemoteAddress,
+    },
 }
 
 /// An answer for someone of this node: hand it over with
@@ -178,7 +191,9 @@ impl<A: Asker> Answer<A> {
         match self.waiter {
             Waiter::Ask { asker, .. } => asker.complete(self.result),
             // The requester may have given up.
-            Waiter::Request { reply, .. } => drop(reply.send(self.result)),
+            Waiter::Request { reply, .. } | Waiter::Watch { reply, .. } => {
+                drop(reply.send(self.result))
+            }
         }
     }
 }
@@ -188,6 +203,7 @@ impl<A> fmt::Debug for Answer<A> {
         let to = match &self.waiter {
             Waiter::Ask { to, .. } => to.to_string(),
             Waiter::Request { worker, .. } => format!("request for {worker:?}"),
+            Waiter::Watch { to, .. } => format!("watch of {to}"),
         };
         f.debug_struct("Answer")
             .field("to", &to)
@@ -214,6 +230,8 @@ pub enum Incoming<A> {
     Send {
         /// The worker.
         target: Option<WorkerAddr>,
+        /// The peer's worker that sent it, if one did (version 2).
+        from: Option<WireRef>,
         /// The message.
         body: Message,
         /// On a flow-controlled connection: settle the send with it, exactly
@@ -226,8 +244,35 @@ pub enum Incoming<A> {
         id: u64,
         /// The worker.
         target: Option<WorkerAddr>,
+        /// The peer's worker that asks, if one does (version 2).
+        from: Option<WireRef>,
         /// The message.
         body: Message,
+    },
+    /// The peer's worker `watcher` watches the worker `target` of this node
+    /// (`docs/protocol.md` §10.5): answer with [`LinkState::reply`] (the
+    /// watched worker's reference), then tell its end with
+    /// [`LinkState::exited`] under the same `id`.
+    Watch {
+        /// The watch's id.
+        id: u64,
+        /// The watched worker (a name or a reference).
+        target: WorkerAddr,
+        /// The watching worker, as the peer names it.
+        watcher: WireRef,
+    },
+    /// The peer no longer watches under `id`.
+    Unwatch {
+        /// The watch's id.
+        id: u64,
+    },
+    /// The peer sent a malformed watch request (answered with an error) or
+    /// exit notice (dropped); the link stays up. For the log.
+    Malformed {
+        /// The request or notice's id.
+        id: u64,
+        /// What is wrong with it.
+        why: &'static str,
     },
     /// A remote operation or gossip (`id` 0: no answer expected).
     Control {
@@ -265,6 +310,8 @@ pub struct Wake {
     pub closed: bool,
     /// [`LinkState::poll_answer`] has answers to deliver.
     pub answers: bool,
+    /// [`LinkState::poll_exit`] has watches that fired.
+    pub exits: bool,
 }
 
 /// What waits to be written.
@@ -353,6 +400,13 @@ pub struct LinkState<A = Replier> {
     unsettled: u64,
     /// Credits and reports for the peer, written before anything else.
     settlements: Settlements,
+    /// The link protocol version of the current (or last) connection;
+    /// `None` before the first.
+    version: Option<u16>,
+    /// This node's watches of the peer's workers over the current connection.
+    watches: Watches,
+    /// Watches that fired, for `poll_exit`.
+    exits: VecDeque<Exit>,
 }
 
 impl<A> fmt::Debug for LinkState<A> {
@@ -390,6 +444,9 @@ impl<A: Asker> LinkState<A> {
             sent: Window::default(),
             unsettled: 0,
             settlements: Settlements::default(),
+            version: None,
+            watches: Watches::default(),
+            exits: VecDeque::new(),
         }
     }
 
@@ -451,9 +508,35 @@ impl<A: Asker> LinkState<A> {
                 reason: "a remote worker name must be 1 to 255 bytes",
             });
         }
-        let addr = WorkerAddr::Name(Message::from(name.to_string()));
+        let addr = match name.strip_prefix('#') {
+            // `#shard.index.generation`: a reference (no name has `#`).
+            Some(_) => {
+                self.need_version_2()?;
+                let r: WorkerRef = name.parse()?;
+                WorkerAddr::Ref(WireRef::of(r))
+            }
+            None => WorkerAddr::Name(Message::from(name.to_string())),
+        };
         self.last_target = Some((name.clone(), addr.clone()));
         Ok(addr)
+    }
+
+    /// Whether the peer may be sent what version 2 added (worker
+    /// references, watches): its connection says so, or there was none yet
+    /// (what is kept meanwhile is checked when it comes up).
+    fn speaks_version_2(&self) -> bool {
+        self.version.is_none_or(|v| v >= 2)
+    }
+
+    /// [`speaks_version_2`](Self::speaks_version_2), as a clear error.
+    fn need_version_2(&self) -> Result<()> {
+        if self.speaks_version_2() {
+            return Ok(());
+        }
+        let peer = self.peer_label();
+        Err(Error::NoRoute(format!(
+            "{peer} (it speaks link protocol 1, without worker references and watches)"
+        )))
     }
 
     fn next_id(&mut self) -> u64 {
@@ -504,32 +587,45 @@ impl<A: Asker> LinkState<A> {
         }
     }
 
-    /// Sends `msg` to worker `to` (an ask if `reply` holds an asker, which
-    /// is then taken). Refuses it, leaving `reply` alone, when the link is
-    /// down, the message too large, or the outbound buffer full.
-    ///
-    /// A plain send also needs room in the worker's delivery window at the
-    /// peer (see `flow.rs`): without it, it is refused with `MailboxFull`,
-    /// as a full mailbox of this node would be.
-    pub fn send(&mut self, to: &RemoteAddress, msg: Message, reply: &mut Option<A>) -> Result<()> {
+    /// Sends `msg` from worker `from` of this node (if a worker sent it) to
+    /// worker `to` (an ask if `reply` holds an asker, which is then taken).
+    /// Refuses it, leaving `reply` alone, when the link is down, the message
+    /// too large, or the outbound buffer full.
+    pub fn send(
+        &mut self,
+        to: &RemoteAddress,
+        msg: Message,
+        from: Option<WireRef>,
+        reply: &mut Option<A>,
+    ) -> Result<()> {
         self.admit(msg.len())?;
+        let cost = flow::cost(msg.len());
         let target = Some(self.target(&to.worker)?);
+        let sender = from
+            .filter(|_| self.speaks_version_2())
+            .map(WorkerAddr::Ref);
+        let envelope = |kind| Envelope {
+            sender,
+            ..Envelope::new(kind, target, msg)
+        };
         let Some(asker) = reply.take() else {
-            let cost = flow::cost(msg.len());
-            if self.flow && !self.sent.take(&target, cost) {
+            // A plain send also needs room in the worker's delivery window
+            // at the peer (see `flow.rs`): without it, it is refused with
+            // `MailboxFull`, as a full mailbox of this node would be.
+            let window = Some(self.target(&to.worker)?);
+            if self.flow && !self.sent.take(&window, cost) {
                 return Err(Error::MailboxFull(format!(
                     "{to} (its delivery window on the link is full)"
                 )));
             }
-            let pushed = self.push_checked(Envelope::new(Kind::Send, target, msg));
+            let pushed = self.push_checked(envelope(Kind::Send));
             if pushed.is_err() && self.flow {
-                let target = Some(self.target(&to.worker)?);
-                self.sent.give_back(&target, cost);
+                self.sent.give_back(&window, cost);
             }
             return pushed;
         };
         let id = self.next_id();
-        match self.push_checked(Envelope::new(Kind::Ask { id }, target, msg)) {
+        match self.push_checked(envelope(Kind::Ask { id })) {
             Ok(()) => {
                 let to = to.clone();
                 self.waiting.insert(id, Waiter::Ask { asker, to });
@@ -575,6 +671,100 @@ impl<A: Asker> LinkState<A> {
                 self.refusal(error);
             }
         }
+    }
+
+    /// Makes worker `watcher` of this node watch the peer's worker `to`
+    /// (`docs/protocol.md` §10.5), at `now`: `reply` gets the watched
+    /// worker's reference (`#shard.index.generation`, as the peer names it)
+    /// or why the watch failed (the request timeout at the latest). Once it
+    /// is in force, its end comes out of [`poll_exit`](Self::poll_exit)
+    /// once: the peer's notice, or `NodeLost` when the connection ends.
+    pub fn watch(
+        &mut self,
+        now: Instant,
+        watcher: WorkerRef,
+        to: &RemoteAddress,
+        reply: flume::Sender<Result<Message>>,
+    ) -> Result<()> {
+        self.need_version_2()?;
+        self.admit(0)?;
+        let target = Some(self.target(&to.worker)?);
+        let id = self.next_id();
+        let watch = Envelope::new(
+            Kind::Control {
+                id,
+                op: ControlOp::Watch,
+            },
+            target,
+            "",
+        )
+        .with_sender(WorkerAddr::Ref(WireRef::of(watcher)));
+        self.push_checked(watch)?;
+        let to = to.clone();
+        self.waiting
+            .insert(id, Waiter::Watch { reply, watcher, to });
+        self.wake.timer |= self.deadlines.is_empty();
+        self.deadlines
+            .push_back((now + self.settings.request_timeout, id));
+        Ok(())
+    }
+
+    /// Removes worker `watcher`'s watch of the peer's worker `to` (the name
+    /// it was watched by, or its reference); `true` if it was in force, so
+    /// that it will not fire.
+    pub fn unwatch(&mut self, watcher: WorkerRef, to: &RemoteAddress) -> bool {
+        let Some(id) = self.watches.remove(watcher, to) else {
+            return false;
+        };
+        self.send_unwatch(id);
+        true
+    }
+
+    /// Tells the peer to forget its watch `id` (no answer comes).
+    fn send_unwatch(&mut self, id: u64) {
+        if self.phase == Phase::Up {
+            let unwatch = Envelope::new(
+                Kind::Control {
+                    id,
+                    op: ControlOp::Unwatch,
+                },
+                None,
+                "",
+            );
+            if let Err(error) = self.push(unwatch) {
+                self.refusal(error);
+            }
+        }
+    }
+
+    /// Tells the peer that `who`, a worker of this node that its worker
+    /// `watcher` watched under `id` ([`Incoming::Watch`]) on connection
+    /// `conn`, ended (dropped if that connection is gone).
+    pub fn exited(
+        &mut self,
+        conn: u64,
+        id: u64,
+        watcher: WireRef,
+        who: WireRef,
+        reason: &ExitReason,
+    ) {
+        if self.conn.as_ref().map(|c| c.seq) != Some(conn) || self.phase != Phase::Up {
+            return;
+        }
+        let kind = Kind::Control {
+            id,
+            op: ControlOp::Exited,
+        };
+        let notice = Envelope::new(kind, Some(WorkerAddr::Ref(watcher)), encode_reason(reason))
+            .with_sender(WorkerAddr::Ref(who));
+        if let Err(error) = self.push(notice) {
+            self.refusal(error);
+        }
+    }
+
+    /// The next watch of this node's that fired, if any.
+    pub fn poll_exit(&mut self) -> Option<Exit> {
+        self.exits.pop_front()
     }
 
     /// Sends the answer to the peer's ask or request `id`, received on
@@ -702,8 +892,16 @@ impl<A: Asker> LinkState<A> {
                 }
             };
             let Envelope {
-                kind, target, body, ..
+                kind,
+                target,
+                sender,
+                body,
+                ..
             } = envelope;
+            let from = match &sender {
+                Some(WorkerAddr::Ref(r)) => Some(*r),
+                _ => None,
+            };
             let answer = match kind {
                 Kind::Send => {
                     let receipt = match self.receive_send(seq, &body) {
@@ -715,11 +913,49 @@ impl<A: Asker> LinkState<A> {
                     };
                     return Some(Incoming::Send {
                         target,
+                        from,
                         body,
                         receipt,
                     });
                 }
-                Kind::Ask { id } => return Some(Incoming::Ask { id, target, body }),
+                Kind::Ask { id } => {
+                    return Some(Incoming::Ask {
+                        id,
+                        target,
+                        from,
+                        body,
+                    })
+                }
+                Kind::Control {
+                    id,
+                    op: ControlOp::Watch,
+                } => match watch_request(target, sender) {
+                    Ok((target, watcher)) => {
+                        return Some(Incoming::Watch {
+                            id,
+                            target,
+                            watcher,
+                        })
+                    }
+                    Err(why) => {
+                        let reply = Err((ErrorCode::InvalidMessage, Message::from_static(why)));
+                        if let Some(conn) = self.conn.as_ref().map(|c| c.seq) {
+                            self.reply(conn, id, reply);
+                        }
+                        return Some(Incoming::Malformed { id, why });
+                    }
+                },
+                Kind::Control {
+                    id,
+                    op: ControlOp::Unwatch,
+                } => return Some(Incoming::Unwatch { id }),
+                Kind::Control {
+                    id,
+                    op: ControlOp::Exited,
+                } => match self.exit_notice(id, sender, &body) {
+                    Ok(answer) => answer,
+                    Err(why) => return Some(Incoming::Malformed { id, why }),
+                },
                 Kind::Control { id, op } => {
                     return Some(Incoming::Control {
                         id,
@@ -729,7 +965,7 @@ impl<A: Asker> LinkState<A> {
                     })
                 }
                 Kind::Heartbeat => None,
-                Kind::ReplyOk { id } => self.answer(id, Ok(body)),
+                Kind::ReplyOk { id } => self.answer_ok(id, body),
                 Kind::ReplyErr { id, code } => self.failure(id, code, &body),
                 Kind::Credit { bytes } => {
                     if !self.flow || !self.sent.give_back(&target, u64::from(bytes)) {
@@ -783,6 +1019,7 @@ impl<A: Asker> LinkState<A> {
         let worker = match &target {
             Some(WorkerAddr::Name(name)) => name.to_string(),
             Some(WorkerAddr::Id(id)) => format!("#{id}"),
+            Some(WorkerAddr::Ref(r)) => r.to_string(),
             None => "(no target)".to_owned(),
         };
         let error = remote_error::decode(code, text, &peer, &format!("{peer}/{worker}"), &worker);
@@ -822,6 +1059,94 @@ impl<A: Asker> LinkState<A> {
             .unwrap_or_default()
     }
 
+    // ----- watches ------------------------------------------------------------
+
+    /// The answer `body` to this node's request `id`: for a watch, it is in
+    /// force from now on (see [`Self::watch_resolved`]).
+    fn answer_ok(&mut self, id: u64, body: Message) -> Option<Answer<A>> {
+        if !matches!(self.waiting.get(&id), Some(Waiter::Watch { .. })) {
+            return self.answer(id, Ok(body));
+        }
+        let who = body
+            .strip_prefix('#')
+            .and_then(|_| body.parse::<WorkerRef>().ok())
+            .filter(|r| !r.is_remote())
+            .map(WireRef::of);
+        match who {
+            Some(who) => self.watch_resolved(id, who).map(|(answer, _)| answer),
+            None => {
+                let peer = self.peer_label();
+                let error = Error::InvalidMessage(format!(
+                    "node {peer} answered a watch with {body:?}, not a worker reference"
+                ));
+                self.send_unwatch(id);
+                self.answer(id, Err(error))
+            }
+        }
+    }
+
+    /// The peer resolved this node's watch `id` to its worker `who`: the
+    /// watch is in force (unless its watcher already watches `who`, and
+    /// the peer is told to forget this one). Returns the watcher's answer
+    /// and whether the watch is in force.
+    fn watch_resolved(&mut self, id: u64, who: WireRef) -> Option<(Answer<A>, bool)> {
+        let waiter = self.waiting.remove(&id)?;
+        let Waiter::Watch { watcher, to, .. } = &waiter else {
+            self.waiting.insert(id, waiter);
+            return None;
+        };
+        let fresh = self.watches.activate(id, *watcher, who, to.clone());
+        if !fresh {
+            self.send_unwatch(id);
+        }
+        let result = Ok(Message::from(who.to_string()));
+        Some((Answer { waiter, result }, fresh))
+    }
+
+    /// The peer's notice that the worker of its watch `id` ended (it may
+    /// come before the watch's answer: `sender` is then the answer). A
+    /// notice for a watch this node does not hold (unwatched, expired, of an
+    /// earlier connection) is dropped; a malformed one is an error.
+    fn exit_notice(
+        &mut self,
+        id: u64,
+        sender: Option<WorkerAddr>,
+        body: &str,
+    ) -> Result<Option<Answer<A>>, &'static str> {
+        let reason = decode_reason(body).ok_or("an exit notice with an unknown reason")?;
+        let mut answer = None;
+        if matches!(self.waiting.get(&id), Some(Waiter::Watch { .. })) {
+            let Some(WorkerAddr::Ref(who)) = sender else {
+                return Err("an exit notice without its worker's reference");
+            };
+            let Some((resolved, fresh)) = self.watch_resolved(id, who) else {
+                return Ok(None);
+            };
+            answer = Some(resolved);
+            if !fresh {
+                return Ok(answer);
+            }
+        }
+        if let Some((watcher, who)) = self.watches.fire(id) {
+            self.fired(watcher, who, reason);
+        }
+        Ok(answer)
+    }
+
+    /// Hands out (see [`poll_exit`](Self::poll_exit)) that `watcher`'s watch
+    /// of the peer's worker `who` fired for `reason`.
+    fn fired(&mut self, watcher: WorkerRef, who: WireRef, reason: ExitReason) {
+        if let Some(node) = self.peer.clone() {
+            self.exits.push_back(Exit {
+                watcher,
+                who,
+                node,
+                reason,
+            });
+            self.wake.exits = true;
+        }
+    }
+
     // ----- answers ------------------------------------------------------------
 
     /// The answer `result` for the ask or request `id`, if it is waiting.
@@ -834,7 +1159,7 @@ impl<A: Asker> LinkState<A> {
     fn failure(&mut self, id: u64, code: ErrorCode, text: &str) -> Option<Answer<A>> {
         let peer = self.peer_label();
         let error = match self.waiting.get(&id)? {
-            Waiter::Ask { to, .. } => {
+            Waiter::Ask { to, .. } | Waiter::Watch { to, .. } => {
                 remote_error::decode(code, text, &peer, &to.to_string(), &to.worker)
             }
             Waiter::Request { worker, .. } => {
@@ -941,10 +1266,16 @@ impl<A: Asker> LinkState<A> {
         abandoned.len()
     }
 
-    /// Fails the remote operation `id` (if it still waits) with a timeout.
+    /// Fails the remote operation or watch `id` (if it still waits) with a
+    /// timeout; the peer is told to forget such a watch.
     fn expire(&mut self, id: u64) {
         let worker = match self.waiting.get(&id) {
             Some(Waiter::Request { worker, .. }) => format!("{}/{worker}", self.peer_label()),
+            Some(Waiter::Watch { to, .. }) => {
+                let to = to.to_string();
+                self.send_unwatch(id);
+                to
+            }
             _ => return,
         };
         let after = self.settings.request_timeout;
@@ -967,6 +1298,7 @@ impl<A: Asker> LinkState<A> {
         decoder: Decoder,
     ) {
         self.peer = Some(peer.name.clone());
+        self.version = Some(peer.version);
         self.send_limit = self.settings.max_message_size.min(peer.max_message_size);
         self.conn = Some(Connection {
             seq,
@@ -985,10 +1317,13 @@ impl<A: Asker> LinkState<A> {
         }
         self.out.encoder = Some(encoder);
         self.out.early_bytes = 0;
-        for envelope in std::mem::take(&mut self.out.early) {
+        for mut envelope in std::mem::take(&mut self.out.early) {
             let kind = envelope.kind;
-            if let Err(error) = self.push(envelope) {
-                let error = self.refusal(error);
+            let pushed = match self.need_version_2() {
+                Err(error) if !version_1_compatible(&mut envelope) => Err(error),
+                _ => self.push(envelope).map_err(|error| self.refusal(error)),
+            };
+            if let Err(error) = pushed {
                 if let Kind::Ask { id } | Kind::Control { id, .. } = kind {
                     let answer = self.answer(id, Err(error));
                     self.queue(answer);
@@ -1029,6 +1364,9 @@ impl<A: Asker> LinkState<A> {
     /// messages are dropped. Returns how many plain sends had waited for the
     /// link to come up.
     pub fn disconnected(&mut self, next: Phase) -> usize {
+        for (watcher, who) in self.watches.drain() {
+            self.fired(watcher, who, ExitReason::NodeLost);
+        }
         self.phase = next;
         self.conn = None;
         self.writing = 0;
@@ -1047,6 +1385,40 @@ impl<A: Asker> LinkState<A> {
         }
         dropped
     }
+}
+
+/// The target and watcher of the peer's `watch` request, or why it is
+/// malformed.
+fn watch_request(
+    target: Option<WorkerAddr>,
+    sender: Option<WorkerAddr>,
+) -> Result<(WorkerAddr, WireRef), &'static str> {
+    let target = match target {
+        Some(target @ (WorkerAddr::Name(_) | WorkerAddr::Ref(_))) => target,
+        Some(WorkerAddr::Id(_)) => return Err("a watch target must be a name or a reference"),
+        None => return Err("a watch needs a target"),
+    };
+    match sender {
+        Some(WorkerAddr::Ref(watcher)) => Ok((target, watcher)),
+        _ => Err("a watch needs its watcher's reference as the sender"),
+    }
+}
+
+/// Makes `envelope`, kept before a connection that turned out to speak
+/// version 1, fit for it: drops its sender reference; `false` if it cannot
+/// go at all (a reference target, a watch operation).
+fn version_1_compatible(envelope: &mut Envelope) -> bool {
+    if matches!(envelope.sender, Some(WorkerAddr::Ref(_))) {
+        envelope.sender = None;
+    }
+    let v2_op = matches!(
+        envelope.kind,
+        Kind::Control {
+            op: ControlOp::Watch | ControlOp::Unwatch | ControlOp::Exited,
+            ..
+        }
+    );
+    !v2_op && !matches!(envelope.target, Some(WorkerAddr::Ref(_)))
 }
 
 #[cfg(test)]

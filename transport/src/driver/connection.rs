@@ -109,6 +109,9 @@ struct Up {
 
 impl Drop for Up {
     fn drop(&mut self) {
+        if let Some(shard) = ShardHandle::current() {
+            self.link.watched.close_all(&shard);
+        }
         self.st.drop_unsent(&self.link, self.after);
         self.st.shared.membership.link_down(&self.name);
     }

@@ -18,14 +18,15 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use myriad_engine::plugin::ShardHandle;
-use myriad_engine::{Address, Error, Message, Replier, Result};
+use myriad_engine::plugin::{OnExit, ShardHandle, WireRef};
+use myriad_engine::{Address, Error, ExitReason, Message, Replier, Result, WorkerRef};
 use myriad_link::link::{Incoming, Receipt};
 use myriad_link::remote_error;
 
 use super::link::{Conn, Link};
+use super::watched::Opened;
 use super::{remote_ops, ShardTransport};
-use crate::envelope::{ControlOp, WorkerAddr};
+use crate::envelope::{ControlOp, ErrorCode, WorkerAddr};
 
 /// What comes back to link `link` from any shard of this node.
 #[derive(Debug)]
@@ -48,6 +49,15 @@ pub(crate) enum Done {
         receipt: Receipt,
         target: Option<WorkerAddr>,
         result: Result<()>,
+    },
+    /// The worker that the peer's `watcher` watched under `id` (on
+    /// connection `conn`) ended.
+    Exited {
+        conn: u64,
+        id: u64,
+        watcher: WireRef,
+        who: WireRef,
+        reason: ExitReason,
     },
 }
 
@@ -79,6 +89,9 @@ pub(crate) struct Inbound {
     conn: Rc<Conn>,
     /// The last target name and its engine address (senders often repeat it).
     last_target: Option<(Message, Address)>,
+    /// A worker of the peer's node (its senders are its workers), once one
+    /// was seen: the others are made like it, without naming the node.
+    peer_worker: Option<WorkerRef>,
 }
 
 impl Inbound {
@@ -94,7 +107,22 @@ impl Inbound {
             link,
             conn,
             last_target: None,
+            peer_worker: None,
         }
+    }
+
+    /// The peer's worker `from` as this node sees it (a remote reference).
+    fn sender(&mut self, from: Option<WireRef>) -> Option<WorkerRef> {
+        let from = from?;
+        let worker = match self.peer_worker {
+            Some(known) => from.on_node_of(known),
+            None => {
+                let worker = from.on_node(self.conn.peer.name.as_str())?;
+                self.peer_worker = Some(worker);
+                worker
+            }
+        };
+        Some(worker)
     }
 
     /// The local address of an envelope's target.
@@ -110,6 +138,7 @@ impl Inbound {
                 self.last_target = Some((name.clone(), address.clone()));
                 Ok(address)
             }
+            Some(WorkerAddr::Ref(r)) => Ok(Address::Worker(r.local())),
             Some(WorkerAddr::Id(id)) => Err(Error::NoSuchWorker(format!("worker id {id}"))),
             None => Err(Error::NoSuchWorker("(no target)".to_owned())),
         }
@@ -120,18 +149,24 @@ impl Inbound {
         match incoming {
             Incoming::Send {
                 target,
+                from,
                 body,
                 receipt: Some(receipt),
-            } => self.deliver(receipt, target, body),
+            } => {
+                let from = self.sender(from);
+                self.deliver(receipt, target, from, body);
+            }
             Incoming::Send {
                 target,
+                from,
                 body,
                 receipt: None,
             } => {
                 // A version 1 peer cannot be told: counted here only.
+                let from = self.sender(from);
                 let delivered = self
                     .target(&target)
-                    .and_then(|to| self.shard.deliver(&to, body, None));
+                    .and_then(|to| self.shard.deliver(&to, body, from, None));
                 if let Err(error) = delivered {
                     self.st.shared.counters.undeliverable.bump();
                     tracing::debug!(peer = %self.conn.peer.name, %error, "remote message dropped");
@@ -147,7 +182,24 @@ impl Inbound {
                     self.shard.count_dropped(&error);
                 }
             }
-            Incoming::Ask { id, target, body } => self.ask(id, target, body),
+            Incoming::Ask {
+                id,
+                target,
+                from,
+                body,
+            } => {
+                let from = self.sender(from);
+                self.ask(id, target, from, body);
+            }
+            Incoming::Watch {
+                id,
+                target,
+                watcher,
+            } => self.watch(id, target, watcher),
+            Incoming::Unwatch { id } => self.link.watched.close(id, &self.shard),
+            Incoming::Malformed { id, why } => {
+                tracing::warn!(peer = %self.conn.peer.name, id, why, "malformed watch frame ignored");
+            }
             Incoming::Control {
                 id,
                 op,
@@ -177,12 +229,18 @@ impl Inbound {
 
     /// Puts the peer's send into its worker's mailbox, waiting for room if
     /// need be, and settles it on the link when it is in or cannot be.
-    fn deliver(&mut self, receipt: Receipt, target: Option<WorkerAddr>, body: Message) {
+    fn deliver(
+        &mut self,
+        receipt: Receipt,
+        target: Option<WorkerAddr>,
+        from: Option<WorkerRef>,
+        body: Message,
+    ) {
         let to = match self.target(&target) {
             Ok(to) => to,
             Err(error) => return settle(&self.st, &self.link, receipt, &target, Err(error)),
         };
-        let body = match self.shard.try_deliver(&to, body) {
+        let body = match self.shard.try_deliver(&to, body, from) {
             Ok(result) => return settle(&self.st, &self.link, receipt, &target, result),
             Err(body) => body,
         };
@@ -197,10 +255,60 @@ impl Inbound {
             // The shard is gone only when the node stops.
             let _ = completions.send(Completion { link, done });
         });
-        self.shard.deliver_when_ready(&to, body, verdict);
+        self.shard.deliver_when_ready(&to, body, from, verdict);
     }
 
-    fn ask(&mut self, id: u64, target: Option<WorkerAddr>, body: Message) {
+    /// Watches the worker `target` means for the peer's worker `watcher`,
+    /// in a task of its own: the answer, then the worker's end, go back on
+    /// this connection (see `watched.rs`).
+    fn watch(&mut self, id: u64, target: WorkerAddr, watcher: WireRef) {
+        let (link, conn) = (self.link.clone(), self.conn.seq);
+        if let Opened::Refuse(why) = link.watched.open(id) {
+            let refusal = (ErrorCode::InvalidMessage, Message::from_static(why));
+            return link.reply(conn, id, Err(refusal));
+        }
+        let target = match self.target(&Some(target)) {
+            Ok(target) => target,
+            Err(error) => {
+                link.watched.failed(id);
+                return link.reply(conn, id, Err(remote_error::encode(&error)));
+            }
+        };
+        let completions = self.st.completions.clone();
+        let link_id = link.id;
+        let notify: OnExit = Box::new(move |who, reason| {
+            let done = Done::Exited {
+                conn,
+                id,
+                watcher,
+                who: WireRef::of(who),
+                reason,
+            };
+            // The shard is gone only when the node stops.
+            let _ = completions.send(Completion {
+                link: link_id,
+                done,
+            });
+        });
+        let shard = self.shard.clone();
+        self.st.spawn(async move {
+            match shard.watch_with(&target, notify).await {
+                Ok(watch) => {
+                    let answer = Message::from(watch.target().to_string());
+                    if let Some(unwanted) = link.watched.resolved(id, watch) {
+                        shard.unwatch_with(unwanted);
+                    }
+                    link.reply(conn, id, Ok(answer));
+                }
+                Err(error) => {
+                    link.watched.failed(id);
+                    link.reply(conn, id, Err(remote_error::encode(&error)));
+                }
+            }
+        });
+    }
+
+    fn ask(&mut self, id: u64, target: Option<WorkerAddr>, from: Option<WorkerRef>, body: Message) {
         let to = match self.target(&target) {
             Ok(to) => to,
             Err(error) => {
@@ -218,7 +326,7 @@ impl Inbound {
             // The shard is gone only when the node stops.
             let _ = completions.send(Completion { link, done });
         });
-        if let Err(error) = self.shard.deliver(&to, body, Some(answer)) {
+        if let Err(error) = self.shard.deliver(&to, body, from, Some(answer)) {
             self.link
                 .reply(self.conn.seq, id, Err(remote_error::encode(&error)));
         }

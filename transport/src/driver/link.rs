@@ -21,12 +21,14 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures_lite::future::or;
-use myriad_engine::{Message, RemoteAddress, Replier, Result};
+use myriad_engine::{ExitReason, Message, RemoteAddress, Replier, Result, WorkerRef};
 use myriad_link::link::{Incoming, LinkError, LinkSettings, LinkState, Receipt, Wake};
+use myriad_link::Exit;
 
-use myriad_engine::plugin::Signal;
+use myriad_engine::plugin::{ShardHandle, Signal, WireRef};
 
 use super::latch::Latch;
+use super::watched::Watched;
 use super::ShardTransport;
 use crate::codec::{Decoder, Encoder};
 use crate::envelope::{ControlOp, ErrorCode, WorkerAddr};
@@ -73,6 +75,8 @@ pub(crate) struct Link {
     conn: RefCell<Option<Rc<Conn>>>,
     /// Set when the link is gone: its timer ends.
     retired: Latch,
+    /// The peer's watches of this node's workers over this link.
+    pub(crate) watched: Watched,
 }
 
 impl Link {
@@ -86,6 +90,7 @@ impl Link {
             timer: Signal::default(),
             conn: RefCell::new(None),
             retired: Latch::default(),
+            watched: Watched::default(),
         }
     }
 
@@ -122,6 +127,15 @@ impl Link {
                 }
             }
         }
+        if wake.exits {
+            loop {
+                let exit = self.state.borrow_mut().poll_exit();
+                match exit {
+                    Some(exit) => tell_watcher(exit),
+                    None => break,
+                }
+            }
+        }
     }
 
     pub(crate) fn phase(&self) -> Phase {
@@ -139,9 +153,37 @@ impl Link {
         &self,
         to: &RemoteAddress,
         msg: Message,
+        from: Option<WireRef>,
         reply: &mut Option<Replier>,
     ) -> Result<()> {
-        self.with(|s| s.send(to, msg, reply))
+        self.with(|s| s.send(to, msg, from, reply))
+    }
+
+    /// See [`LinkState::watch`].
+    pub(crate) fn watch(
+        &self,
+        watcher: WorkerRef,
+        to: &RemoteAddress,
+        reply: flume::Sender<Result<Message>>,
+    ) -> Result<()> {
+        self.with(|s| s.watch(Instant::now(), watcher, to, reply))
+    }
+
+    /// See [`LinkState::unwatch`].
+    pub(crate) fn unwatch(&self, watcher: WorkerRef, to: &RemoteAddress) -> bool {
+        self.with(|s| s.unwatch(watcher, to))
+    }
+
+    /// See [`LinkState::exited`].
+    pub(crate) fn exited(
+        &self,
+        conn: u64,
+        id: u64,
+        watcher: WireRef,
+        who: WireRef,
+        reason: &ExitReason,
+    ) {
+        self.with(|s| s.exited(conn, id, watcher, who, reason));
     }
 
     /// See [`LinkState::request`].
@@ -235,6 +277,21 @@ impl Link {
     /// The link is gone: its timer ends.
     pub(crate) fn retire(&self) {
         self.retired.set();
+    }
+}
+
+/// Tells a watcher of this node that the remote worker it watched ended.
+fn tell_watcher(exit: Exit) {
+    // Links run on shard threads only.
+    let Some(shard) = ShardHandle::current() else {
+        return;
+    };
+    match exit.who.on_node(exit.node.as_str()) {
+        Some(who) => shard.notify_terminated(exit.watcher, who, exit.reason),
+        None => tracing::warn!(
+            node = %exit.node,
+            "a remote watch fired, but the node's name cannot be numbered (too many nodes)"
+        ),
     }
 }
 

@@ -18,6 +18,7 @@ pub(crate) mod net;
 mod outbound;
 pub(crate) mod remote_ops;
 mod shared;
+mod watched;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -27,7 +28,7 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 
 use myriad_engine::metrics::LinkMetrics;
-use myriad_engine::plugin::{RemoteRouter, ShardHandle};
+use myriad_engine::plugin::{RemoteRouter, ShardHandle, WireRef};
 use myriad_engine::{Error, Message, RemoteAddress, Replier, Result, WorkerRef};
 
 use myriad_link::link::LinkSettings;
@@ -213,8 +214,8 @@ impl ShardTransport {
         }
     }
 
-    /// Routes the answer to a peer's ask, or the verdict of its send, back
-    /// onto its link.
+    /// Routes the answer to a peer's ask, the verdict of its send, or the
+    /// end of a worker it watched, back onto its link.
     fn complete(&self, completion: Completion) {
         let link = self.links.borrow().get(&completion.link).cloned();
         let Some(link) = link else {
@@ -227,6 +228,17 @@ impl ShardTransport {
                 target,
                 result,
             } => inbound::settle(self, &link, receipt, &target, result),
+            Done::Exited {
+                conn,
+                id,
+                watcher,
+                who,
+                reason,
+            } => {
+                if link.watched.fired(id) {
+                    link.exited(conn, id, watcher, who, &reason);
+                }
+            }
         }
     }
 }
@@ -257,10 +269,34 @@ impl RemoteRouter for Router {
         &self,
         to: &RemoteAddress,
         msg: Message,
-        _from: Option<WorkerRef>,
+        from: Option<WorkerRef>,
         reply: &mut Option<Replier>,
     ) -> Result<()> {
-        self.link(&to.node)?.send(to, msg, reply)
+        let from = from.filter(|r| !r.is_remote()).map(WireRef::of);
+        self.link(&to.node)?.send(to, msg, from, reply)
+    }
+
+    fn watch(
+        &self,
+        watcher: WorkerRef,
+        target: &RemoteAddress,
+    ) -> Pin<Box<dyn Future<Output = Result<WorkerRef>> + '_>> {
+        let target = target.clone();
+        Box::pin(async move {
+            let (tx, rx) = flume::bounded(1);
+            self.link(&target.node)?.watch(watcher, &target, tx)?;
+            let answer = rx.recv_async().await.map_err(|_| Error::NodeStopped)??;
+            // The link checked that the answer is a reference.
+            let who: WorkerRef = answer.parse()?;
+            WireRef::of(who).on_node(&target.node).ok_or_else(|| {
+                Error::NoRoute(format!("{} (too many nodes to number)", target.node))
+            })
+        })
+    }
+
+    fn unwatch(&self, watcher: WorkerRef, target: &RemoteAddress) -> bool {
+        let link = self.st.outbound.borrow().get(&*target.node).cloned();
+        link.is_some_and(|link| link.unwatch(watcher, target))
     }
 
     fn link_metrics(&self) -> Option<LinkMetrics> {

@@ -96,6 +96,11 @@ pub(crate) async fn perform(
         }
         ControlOp::ListWorkers => Ok(format_list(&shard.list_workers().await)),
         ControlOp::Members => Ok(Message::default()),
+        // The link itself handles the watch operations (see `LinkState`).
+        ControlOp::Watch | ControlOp::Unwatch | ControlOp::Exited => Err((
+            ErrorCode::InvalidMessage,
+            Message::from_static("not a remote operation"),
+        )),
     }
 }
 

@@ -237,7 +237,7 @@ pub mod spec {
 
     impl Link {
         pub fn open(responder: &LinkConfig) -> Link {
-            let (theirs, step) = dial(responder, &hello((1, 1), 16 << 20, "hand", &[]));
+            let (theirs, step) = dial(responder, &hello((1, 2), 16 << 20, "hand", &[]));
             let Ok(Step::Done(mut ours)) = step else {
                 panic!("handshake failed")
             };

@@ -143,7 +143,7 @@ fn sends_before_the_handshake_wait_and_go_out_in_order_after_it() {
     let mut beta = Link::new(None, settings());
     for body in ["one", "two", "three"] {
         alpha
-            .send(&to("w"), Message::from(body), &mut None)
+            .send(&to("w"), Message::from(body), None, &mut None)
             .unwrap();
     }
     assert!(
@@ -182,9 +182,9 @@ fn the_buffer_before_the_handshake_is_bounded() {
     );
     let body = Message::from("x".repeat(100));
     for _ in 0..4 {
-        alpha.send(&to("w"), body.clone(), &mut None).unwrap();
+        alpha.send(&to("w"), body.clone(), None, &mut None).unwrap();
     }
-    let refused = alpha.send(&to("w"), body, &mut None);
+    let refused = alpha.send(&to("w"), body, None, &mut None);
     assert_eq!(
         refused,
         Err(Error::MailboxFull("link to node beta".to_owned()))
@@ -201,15 +201,15 @@ fn the_buffer_is_bounded_until_the_writer_has_written() {
     let (mut alpha, mut beta) = pair_with(small, now);
     let body = Message::from("y".repeat(1000));
     let mut accepted = 0;
-    while alpha.send(&to("w"), body.clone(), &mut None).is_ok() {
+    while alpha.send(&to("w"), body.clone(), None, &mut None).is_ok() {
         accepted += 1;
         assert!(accepted < 100, "the buffer never filled");
     }
     // Handed to the writer, the bytes still count until they are written.
     let chunk = alpha.poll_transmit().unwrap();
-    assert!(alpha.send(&to("w"), body.clone(), &mut None).is_err());
+    assert!(alpha.send(&to("w"), body.clone(), None, &mut None).is_err());
     alpha.transmitted(now);
-    alpha.send(&to("w"), body, &mut None).unwrap();
+    alpha.send(&to("w"), body, None, &mut None).unwrap();
     beta.handle_input(now, &chunk);
     carry(&mut alpha, &mut beta, now);
     assert_eq!(incoming(&mut beta).len(), accepted + 1);
@@ -222,7 +222,7 @@ fn an_ask_is_answered_by_its_reply() {
     let asker = TestAsker::default();
     let mut reply = Some(asker.clone());
     alpha
-        .send(&to("w"), Message::from("ping"), &mut reply)
+        .send(&to("w"), Message::from("ping"), None, &mut reply)
         .unwrap();
     assert!(reply.is_none(), "the link took the asker");
     carry(&mut alpha, &mut beta, now);
@@ -247,7 +247,12 @@ fn a_reply_over_the_limit_is_sent_as_an_error_reply() {
     let (mut alpha, mut beta) = pair(now);
     let asker = TestAsker::default();
     alpha
-        .send(&to("w"), Message::from("big?"), &mut Some(asker.clone()))
+        .send(
+            &to("w"),
+            Message::from("big?"),
+            None,
+            &mut Some(asker.clone()),
+        )
         .unwrap();
     carry(&mut alpha, &mut beta, now);
     let Some(Incoming::Ask { id, .. }) = beta.poll_input() else {
@@ -279,7 +284,12 @@ fn an_error_reply_becomes_the_engine_error() {
     let (mut alpha, mut beta) = pair(now);
     let asker = TestAsker::default();
     alpha
-        .send(&to("w"), Message::from("ping"), &mut Some(asker.clone()))
+        .send(
+            &to("w"),
+            Message::from("ping"),
+            None,
+            &mut Some(asker.clone()),
+        )
         .unwrap();
     carry(&mut alpha, &mut beta, now);
     let Some(Incoming::Ask { id, .. }) = beta.poll_input() else {
@@ -318,7 +328,7 @@ fn an_idle_link_sends_heartbeats_and_a_busy_one_does_not() {
 
     // Written to just before the tick: no heartbeat yet.
     alpha
-        .send(&to("w"), Message::from("busy"), &mut None)
+        .send(&to("w"), Message::from("busy"), None, &mut None)
         .unwrap();
     carry(&mut alpha, &mut beta, t0 + tick / 2);
     alpha.handle_timeout(t0 + tick);
@@ -341,7 +351,12 @@ fn a_silent_peer_closes_the_link_and_its_asks_fail_with_connection_lost() {
     let (mut alpha, _beta) = pair(t0);
     let (asker, (reply, requested)) = (TestAsker::default(), flume::unbounded());
     alpha
-        .send(&to("w"), Message::from("ping"), &mut Some(asker.clone()))
+        .send(
+            &to("w"),
+            Message::from("ping"),
+            None,
+            &mut Some(asker.clone()),
+        )
         .unwrap();
     alpha
         .request(t0, ControlOp::ListWorkers, None, Message::default(), reply)
@@ -370,7 +385,7 @@ fn a_silent_peer_closes_the_link_and_its_asks_fail_with_connection_lost() {
     assert_eq!(asker.answer(), Some(Err(lost.clone())));
     assert_eq!(requested.try_recv(), Ok(Err(lost.clone())));
     assert_eq!(alpha.poll_timeout(), None, "nothing left to wake for");
-    let refused = alpha.send(&to("w"), Message::from("more"), &mut None);
+    let refused = alpha.send(&to("w"), Message::from("more"), None, &mut None);
     assert_eq!(refused, Err(lost));
 }
 
@@ -378,7 +393,7 @@ fn a_silent_peer_closes_the_link_and_its_asks_fail_with_connection_lost() {
 fn a_frame_trickled_byte_by_byte_does_not_keep_the_link_alive() {
     let t0 = Instant::now();
     let (mut alpha, mut beta) = pair(t0);
-    beta.send(&to("w"), Message::from("x".repeat(100)), &mut None)
+    beta.send(&to("w"), Message::from("x".repeat(100)), None, &mut None)
         .unwrap();
     let frame = beta.poll_transmit().unwrap();
     // One byte every 100 ms: the frame would take over 10 s, the timeout is 5 s.
@@ -400,7 +415,7 @@ fn a_message_of_many_frames_arriving_slowly_keeps_the_link_alive() {
     let t0 = Instant::now();
     let (mut alpha, mut beta) = pair(t0);
     let body = "y".repeat(1 << 20);
-    beta.send(&to("w"), Message::from(body.clone()), &mut None)
+    beta.send(&to("w"), Message::from(body.clone()), None, &mut None)
         .unwrap();
     let mut bytes = Vec::new();
     while let Some(chunk) = beta.poll_transmit() {
@@ -484,7 +499,7 @@ fn asks_whose_askers_left_are_forgotten_on_the_tick() {
     for asker in [&stays, &leaves] {
         let mut reply = Some(asker.clone());
         alpha
-            .send(&to("w"), Message::from("?"), &mut reply)
+            .send(&to("w"), Message::from("?"), None, &mut reply)
             .unwrap();
     }
     leaves.gone.set(true);
@@ -502,7 +517,9 @@ fn asks_whose_askers_left_are_forgotten_on_the_tick() {
 fn a_corrupt_frame_closes_the_link_with_a_protocol_error() {
     let now = Instant::now();
     let (mut alpha, mut beta) = pair(now);
-    alpha.send(&to("w"), Message::from("x"), &mut None).unwrap();
+    alpha
+        .send(&to("w"), Message::from("x"), None, &mut None)
+        .unwrap();
     let chunk = alpha.poll_transmit().unwrap();
     let mut corrupt = chunk.to_vec();
     let last = corrupt.len() - 1;
@@ -526,7 +543,7 @@ fn the_link_limit_is_the_smaller_of_both_maximum_sizes() {
         size: 2 << 20,
         max: 1 << 20,
     };
-    assert_eq!(alpha.send(&to("w"), big, &mut None), Err(too_large));
+    assert_eq!(alpha.send(&to("w"), big, None, &mut None), Err(too_large));
     // The peer accepts the default 16 MiB; this node's 1 MiB still rules.
     let mut beta = Link::new(None, settings());
     connect(&mut alpha, &mut beta, 1, now);
@@ -537,11 +554,15 @@ fn the_link_limit_is_the_smaller_of_both_maximum_sizes() {
 fn a_failed_attempt_drops_the_waiting_sends_and_fails_the_asks() {
     let mut alpha = Link::new(Some(name("beta")), settings());
     let asker = TestAsker::default();
-    alpha.send(&to("w"), Message::from("a"), &mut None).unwrap();
     alpha
-        .send(&to("w"), Message::from("b"), &mut Some(asker.clone()))
+        .send(&to("w"), Message::from("a"), None, &mut None)
         .unwrap();
-    alpha.send(&to("w"), Message::from("c"), &mut None).unwrap();
+    alpha
+        .send(&to("w"), Message::from("b"), None, &mut Some(asker.clone()))
+        .unwrap();
+    alpha
+        .send(&to("w"), Message::from("c"), None, &mut None)
+        .unwrap();
     assert_eq!(
         alpha.disconnected(Phase::Backoff),
         2,
@@ -553,7 +574,9 @@ fn a_failed_attempt_drops_the_waiting_sends_and_fails_the_asks() {
         Some(Err(Error::ConnectionLost("beta".to_owned())))
     );
     alpha.set_phase(Phase::Connecting);
-    alpha.send(&to("w"), Message::from("d"), &mut None).unwrap();
+    alpha
+        .send(&to("w"), Message::from("d"), None, &mut None)
+        .unwrap();
 }
 
 #[test]
@@ -562,7 +585,7 @@ fn a_refused_ask_keeps_its_asker() {
     alpha.disconnected(Phase::Backoff);
     let mut reply = Some(TestAsker::default());
     assert!(alpha
-        .send(&to("w"), Message::from("?"), &mut reply)
+        .send(&to("w"), Message::from("?"), None, &mut reply)
         .is_err());
     assert!(reply.is_some());
     let empty = RemoteAddress {
@@ -571,7 +594,7 @@ fn a_refused_ask_keeps_its_asker() {
     };
     alpha.set_phase(Phase::Connecting);
     assert!(matches!(
-        alpha.send(&empty, Message::from("?"), &mut reply),
+        alpha.send(&empty, Message::from("?"), None, &mut reply),
         Err(Error::InvalidName { .. })
     ));
     assert!(reply.is_some());
@@ -600,7 +623,7 @@ fn receipts(incoming: Vec<Incoming<TestAsker>>) -> Vec<(Option<WorkerAddr>, Rece
         .collect()
 }
 
-fn worker(name: &str) -> Option<WorkerAddr> {
+fn named(name: &str) -> Option<WorkerAddr> {
     Some(WorkerAddr::from(name))
 }
 
@@ -613,10 +636,10 @@ fn window_full(worker: &str) -> Error {
 /// Sends to `worker` until its window is full: four sends of a quarter.
 fn fill(link: &mut Link, worker: &str) {
     for _ in 0..4 {
-        link.send(&to(worker), quarter(), &mut None).unwrap();
+        link.send(&to(worker), quarter(), None, &mut None).unwrap();
     }
     assert_eq!(
-        link.send(&to(worker), quarter(), &mut None),
+        link.send(&to(worker), quarter(), None, &mut None),
         Err(window_full(worker))
     );
 }
@@ -626,7 +649,7 @@ fn a_workers_window_holds_its_sends_until_they_are_settled_and_no_others() {
     let now = Instant::now();
     let (mut alpha, mut beta) = pair(now);
     fill(&mut alpha, "slow");
-    alpha.send(&to("fast"), quarter(), &mut None).unwrap();
+    alpha.send(&to("fast"), quarter(), None, &mut None).unwrap();
     carry(&mut alpha, &mut beta, now);
     let got = receipts(incoming(&mut beta));
     assert_eq!(got.len(), 5);
@@ -638,13 +661,13 @@ fn a_workers_window_holds_its_sends_until_they_are_settled_and_no_others() {
     assert!(beta.take_wake().transmit, "credits are to be written");
     carry(&mut beta, &mut alpha, now);
     assert!(incoming(&mut alpha).is_empty(), "credits stay inside");
-    alpha.send(&to("slow"), quarter(), &mut None).unwrap();
+    alpha.send(&to("slow"), quarter(), None, &mut None).unwrap();
     assert_eq!(
-        alpha.send(&to("slow"), quarter(), &mut None),
+        alpha.send(&to("slow"), quarter(), None, &mut None),
         Err(window_full("slow"))
     );
     for _ in 0..3 {
-        alpha.send(&to("fast"), quarter(), &mut None).unwrap();
+        alpha.send(&to("fast"), quarter(), None, &mut None).unwrap();
     }
     assert!(!alpha.is_closed() && !beta.is_closed());
 }
@@ -655,7 +678,7 @@ fn sends_before_the_handshake_hold_their_window_too() {
     fill(&mut alpha, "w");
     // A failed attempt forgets the window with the sends it drops.
     assert_eq!(alpha.disconnected(Phase::Connecting), 4);
-    alpha.send(&to("w"), quarter(), &mut None).unwrap();
+    alpha.send(&to("w"), quarter(), None, &mut None).unwrap();
 }
 
 #[test]
@@ -681,7 +704,7 @@ fn heartbeats_keep_the_link_alive_while_a_worker_holds_its_window() {
     }
     assert!(!alpha.is_closed() && !beta.is_closed(), "the link stays up");
     assert_eq!(
-        alpha.send(&to("held"), quarter(), &mut None),
+        alpha.send(&to("held"), quarter(), None, &mut None),
         Err(window_full("held"))
     );
     for (target, receipt) in &held {
@@ -698,11 +721,11 @@ fn undeliverable_sends_are_reported_to_the_sender_by_reason() {
     let (mut alpha, mut beta) = pair(now);
     for _ in 0..3 {
         alpha
-            .send(&to("ghost"), Message::from("x"), &mut None)
+            .send(&to("ghost"), Message::from("x"), None, &mut None)
             .unwrap();
     }
     alpha
-        .send(&to("full"), Message::from("y"), &mut None)
+        .send(&to("full"), Message::from("y"), None, &mut None)
         .unwrap();
     carry(&mut alpha, &mut beta, now);
     let gone = (ErrorCode::NoSuchWorker, Message::from("ghost"));
@@ -729,13 +752,9 @@ fn undeliverable_sends_are_reported_to_the_sender_by_reason() {
     assert_eq!(
         reports,
         [
+            (named("full"), 1, Error::MailboxFull("beta/full".to_owned())),
             (
-                worker("full"),
-                1,
-                Error::MailboxFull("beta/full".to_owned())
-            ),
-            (
-                worker("ghost"),
+                named("ghost"),
                 3,
                 Error::NoSuchWorker("beta/ghost".to_owned())
             ),
@@ -752,10 +771,15 @@ fn a_report_goes_out_before_the_reply_to_a_later_ask() {
     let (mut alpha, mut beta) = pair(now);
     let asker = TestAsker::default();
     alpha
-        .send(&to("ghost"), Message::from("x"), &mut None)
+        .send(&to("ghost"), Message::from("x"), None, &mut None)
         .unwrap();
     alpha
-        .send(&to("w"), Message::from("ask"), &mut Some(asker.clone()))
+        .send(
+            &to("w"),
+            Message::from("ask"),
+            None,
+            &mut Some(asker.clone()),
+        )
         .unwrap();
     carry(&mut alpha, &mut beta, now);
     let mut got = incoming(&mut beta).into_iter();
@@ -796,7 +820,7 @@ fn a_peer_that_sends_beyond_the_window_is_cut_off() {
     let encoder = alpha.out.encoder.as_mut().unwrap();
     let sends = flow::LINK_WINDOW / (flow::WORKER_WINDOW / 4) + 1;
     for i in 0..sends {
-        let send = Envelope::new(Kind::Send, worker(&i.to_string()), quarter());
+        let send = Envelope::new(Kind::Send, named(&i.to_string()), quarter());
         encoder.push(&send).unwrap();
     }
     alpha.wake.transmit = true;
@@ -825,7 +849,7 @@ fn malformed_credits_and_reports_close_the_link() {
         let now = Instant::now();
         let (mut alpha, mut beta) = pair(now);
         let encoder = beta.out.encoder.as_mut().unwrap();
-        encoder.push(&Envelope::new(kind, worker("w"), "")).unwrap();
+        encoder.push(&Envelope::new(kind, named("w"), "")).unwrap();
         carry(&mut beta, &mut alpha, now);
         assert!(incoming(&mut alpha).is_empty());
         assert!(alpha.is_closed(), "{kind:?}");
@@ -840,7 +864,9 @@ fn malformed_credits_and_reports_close_the_link() {
 fn a_receipt_of_an_earlier_connection_is_ignored() {
     let now = Instant::now();
     let (mut alpha, mut beta) = pair(now);
-    alpha.send(&to("w"), Message::from("x"), &mut None).unwrap();
+    alpha
+        .send(&to("w"), Message::from("x"), None, &mut None)
+        .unwrap();
     carry(&mut alpha, &mut beta, now);
     let old = receipts(incoming(&mut beta));
     beta.disconnected(Phase::Closed);
@@ -856,6 +882,295 @@ fn a_receipt_of_an_earlier_connection_is_ignored() {
     assert!(
         beta.poll_transmit().is_none(),
         "no credit for a forgotten send"
+    );
+}
+
+// ----- senders and remote watches (protocol version 2) -------------------------
+
+fn wire(index: u32) -> WireRef {
+    WireRef {
+        shard: 1,
+        index,
+        generation: 2,
+    }
+}
+
+/// Worker `index` of alpha's node.
+fn worker(index: u32) -> WorkerRef {
+    wire(index).local()
+}
+
+/// `alpha` watches beta's worker `target` for its worker `watcher`; returns
+/// the watch's id as beta saw it and alpha's answer channel.
+fn watch(
+    alpha: &mut Link,
+    beta: &mut Link,
+    watcher: WorkerRef,
+    target: &str,
+    now: Instant,
+) -> (u64, flume::Receiver<Result<Message>>) {
+    let (tx, rx) = flume::unbounded();
+    alpha.watch(now, watcher, &to(target), tx).unwrap();
+    carry(alpha, beta, now);
+    match incoming(beta).as_slice() {
+        [Incoming::Watch {
+            id,
+            target: got,
+            watcher: by,
+        }] => {
+            assert_eq!(*by, WireRef::of(watcher));
+            let want = match target.strip_prefix('#') {
+                Some(_) => WorkerAddr::Ref(WireRef::of(target.parse().unwrap())),
+                None => WorkerAddr::from(target),
+            };
+            assert_eq!(*got, want);
+            (*id, rx)
+        }
+        other => panic!("expected one watch, got {other:?}"),
+    }
+}
+
+/// Delivers the answers alpha decoded (from `incoming`) or handed out.
+fn deliver_answers(alpha: &mut Link) {
+    for incoming in incoming(alpha) {
+        match incoming {
+            Incoming::Answer(answer) => answer.deliver(),
+            other => panic!("expected only answers, got {other:?}"),
+        }
+    }
+    for answer in answers(alpha) {
+        answer.deliver();
+    }
+}
+
+/// Beta answers alpha's watches `(id, reference)`; alpha hands the answers out.
+fn resolve(alpha: &mut Link, beta: &mut Link, answers: &[(u64, &str)], now: Instant) {
+    for &(id, reference) in answers {
+        beta.reply(2, id, Ok(Message::from(reference.to_owned())));
+    }
+    carry(beta, alpha, now);
+    deliver_answers(alpha);
+}
+
+fn exits(link: &mut Link) -> Vec<Exit> {
+    std::iter::from_fn(|| link.poll_exit()).collect()
+}
+
+fn exit(watcher: WorkerRef, who: WireRef, reason: ExitReason) -> Exit {
+    Exit {
+        watcher,
+        who,
+        node: name("beta"),
+        reason,
+    }
+}
+
+#[test]
+fn sends_and_asks_carry_their_senders_reference() {
+    let now = Instant::now();
+    let (mut alpha, mut beta) = pair(now);
+    let asker = TestAsker::default();
+    let from = Some(wire(7));
+    alpha.send(&to("w"), "one".into(), from, &mut None).unwrap();
+    alpha
+        .send(&to("w"), "two".into(), None, &mut Some(asker))
+        .unwrap();
+    carry(&mut alpha, &mut beta, now);
+    let got = incoming(&mut beta);
+    assert!(
+        matches!(&got[..], [Incoming::Send { from: Some(r), .. }, Incoming::Ask { from: None, .. }] if *r == wire(7)),
+        "{got:?}"
+    );
+    // To a reference: the target is that reference on the wire.
+    alpha
+        .send(&to("#1.3.2"), "back".into(), None, &mut None)
+        .unwrap();
+    carry(&mut alpha, &mut beta, now);
+    let got = incoming(&mut beta);
+    let target = Some(WorkerAddr::Ref(wire(3)));
+    assert!(
+        matches!(&got[..], [Incoming::Send { target: t, .. }] if *t == target),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn a_version_1_link_carries_no_sender_and_refuses_watches_and_references() {
+    let now = Instant::now();
+    let (mut alpha, mut beta) = pair(now);
+    alpha.version = Some(1);
+    alpha
+        .send(&to("w"), "hi".into(), Some(wire(7)), &mut None)
+        .unwrap();
+    carry(&mut alpha, &mut beta, now);
+    assert!(matches!(
+        &incoming(&mut beta)[..],
+        [Incoming::Send { from: None, .. }]
+    ));
+    let (tx, _rx) = flume::unbounded();
+    let refused = alpha.watch(now, worker(1), &to("w"), tx).unwrap_err();
+    assert!(
+        matches!(&refused, Error::NoRoute(why) if why.contains("protocol 1")),
+        "{refused}"
+    );
+    let refused = alpha.send(&to("#1.3.2"), "x".into(), None, &mut None);
+    assert!(matches!(refused, Err(Error::NoRoute(_))), "{refused:?}");
+}
+
+#[test]
+fn a_watch_is_answered_with_the_reference_and_fires_once_when_the_worker_ends() {
+    let now = Instant::now();
+    let (mut alpha, mut beta) = pair(now);
+    let w = worker(1);
+    let (id, answer) = watch(&mut alpha, &mut beta, w, "greeter", now);
+    resolve(&mut alpha, &mut beta, &[(id, "#1.9.2")], now);
+    assert_eq!(answer.try_recv().unwrap().unwrap(), "#1.9.2");
+    assert!(exits(&mut alpha).is_empty());
+
+    let panicked = ExitReason::Panicked("boom".into());
+    beta.exited(2, id, WireRef::of(w), wire(9), &panicked);
+    beta.exited(2, id, WireRef::of(w), wire(9), &ExitReason::Stopped);
+    carry(&mut beta, &mut alpha, now);
+    assert!(incoming(&mut alpha).is_empty());
+    assert_eq!(exits(&mut alpha), [exit(w, wire(9), panicked)], "once");
+    assert!(!alpha.unwatch(w, &to("greeter")), "fired already");
+}
+
+#[test]
+fn an_exit_notice_before_the_answer_resolves_the_watch_and_fires_it() {
+    let now = Instant::now();
+    let (mut alpha, mut beta) = pair(now);
+    let w = worker(1);
+    let (id, answer) = watch(&mut alpha, &mut beta, w, "#1.9.2", now);
+    beta.exited(2, id, WireRef::of(w), wire(9), &ExitReason::NoSuchWorker);
+    resolve(&mut alpha, &mut beta, &[(id, "#1.9.2")], now);
+    assert_eq!(answer.try_recv().unwrap().unwrap(), "#1.9.2");
+    assert_eq!(
+        exits(&mut alpha),
+        [exit(w, wire(9), ExitReason::NoSuchWorker)]
+    );
+    assert!(answer.try_recv().is_err(), "the late reply is dropped");
+}
+
+#[test]
+fn a_lost_connection_fires_every_watch_once_and_a_new_one_brings_none_back() {
+    let now = Instant::now();
+    let (mut alpha, mut beta) = pair(now);
+    let (a, b) = (worker(1), worker(2));
+    let (first, _) = watch(&mut alpha, &mut beta, a, "greeter", now);
+    let (second, _) = watch(&mut alpha, &mut beta, b, "greeter", now);
+    let (pending, waiting) = watch(&mut alpha, &mut beta, b, "other", now);
+    resolve(
+        &mut alpha,
+        &mut beta,
+        &[(first, "#1.9.2"), (second, "#1.9.2")],
+        now,
+    );
+
+    alpha.close(LinkError::Closed);
+    alpha.disconnected(Phase::Backoff);
+    let mut lost = exits(&mut alpha);
+    lost.sort_by_key(|e| e.watcher);
+    assert_eq!(
+        lost,
+        [
+            exit(a, wire(9), ExitReason::NodeLost),
+            exit(b, wire(9), ExitReason::NodeLost)
+        ]
+    );
+    deliver_answers(&mut alpha);
+    let failed = waiting.try_recv().unwrap().unwrap_err();
+    assert!(matches!(failed, Error::ConnectionLost(_)), "{failed:?}");
+
+    // The peer still thinks the watches live; its notices on the next
+    // connection find none.
+    let mut beta = Link::new(None, settings());
+    alpha.set_phase(Phase::Connecting);
+    connect(&mut alpha, &mut beta, 3, now);
+    for id in [first, second, pending] {
+        beta.exited(4, id, WireRef::of(a), wire(9), &ExitReason::Stopped);
+    }
+    carry(&mut beta, &mut alpha, now);
+    assert!(incoming(&mut alpha).is_empty());
+    assert!(exits(&mut alpha).is_empty(), "nothing resurrected");
+}
+
+#[test]
+fn unwatch_takes_the_watch_out_and_tells_the_peer() {
+    let now = Instant::now();
+    let (mut alpha, mut beta) = pair(now);
+    let w = worker(1);
+    let (by_name, _) = watch(&mut alpha, &mut beta, w, "greeter", now);
+    let (by_ref, _) = watch(&mut alpha, &mut beta, w, "other", now);
+    resolve(
+        &mut alpha,
+        &mut beta,
+        &[(by_name, "#1.9.2"), (by_ref, "#1.8.2")],
+        now,
+    );
+
+    assert!(alpha.unwatch(w, &to("greeter")));
+    assert!(!alpha.unwatch(w, &to("greeter")), "once");
+    assert!(
+        !alpha.unwatch(worker(2), &to("#1.8.2")),
+        "not that watcher's"
+    );
+    assert!(
+        alpha.unwatch(w, &to("#1.8.2")),
+        "by the watched worker's reference"
+    );
+    carry(&mut alpha, &mut beta, now);
+    let got = incoming(&mut beta);
+    assert!(
+        matches!(&got[..], [Incoming::Unwatch { id: a }, Incoming::Unwatch { id: b }] if (*a, *b) == (by_name, by_ref)),
+        "{got:?}"
+    );
+    // A notice the peer sent before it heard is dropped.
+    beta.exited(2, by_name, WireRef::of(w), wire(9), &ExitReason::Stopped);
+    carry(&mut beta, &mut alpha, now);
+    assert!(incoming(&mut alpha).is_empty());
+    assert!(exits(&mut alpha).is_empty());
+}
+
+#[test]
+fn a_pair_is_watched_once() {
+    let now = Instant::now();
+    let (mut alpha, mut beta) = pair(now);
+    let w = worker(1);
+    let (first, one) = watch(&mut alpha, &mut beta, w, "greeter", now);
+    let (again, two) = watch(&mut alpha, &mut beta, w, "#1.9.2", now);
+    resolve(
+        &mut alpha,
+        &mut beta,
+        &[(first, "#1.9.2"), (again, "#1.9.2")],
+        now,
+    );
+    assert_eq!(one.try_recv().unwrap().unwrap(), "#1.9.2");
+    assert_eq!(two.try_recv().unwrap().unwrap(), "#1.9.2");
+    carry(&mut alpha, &mut beta, now);
+    assert!(matches!(&incoming(&mut beta)[..], [Incoming::Unwatch { id }] if *id == again));
+    for id in [first, again] {
+        beta.exited(2, id, WireRef::of(w), wire(9), &ExitReason::Stopped);
+    }
+    carry(&mut beta, &mut alpha, now);
+    assert!(incoming(&mut alpha).is_empty());
+    assert_eq!(exits(&mut alpha), [exit(w, wire(9), ExitReason::Stopped)]);
+}
+
+#[test]
+fn a_watch_unanswered_in_time_fails_and_is_unwatched() {
+    let now = Instant::now();
+    let (mut alpha, mut beta) = pair(now);
+    let (id, answer) = watch(&mut alpha, &mut beta, worker(1), "slow", now);
+    alpha.handle_timeout(now + 11 * SECOND);
+    deliver_answers(&mut alpha);
+    let failed = answer.try_recv().unwrap().unwrap_err();
+    assert!(matches!(failed, Error::Timeout { .. }), "{failed:?}");
+    carry(&mut alpha, &mut beta, now + 11 * SECOND);
+    let got = incoming(&mut beta);
+    assert!(
+        matches!(&got[..], [Incoming::Unwatch { id: u }] if *u == id),
+        "{got:?}"
     );
 }
 
@@ -876,7 +1191,7 @@ fn a_version_1_peer_gets_neither_windows_nor_receipts() {
     a.peer.version = 1;
     alpha.connected(now, 1, &a.peer, a.encoder, a.decoder);
     for _ in 0..8 {
-        alpha.send(&to("w"), quarter(), &mut None).unwrap();
+        alpha.send(&to("w"), quarter(), None, &mut None).unwrap();
     }
     carry(&mut alpha, &mut beta, now);
     let got = incoming(&mut beta);
@@ -884,4 +1199,104 @@ fn a_version_1_peer_gets_neither_windows_nor_receipts() {
     assert!(got
         .iter()
         .all(|i| matches!(i, Incoming::Send { receipt: None, .. })));
+}
+
+#[test]
+fn malformed_watch_frames_get_a_clear_error_and_keep_the_link() {
+    let now = Instant::now();
+    let (mut alpha, mut beta) = pair(now);
+    // A watch without target or watcher, made as a plain request.
+    let (tx, answer) = flume::unbounded();
+    let body = Message::default();
+    alpha
+        .request(now, ControlOp::Watch, None, body, tx)
+        .unwrap();
+    // A watch of a worker id; an exit notice with an unknown reason and
+    // one for a pending watch without its worker.
+    let id_target = Envelope::new(
+        Kind::Control {
+            id: 40,
+            op: ControlOp::Watch,
+        },
+        Some(WorkerAddr::Id(3)),
+        "",
+    )
+    .with_sender(WorkerAddr::Ref(wire(1)));
+    alpha.push(id_target).unwrap();
+    let (tx, _pending) = flume::unbounded();
+    alpha.watch(now, worker(1), &to("greeter"), tx).unwrap();
+    carry(&mut alpha, &mut beta, now);
+    let got = incoming(&mut beta);
+    let whys: Vec<&str> = got
+        .iter()
+        .filter_map(|i| match i {
+            Incoming::Malformed { why, .. } => Some(*why),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        whys,
+        [
+            "a watch needs a target",
+            "a watch target must be a name or a reference"
+        ]
+    );
+    let Some(Incoming::Watch { id: pending, .. }) = got.last() else {
+        panic!("the well-formed watch comes through: {got:?}")
+    };
+    let unknown = Envelope::new(
+        Kind::Control {
+            id: *pending,
+            op: ControlOp::Exited,
+        },
+        Some(WorkerAddr::Ref(wire(1))),
+        "exploded",
+    )
+    .with_sender(WorkerAddr::Ref(wire(9)));
+    beta.push(unknown).unwrap();
+    let anonymous = Envelope::new(
+        Kind::Control {
+            id: *pending,
+            op: ControlOp::Exited,
+        },
+        Some(WorkerAddr::Ref(wire(1))),
+        "stopped",
+    );
+    beta.push(anonymous).unwrap();
+    carry(&mut beta, &mut alpha, now);
+    let got = incoming(&mut alpha);
+    assert!(matches!(&got[0], Incoming::Answer(_)), "{got:?}");
+    let whys: Vec<&str> = got[1..]
+        .iter()
+        .map(|i| match i {
+            Incoming::Malformed { why, .. } => *why,
+            other => panic!("expected the malformed notices, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        whys,
+        [
+            "an exit notice with an unknown reason",
+            "an exit notice without its worker's reference"
+        ]
+    );
+    for incoming in got {
+        if let Incoming::Answer(answer) = incoming {
+            answer.deliver();
+        }
+    }
+    let refused = answer.try_recv().unwrap().unwrap_err();
+    assert_eq!(
+        refused,
+        Error::InvalidMessage("a watch needs a target".into())
+    );
+    assert!(exits(&mut alpha).is_empty());
+
+    // Both ends are still up and carry traffic.
+    assert!(!alpha.is_closed() && !beta.is_closed());
+    alpha
+        .send(&to("w"), "still here".into(), None, &mut None)
+        .unwrap();
+    carry(&mut alpha, &mut beta, now);
+    assert_eq!(bodies(&incoming(&mut beta)), ["still here"]);
 }
