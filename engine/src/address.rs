@@ -49,6 +49,18 @@ impl WorkerRef {
     }
 }
 
+#[cfg(test)]
+impl WorkerRef {
+    /// Worker `index` (generation 1) of shard 0: a reference for unit tests.
+    pub(crate) fn test(index: u32) -> Self {
+        WorkerRef {
+            index,
+            generation: 1,
+            shard: 0,
+        }
+    }
+}
+
 impl fmt::Display for WorkerRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "#{}.{}.{}", self.shard, self.index, self.generation)
