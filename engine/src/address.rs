@@ -148,6 +148,19 @@ impl fmt::Display for WireRef {
     }
 }
 
+#[cfg(test)]
+impl WorkerRef {
+    /// Worker `index` (generation 1) of shard 0: a reference for unit tests.
+    pub(crate) fn test(index: u32) -> Self {
+        WorkerRef {
+            index,
+            generation: 1,
+            shard: 0,
+            node: 0,
+        }
+    }
+}
+
 impl fmt::Display for WorkerRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(node) = self.node() {

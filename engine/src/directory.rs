@@ -71,15 +71,6 @@ impl Directory {
 mod tests {
     use super::*;
 
-    fn worker(index: u32) -> WorkerRef {
-        WorkerRef {
-            index,
-            generation: 1,
-            shard: 0,
-            node: 0,
-        }
-    }
-
     #[test]
     fn a_name_is_reserved_then_bound_and_taken_once() {
         let mut names = Directory::default();
@@ -88,10 +79,10 @@ mod tests {
         let taken = names.reserve("greeter".into()).unwrap_err();
         assert!(matches!(taken, Error::NameTaken(n) if n == "greeter"));
         assert_eq!(
-            names.bind("greeter".into(), Some(worker(1))),
-            Some(worker(1))
+            names.bind("greeter".into(), Some(WorkerRef::test(1))),
+            Some(WorkerRef::test(1))
         );
-        assert_eq!(names.lookup("greeter"), Some(worker(1)));
+        assert_eq!(names.lookup("greeter"), Some(WorkerRef::test(1)));
         assert!(names.reserve("greeter".into()).is_err(), "bound is taken");
     }
 
@@ -107,10 +98,10 @@ mod tests {
     fn release_frees_only_the_worker_it_names() {
         let mut names = Directory::default();
         names.reserve("greeter".into()).unwrap();
-        names.bind("greeter".into(), Some(worker(2)));
-        names.release("greeter", worker(1));
-        assert_eq!(names.lookup("greeter"), Some(worker(2)), "a newer owner");
-        names.release("greeter", worker(2));
+        names.bind("greeter".into(), Some(WorkerRef::test(2)));
+        names.release("greeter", WorkerRef::test(1));
+        assert_eq!(names.lookup("greeter"), Some(WorkerRef::test(2)), "a newer owner");
+        names.release("greeter", WorkerRef::test(2));
         assert_eq!(names.lookup("greeter"), None);
         names.reserve("greeter".into()).unwrap();
     }

@@ -373,19 +373,10 @@ fn elapsed_ns(since: Instant) -> u64 {
 mod tests {
     use super::*;
 
-    fn worker(index: u32) -> WorkerRef {
-        WorkerRef {
-            index,
-            generation: 1,
-            shard: 0,
-            node: 0,
-        }
-    }
-
     #[test]
     fn a_sampled_push_is_timed_when_its_own_message_is_taken() {
         let meter = Meter::default();
-        let (w, other) = (worker(3), worker(4));
+        let (w, other) = (WorkerRef::test(3), WorkerRef::test(4));
         // Pushes 1..63 are not sampled; the 64th finds 2 messages ahead.
         for _ in 1..SAMPLE_EVERY {
             meter.pushed(other, 0);
@@ -407,7 +398,7 @@ mod tests {
     #[test]
     fn one_take_in_sample_every_is_timed_until_the_same_worker_is_done() {
         let meter = Meter::default();
-        let (w, other) = (worker(1), worker(2));
+        let (w, other) = (WorkerRef::test(1), WorkerRef::test(2));
         for _ in 1..SAMPLE_EVERY {
             meter.taken(other);
         }
@@ -423,7 +414,7 @@ mod tests {
     #[test]
     fn a_worker_that_goes_away_ends_its_samples_unrecorded() {
         let meter = Meter::default();
-        let w = worker(7);
+        let w = WorkerRef::test(7);
         for _ in 1..SAMPLE_EVERY {
             meter.pushed(w, 0);
         }

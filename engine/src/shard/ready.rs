@@ -186,10 +186,12 @@ impl Shard {
             },
             Err(_) => return Err(msg),
         };
-        let behind = self.waiting.parked.borrow().contains_key(&r);
-        if r.shard() != self.index || behind {
+        if r.shard() != self.index {
             return Err(msg);
         }
+        // Sends wait for `r` only while its mailbox is full (see the module
+        // doc), and then the push below fails: the message goes back, to
+        // queue behind them.
         let delivery = Delivery {
             msg,
             from,
@@ -258,25 +260,22 @@ impl Shard {
             delivery,
             verdict,
         } = waiter;
-        // A new waiting send queues behind those already parked.
-        let behind = !forced && self.waiting.parked.borrow().contains_key(&r);
-        let delivery = if behind {
-            delivery
+        // Sends are parked for `r` only while its mailbox is full (see the
+        // module doc): then an unforced push fails and this one queues
+        // behind them.
+        let capacity = if forced {
+            usize::MAX
         } else {
-            let capacity = if forced {
-                usize::MAX
-            } else {
-                self.node.mailbox_capacity
-            };
-            let pushed = self.state.borrow_mut().slots.push(r, delivery, capacity);
-            match pushed {
-                Ok(pushed) => return self.admitted(r, pushed, verdict),
-                Err(Undelivered {
-                    error: Error::MailboxFull(_),
-                    delivery,
-                }) => delivery,
-                Err(Undelivered { error, .. }) => return verdict(Err(error)),
-            }
+            self.node.mailbox_capacity
+        };
+        let pushed = self.state.borrow_mut().slots.push(r, delivery, capacity);
+        let delivery = match pushed {
+            Ok(pushed) => return self.admitted(r, pushed, verdict),
+            Err(Undelivered {
+                error: Error::MailboxFull(_),
+                delivery,
+            }) => delivery,
+            Err(Undelivered { error, .. }) => return verdict(Err(error)),
         };
         let waiter = Waiter {
             id,

@@ -568,15 +568,6 @@ mod tests {
         Delivery { msg: Message::from(text), from: None, reply: None }
     }
 
-    fn worker(index: u32) -> WorkerRef {
-        WorkerRef {
-            index,
-            generation: 1,
-            shard: 0,
-            node: 0,
-        }
-    }
-
     fn texts(pending: impl IntoIterator<Item = Delivery>) -> Vec<String> {
         pending.into_iter().map(|d| d.msg.to_string()).collect()
     }
@@ -596,8 +587,8 @@ mod tests {
         assert!(matches!(r.route(&key, msg("a"), 10, false), Route::Load { .. }));
         assert!(matches!(r.route(&key, msg("b"), 10, false), Route::Waits));
         r.loaded(&key, None).unwrap();
-        assert_eq!(texts(r.activated(&key, worker(1)).0), ["a", "b"]);
-        assert!(matches!(r.route(&key, msg("c"), 10, false), Route::Worker(w, _) if w == worker(1)));
+        assert_eq!(texts(r.activated(&key, WorkerRef::test(1)).0), ["a", "b"]);
+        assert!(matches!(r.route(&key, msg("c"), 10, false), Route::Worker(w, _) if w == WorkerRef::test(1)));
         assert_eq!(r.active_keys("agent"), vec![key.clone()]);
         assert_eq!(r.counts.activations, 1);
     }
@@ -618,19 +609,19 @@ mod tests {
     fn messages_during_a_deactivation_wait_and_reactivate_from_the_saved_record() {
         let mut r = registry(10);
         let key = Key::new("agent", "1");
-        activate(&mut r, &key, worker(1));
-        assert_eq!(r.deactivate_key(&key), Some(worker(1)));
+        activate(&mut r, &key, WorkerRef::test(1));
+        assert_eq!(r.deactivate_key(&key), Some(WorkerRef::test(1)));
         assert!(matches!(r.route(&key, msg("during stop"), 10, false), Route::Waits));
-        let (_, record, due) = r.stopped(worker(1), b"state").unwrap();
+        let (_, record, due) = r.stopped(WorkerRef::test(1), b"state").unwrap();
         assert_eq!(due, None);
         assert!(matches!(r.route(&key, msg("during save"), 10, false), Route::Waits));
         // The mailbox still held one (sent by reference): it goes first.
-        assert!(matches!(r.removed(worker(1), vec![msg("orphan")], false), Removed::Kept));
+        assert!(matches!(r.removed(WorkerRef::test(1), vec![msg("orphan")], false), Removed::Kept));
         let AfterSave::Reactivate(again, saved) = r.saved(&key, false) else { panic!("not reactivated") };
         assert_eq!((again, &saved), (key.clone(), &record));
         let activation = r.loaded(&key, Some(saved)).unwrap();
         assert_eq!(activation.state.as_deref(), Some(&b"state"[..]));
-        assert_eq!(texts(r.activated(&key, worker(2)).0), ["orphan", "during stop", "during save"]);
+        assert_eq!(texts(r.activated(&key, WorkerRef::test(2)).0), ["orphan", "during stop", "during save"]);
         assert_eq!((r.counts.activations, r.counts.deactivations), (2, 1));
     }
 
@@ -638,10 +629,10 @@ mod tests {
     fn a_deactivation_with_nothing_waiting_forgets_the_key() {
         let mut r = registry(10);
         let key = Key::new("agent", "1");
-        activate(&mut r, &key, worker(1));
+        activate(&mut r, &key, WorkerRef::test(1));
         r.deactivate_key(&key);
-        r.stopped(worker(1), b"s").unwrap();
-        assert!(matches!(r.removed(worker(1), vec![], false), Removed::Kept));
+        r.stopped(WorkerRef::test(1), b"s").unwrap();
+        assert!(matches!(r.removed(WorkerRef::test(1), vec![], false), Removed::Kept));
         assert!(matches!(r.saved(&key, false), AfterSave::Done));
         assert!(r.active_keys("agent").is_empty());
         assert!(matches!(r.route(&key, msg("again"), 10, false), Route::Load { .. }));
@@ -651,12 +642,12 @@ mod tests {
     fn a_worker_that_ends_without_saving_reloads_if_messages_wait() {
         let mut r = registry(10);
         let key = Key::new("agent", "1");
-        activate(&mut r, &key, worker(1));
-        assert!(matches!(r.removed(worker(1), vec![msg("queued")], false), Removed::Reload(k) if k == key));
+        activate(&mut r, &key, WorkerRef::test(1));
+        assert!(matches!(r.removed(WorkerRef::test(1), vec![msg("queued")], false), Removed::Reload(k) if k == key));
         r.loaded(&key, None).unwrap();
-        assert_eq!(texts(r.activated(&key, worker(2)).0), ["queued"]);
-        assert!(matches!(r.removed(worker(2), vec![], false), Removed::Gone));
-        assert!(matches!(r.removed(worker(3), vec![msg("x")], false), Removed::NotVirtual(o) if o.len() == 1));
+        assert_eq!(texts(r.activated(&key, WorkerRef::test(2)).0), ["queued"]);
+        assert!(matches!(r.removed(WorkerRef::test(2), vec![], false), Removed::Gone));
+        assert!(matches!(r.removed(WorkerRef::test(3), vec![msg("x")], false), Removed::NotVirtual(o) if o.len() == 1));
     }
 
     #[test]
@@ -664,13 +655,13 @@ mod tests {
         let mut r = registry(2);
         let (a, b, c) = (Key::new("agent", "a"), Key::new("agent", "b"), Key::new("agent", "c"));
         r.set_clock(1);
-        activate(&mut r, &a, worker(1));
+        activate(&mut r, &a, WorkerRef::test(1));
         r.set_clock(2);
-        activate(&mut r, &b, worker(2));
+        activate(&mut r, &b, WorkerRef::test(2));
         r.set_clock(3);
         assert!(matches!(r.route(&a, msg("use a"), 10, false), Route::Worker(..)));
         let Route::Load { evict, .. } = r.route(&c, msg("c"), 10, false) else { panic!() };
-        assert_eq!(evict, Some(worker(2)), "b was used least recently");
+        assert_eq!(evict, Some(WorkerRef::test(2)), "b was used least recently");
         assert_eq!(r.counts.evictions, 1);
     }
 
@@ -678,35 +669,35 @@ mod tests {
     fn the_sweep_deactivates_only_workers_idle_past_their_time_and_not_busy_ones() {
         let mut r = registry(10);
         let (a, b, c) = (Key::new("agent", "a"), Key::new("agent", "b"), Key::new("agent", "c"));
-        activate(&mut r, &a, worker(1));
-        activate(&mut r, &b, worker(2));
+        activate(&mut r, &a, WorkerRef::test(1));
+        activate(&mut r, &b, WorkerRef::test(2));
         r.set_clock(50);
-        activate(&mut r, &c, worker(3));
+        activate(&mut r, &c, WorkerRef::test(3));
         r.set_clock(120);
-        assert_eq!(r.sweep(|w| w == worker(2)), vec![worker(1)], "b is busy, c is young");
+        assert_eq!(r.sweep(|w| w == WorkerRef::test(2)), vec![WorkerRef::test(1)], "b is busy, c is young");
         r.set_clock(300);
-        assert_eq!(r.sweep(|_| false), vec![worker(3), worker(2)]);
+        assert_eq!(r.sweep(|_| false), vec![WorkerRef::test(3), WorkerRef::test(2)]);
     }
 
     #[test]
     fn a_reminder_due_while_the_record_is_stored_is_dropped_from_it_when_read() {
         let mut r = registry(10);
         let key = Key::new("agent", "1");
-        activate(&mut r, &key, worker(1));
+        activate(&mut r, &key, WorkerRef::test(1));
         let reminder = |id| Reminder { id, due_ms: 10 * id, msg: Message::from("ping") };
-        r.remind(worker(1), reminder(1)).unwrap();
-        r.remind(worker(1), reminder(2)).unwrap();
+        r.remind(WorkerRef::test(1), reminder(1)).unwrap();
+        r.remind(WorkerRef::test(1), reminder(2)).unwrap();
         r.deactivate_key(&key);
-        let (_, record, due) = r.stopped(worker(1), b"s").unwrap();
+        let (_, record, due) = r.stopped(WorkerRef::test(1), b"s").unwrap();
         assert_eq!(due, Some(10));
         let record_copy = record.clone();
-        r.removed(worker(1), vec![], false);
+        r.removed(WorkerRef::test(1), vec![], false);
         assert!(matches!(r.saved(&key, false), AfterSave::Done));
         // Reminder 1 fires: it wakes the key, whose record still lists it.
         assert!(matches!(r.route(&key, msg("ping"), 10, false), Route::Load { .. }));
         r.reminder_due(&key, 1);
         r.loaded(&key, Some(record)).unwrap();
-        let (_, to_arm) = r.activated(&key, worker(2));
+        let (_, to_arm) = r.activated(&key, WorkerRef::test(2));
         assert!(to_arm.is_empty(), "2 is still watched by this shard's timer");
         // A node started afresh on that record watches 2 only.
         let mut fresh = registry(10);
@@ -714,6 +705,6 @@ mod tests {
         fresh.reminder_due(&key, 1);
         let stored = fresh.loaded(&key, Some(record_copy)).unwrap();
         assert!(stored.state.is_some());
-        assert_eq!(fresh.activated(&key, worker(3)).1, vec![reminder(2)]);
+        assert_eq!(fresh.activated(&key, WorkerRef::test(3)).1, vec![reminder(2)]);
     }
 }
