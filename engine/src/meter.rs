@@ -227,9 +227,15 @@ impl Meter {
     pub(crate) fn pushed(&self, worker: WorkerRef, depth: usize) {
         let pushes = self.pushes.get().wrapping_add(1);
         self.pushes.set(pushes);
-        if pushes % SAMPLE_EVERY != 0 {
-            return;
+        if pushes % SAMPLE_EVERY == 0 {
+            self.sample_push(worker, depth);
         }
+    }
+
+    /// The one push in [`SAMPLE_EVERY`]: out of line, so that the message
+    /// path inlines only the counter and the comparison above.
+    #[cold]
+    fn sample_push(&self, worker: WorkerRef, depth: usize) {
         self.depths.borrow_mut().record(depth as u64);
         let now = Instant::now();
         let free = self
