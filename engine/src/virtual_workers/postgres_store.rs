@@ -314,23 +314,10 @@ mod tests {
     use super::*;
     use crate::virtual_workers::store::tests::behaves_as_a_store;
 
-    /// The test server's connection string, or `None` after saying loudly
-    /// that `test` is skipped (CI, which starts a server, fails instead).
-    fn server(test: &str) -> Option<String> {
-        match std::env::var("MYRIAD_TEST_POSTGRES") {
-            Ok(url) if !url.is_empty() => Some(url),
-            _ if std::env::var_os("CI").is_some() => {
-                panic!("{test}: CI must set MYRIAD_TEST_POSTGRES (scripts/start-postgres.sh)")
-            }
-            _ => {
-                eprintln!(
-                    "SKIPPED: {test}: no PostgreSQL; set MYRIAD_TEST_POSTGRES to a connection string \
-                     (scripts/start-postgres.sh starts a server and prints one)"
-                );
-                None
-            }
-        }
+    mod support {
+        include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/postgres_server.rs"));
     }
+    use support::server;
 
     #[test]
     fn the_postgres_store_behaves_as_a_store_and_keeps_its_records_when_reconnected() {
