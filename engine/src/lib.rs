@@ -91,5 +91,7 @@ not_under_loom! {
         Key, MemoryStore, Persistent, RedbStore, StateStore, StoreError, StoreLatency, VirtualStats,
         VirtualWorker, Write, DEFAULT_IDLE, MAX_KEY_ID_LEN, REDB_FILE,
     };
+    #[cfg(feature = "postgres")]
+    pub use virtual_workers::{PostgresStore, POSTGRES_TABLE};
     pub use worker::Worker;
 }

@@ -170,4 +170,26 @@ impl NodeConfig {
         }));
         self
     }
+
+    /// Keeps virtual workers' state in PostgreSQL (feature `postgres`): a
+    /// [`PostgresStore`](super::PostgresStore) connected with `connection`
+    /// (`host=... user=... password=... dbname=...` or a
+    /// `postgresql://` URL), in the table
+    /// [`POSTGRES_TABLE`](super::POSTGRES_TABLE), created if absent. Nodes
+    /// given the same database share their keys' state: a key of a node
+    /// that is lost activates elsewhere with its last saved state. The node
+    /// connects when it starts and fails to start with the reason if it
+    /// cannot. For another table, use [`state_store`](Self::state_store)
+    /// with [`PostgresStore::connect_table`](super::PostgresStore::connect_table).
+    ///
+    /// ```no_run
+    /// use myriad_engine::NodeConfig;
+    /// let config = NodeConfig::default()
+    ///     .postgres_store("host=127.0.0.1 user=myriad password=secret dbname=myriad");
+    /// ```
+    #[cfg(feature = "postgres")]
+    pub fn postgres_store(self, connection: impl Into<String>) -> Self {
+        let connection = connection.into();
+        self.state_store(move |_dir| super::PostgresStore::connect(&connection))
+    }
 }

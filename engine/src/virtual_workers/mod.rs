@@ -21,7 +21,9 @@
 //! * `worker`: the [`VirtualWorker`] trait and its host;
 //! * `store_thread`: the one thread that calls the store, in batches;
 //! * `store`, `redb_store`: the [`StateStore`] trait, [`MemoryStore`] and
-//!   the embedded default [`RedbStore`]; `record`: the bytes stored per key;
+//!   the embedded default [`RedbStore`]; `postgres_store` (feature
+//!   `postgres`): `PostgresStore`, one table shared by a cluster; `record`:
+//!   the bytes stored per key;
 //! * `key`, `persistent`: [`Key`] and [`Persistent`].
 
 use std::sync::Arc;
@@ -35,6 +37,8 @@ mod key;
 mod lru;
 mod operate;
 mod persistent;
+#[cfg(feature = "postgres")]
+mod postgres_store;
 pub(crate) mod record;
 mod redb_store;
 pub(crate) mod registry;
@@ -47,6 +51,8 @@ pub use config::DEFAULT_IDLE;
 pub use key::{Key, MAX_KEY_ID_LEN};
 pub use operate::VirtualStats;
 pub use persistent::Persistent;
+#[cfg(feature = "postgres")]
+pub use postgres_store::{PostgresStore, POSTGRES_TABLE};
 pub use redb_store::{RedbStore, REDB_FILE};
 pub use store::{MemoryStore, StateStore, StoreError, Write};
 pub use store_thread::StoreLatency;
