@@ -1057,11 +1057,10 @@ impl<A: Asker> LinkState<A> {
     }
 
     /// The round trip measured since the last call, if any, in nanoseconds:
-    /// the time from a
-    /// ping's [`handle_timeout`](Self::handle_timeout) to the
+    /// the time from a ping's [`handle_timeout`](Self::handle_timeout) to the
     /// [`handle_input`](Self::handle_input) of the bytes that held its pong.
-    /// One ping waits for its pong at a time, so no sample is missed by a
-    /// driver that calls this after every `poll_input` run.
+    /// One ping waits for its pong at a time, so a driver that calls this
+    /// after each run of [`poll_input`](Self::poll_input) misses no sample.
     pub fn take_round_trip(&mut self) -> Option<u64> {
         self.new_rtt.take()
     }
