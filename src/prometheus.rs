@@ -8,7 +8,7 @@ use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use myriad_engine::metrics::{Histogram, LinkMetrics, Metrics, ShardMetrics, Traffic};
+use myriad_engine::metrics::{Histogram, LinkMetrics, Metrics, RoundTrips, ShardMetrics, Traffic};
 
 /// The `Content-Type` of what [`render`] writes.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -69,6 +69,14 @@ impl Collector for Snapshot {
                     .collect(),
             };
             peers.encode(&mut encoder, |m, v| m.encode_gauge(&(*v as i64)))?;
+            for family in peer_rtt_gauges(links) {
+                family.encode(&mut encoder, |m, v| m.encode_gauge(v))?;
+            }
+            for family in peer_rtt_counters(links) {
+                family.encode(&mut encoder, |m, v| {
+                    m.encode_counter::<NoLabelSet, _, f64>(v, None)
+                })?;
+            }
         }
         Ok(())
     }
@@ -351,11 +359,16 @@ fn link_counters(links: &LinkMetrics) -> Vec<Family<u64>> {
             "Reconnection attempts after a link failed or went down",
             links.reconnects,
         ),
-        node(
-            "link_handshake_failures",
-            "Handshakes that failed",
-            links.handshake_failures,
-        ),
+        Family {
+            name: "link_handshake_failures",
+            help: "Attempts to establish a link (inbound or outbound) that failed, by reason",
+            kind: MetricType::Counter,
+            values: links
+                .handshake_failures_by_reason
+                .iter()
+                .map(|(reason, n)| (vec![("reason", reason.label().to_owned())], n))
+                .collect(),
+        },
         node(
             "link_decrypt_failures",
             "Links closed because a frame failed to decrypt",
@@ -365,6 +378,80 @@ fn link_counters(links: &LinkMetrics) -> Vec<Family<u64>> {
             "link_protocol_errors",
             "Links closed for another protocol violation",
             links.protocol_errors,
+        ),
+    ]
+}
+
+/// Nanoseconds in seconds.
+fn seconds(nanos: u64) -> f64 {
+    nanos as f64 * 1e-9
+}
+
+/// A per-peer family of heartbeat round-trip figures, for the peers with at
+/// least one round trip measured.
+fn per_peer_rtt(
+    links: &LinkMetrics,
+    name: &'static str,
+    help: &'static str,
+    kind: MetricType,
+    value: fn(&RoundTrips) -> f64,
+) -> Family<f64> {
+    Family {
+        name,
+        help,
+        kind,
+        values: links
+            .peers
+            .iter()
+            .filter(|p| p.heartbeat_rtt.samples > 0)
+            .map(|p| (vec![("peer", p.peer.clone())], value(&p.heartbeat_rtt)))
+            .collect(),
+    }
+}
+
+fn peer_rtt_gauges(links: &LinkMetrics) -> Vec<Family<f64>> {
+    use MetricType::Gauge;
+    vec![
+        per_peer_rtt(
+            links,
+            "peer_heartbeat_rtt_seconds",
+            "The latest heartbeat round trip (ping to echo) on a link with a peer node",
+            Gauge,
+            |r| seconds(r.last),
+        ),
+        per_peer_rtt(
+            links,
+            "peer_heartbeat_rtt_min_seconds",
+            "The shortest heartbeat round trip with a peer node since start",
+            Gauge,
+            |r| seconds(r.min),
+        ),
+        per_peer_rtt(
+            links,
+            "peer_heartbeat_rtt_max_seconds",
+            "The longest heartbeat round trip with a peer node since start",
+            Gauge,
+            |r| seconds(r.max),
+        ),
+    ]
+}
+
+fn peer_rtt_counters(links: &LinkMetrics) -> Vec<Family<f64>> {
+    use MetricType::Counter;
+    vec![
+        per_peer_rtt(
+            links,
+            "peer_heartbeat_rtt_samples",
+            "Heartbeat round trips measured with a peer node",
+            Counter,
+            |r| r.samples as f64,
+        ),
+        per_peer_rtt(
+            links,
+            "peer_heartbeat_rtt_sum_seconds",
+            "Heartbeat round trips with a peer node, added up (divide by the samples for the mean)",
+            Counter,
+            |r| seconds(r.sum),
         ),
     ]
 }

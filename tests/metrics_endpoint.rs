@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
 use cluster::{start, transport, wait_for_nodes, wait_until, Counter, LONG};
-use myriad::metrics::{Histogram, Metrics};
+use myriad::metrics::{HandshakeFailure, Histogram, Metrics};
 use myriad::transport::start_node;
 use myriad::MetricsListen;
 use prometheus_parse::{Scrape, Value};
@@ -176,6 +176,12 @@ fn the_endpoint_parses_and_agrees_with_the_snapshot() {
         "200"
     );
 
+    // Heartbeats (100 ms apart on an idle link) have measured a round trip.
+    wait_until("a heartbeat round trip to b", LONG, || {
+        let links = a.metrics().unwrap().links.unwrap();
+        links.peers.iter().any(|p| p.heartbeat_rtt.samples > 0)
+    });
+
     // The shards are quiet now (links carry heartbeats, which no shard
     // counts): the scrape equals the snapshot.
     let before = a.metrics().unwrap();
@@ -219,9 +225,37 @@ fn the_endpoint_parses_and_agrees_with_the_snapshot() {
         l0.sent.messages > 200,
         "the ticks and asks went over the link"
     );
-    assert_eq!(
-        number(&scraped, "myriad_link_handshake_failures_total", &[]),
-        0
+    for reason in HandshakeFailure::ALL {
+        let labels = [("reason", reason.label())];
+        assert_eq!(
+            number(&scraped, "myriad_link_handshake_failures_total", &labels),
+            0,
+            "{labels:?}"
+        );
+    }
+    let samples = number(
+        &scraped,
+        "myriad_peer_heartbeat_rtt_samples_total",
+        &[("peer", "b")],
+    );
+    let (r0, r1) = (l0.peers[0].heartbeat_rtt, l1.peers[0].heartbeat_rtt);
+    assert!((r0.samples..=r1.samples).contains(&samples) && samples > 0);
+    let seconds = |name| match value(&scraped, name, &[("peer", "b")]) {
+        Value::Gauge(v) | Value::Counter(v) => v,
+        other => panic!("{name} is not a number: {other:?}"),
+    };
+    let (last, min, max) = (
+        seconds("myriad_peer_heartbeat_rtt_seconds"),
+        seconds("myriad_peer_heartbeat_rtt_min_seconds"),
+        seconds("myriad_peer_heartbeat_rtt_max_seconds"),
+    );
+    assert!(min <= last && last <= max, "{min} {last} {max}");
+    assert!(max <= r1.max as f64 * 1e-9 && min >= r1.min as f64 * 1e-9);
+    let sum = seconds("myriad_peer_heartbeat_rtt_sum_seconds_total");
+    let n = samples as f64;
+    assert!(
+        sum >= min * n * 0.999_999 && sum <= max * n * 1.000_001,
+        "{sum}"
     );
     assert_eq!(
         number(&scraped, "myriad_peer_links", &[("peer", "b")]),

@@ -12,6 +12,7 @@ use cluster::{
     assert_closed_by_node, pair, raw, raw_handshake, start, transport, transport_in,
     wait_for_nodes, wait_until, zone_with, Counter, Greeter, HEARTBEAT_TIMEOUT, LONG,
 };
+use myriad::metrics::HandshakeFailure;
 use myriad::transport::{Envelope, Established, Kind, StaticKeypair, WorkerAddr};
 use myriad::{BoxError, Context, Error, Message, Replier, Worker};
 
@@ -92,6 +93,19 @@ fn a_peer_with_the_wrong_secret_is_rejected_with_nothing_delivered() {
         zb.stats().links.handshake_failures >= 2
     });
     assert!(zc.stats().links.handshake_failures >= 1);
+    // At b, every failure is the one reason "outside the zone".
+    let b_failures = zb.stats().links;
+    let by_reason = b_failures.handshake_failures_by_reason;
+    for (reason, n) in by_reason.iter() {
+        match reason {
+            HandshakeFailure::Zone => assert!(n >= 2, "{by_reason:?}"),
+            _ => assert_eq!(n, 0, "{reason:?} in {by_reason:?}"),
+        }
+    }
+    assert_eq!(by_reason.total(), b_failures.handshake_failures);
+    // c was refused after showing its credentials.
+    let c_reasons = zc.stats().links.handshake_failures_by_reason;
+    assert!(c_reasons.rejected >= 1, "{c_reasons:?}");
     assert!(zb.nodes("").is_empty() && zc.nodes("").is_empty());
     assert_eq!(
         c.send_and_receive("b/counter", "hi", LONG),
@@ -158,6 +172,13 @@ fn garbage_truncated_and_tampered_frames_close_only_their_link() {
     );
     let stats = zb.stats();
     assert_eq!(stats.links.handshake_failures, 2);
+    // The garbage is malformed; the cut-short message ends in a close.
+    let by_reason = stats.links.handshake_failures_by_reason;
+    assert_eq!(
+        (by_reason.malformed, by_reason.closed),
+        (1, 1),
+        "{by_reason:?}"
+    );
     assert_eq!(stats.links.decrypt_failures, 1);
     assert_eq!(stats.connected_peers(), ["a"]);
     a.shutdown();

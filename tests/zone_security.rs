@@ -57,6 +57,14 @@ fn a_peer_claiming_a_members_name_or_the_nodes_own_is_refused() {
     wait_until("b to count the second refusal", LONG, || {
         zb.stats().links.handshake_failures == 2
     });
+    // The claim on a's name is an identity failure; the raw end refuses b's
+    // own name as soon as it sees it, which b sees as a rejection.
+    let by_reason = zb.stats().links.handshake_failures_by_reason;
+    assert_eq!(
+        (by_reason.identity, by_reason.rejected),
+        (1, 1),
+        "{by_reason:?}"
+    );
     // The real a is still the one b serves.
     assert_eq!(zb.nodes(""), ["a"]);
     assert_eq!(

@@ -150,8 +150,11 @@ pub struct LinkMetrics {
     pub received: Traffic,
     /// Reconnection attempts after a link failed or went down (counter).
     pub reconnects: u64,
-    /// Handshakes that failed (counter).
+    /// Handshakes that failed, all reasons together (counter; the sum of
+    /// [`handshake_failures_by_reason`](Self::handshake_failures_by_reason)).
     pub handshake_failures: u64,
+    /// Handshakes that failed, by reason (counters).
+    pub handshake_failures_by_reason: HandshakeFailures,
     /// Links closed because a frame failed to decrypt (counter).
     pub decrypt_failures: u64,
     /// Links closed for another protocol violation (counter).
@@ -183,4 +186,187 @@ pub struct PeerMetrics {
     pub sent: Traffic,
     /// Traffic received from it (counters).
     pub received: Traffic,
+    /// Heartbeat round-trip times measured on the links with it
+    /// (nanoseconds).
+    pub heartbeat_rtt: RoundTrips,
+}
+
+/// Why a handshake failed: the `reason` label of
+/// `myriad_link_handshake_failures_total` (`docs/operations.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HandshakeFailure {
+    /// The peer is not of this zone: another zone secret or zone name, a
+    /// secret on one side only, or a public key the zone does not pin.
+    Zone,
+    /// The peer claims this node's own name, or a name bound to another key.
+    Identity,
+    /// The peer's protocol versions do not overlap this node's.
+    Version,
+    /// A handshake message that does not follow the protocol.
+    Malformed,
+    /// The peer closed the connection before it learned who this node is.
+    Closed,
+    /// The peer closed the connection after this node's credentials: it
+    /// refused them (its log says why).
+    Rejected,
+    /// Connecting and the handshake took longer than the connect timeout.
+    Timeout,
+    /// The connection could not be made or failed (refused, reset, ...).
+    Io,
+    /// Anything else (a local setup failure).
+    Other,
+}
+
+impl HandshakeFailure {
+    /// Every reason, in the order they are exported.
+    pub const ALL: [HandshakeFailure; 9] = [
+        HandshakeFailure::Zone,
+        HandshakeFailure::Identity,
+        HandshakeFailure::Version,
+        HandshakeFailure::Malformed,
+        HandshakeFailure::Closed,
+        HandshakeFailure::Rejected,
+        HandshakeFailure::Timeout,
+        HandshakeFailure::Io,
+        HandshakeFailure::Other,
+    ];
+
+    /// The reason's label, as in the serialised snapshot and Prometheus.
+    pub fn label(self) -> &'static str {
+        match self {
+            HandshakeFailure::Zone => "zone",
+            HandshakeFailure::Identity => "identity",
+            HandshakeFailure::Version => "version",
+            HandshakeFailure::Malformed => "malformed",
+            HandshakeFailure::Closed => "closed",
+            HandshakeFailure::Rejected => "rejected",
+            HandshakeFailure::Timeout => "timeout",
+            HandshakeFailure::Io => "io",
+            HandshakeFailure::Other => "other",
+        }
+    }
+
+    /// The reason's place in [`ALL`](Self::ALL).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Failed handshakes by reason (counters).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandshakeFailures {
+    /// See [`HandshakeFailure::Zone`].
+    pub zone: u64,
+    /// See [`HandshakeFailure::Identity`].
+    pub identity: u64,
+    /// See [`HandshakeFailure::Version`].
+    pub version: u64,
+    /// See [`HandshakeFailure::Malformed`].
+    pub malformed: u64,
+    /// See [`HandshakeFailure::Closed`].
+    pub closed: u64,
+    /// See [`HandshakeFailure::Rejected`].
+    pub rejected: u64,
+    /// See [`HandshakeFailure::Timeout`].
+    pub timeout: u64,
+    /// See [`HandshakeFailure::Io`].
+    pub io: u64,
+    /// See [`HandshakeFailure::Other`].
+    pub other: u64,
+}
+
+impl HandshakeFailures {
+    /// The count of one reason.
+    pub fn get(&self, reason: HandshakeFailure) -> u64 {
+        *self.field(reason)
+    }
+
+    /// Adds `n` to the count of `reason`.
+    pub fn add(&mut self, reason: HandshakeFailure, n: u64) {
+        *self.field_mut(reason) += n;
+    }
+
+    /// All reasons together.
+    pub fn total(&self) -> u64 {
+        HandshakeFailure::ALL.iter().map(|&r| self.get(r)).sum()
+    }
+
+    /// Each reason with its count, in [`HandshakeFailure::ALL`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (HandshakeFailure, u64)> + '_ {
+        HandshakeFailure::ALL.iter().map(|&r| (r, self.get(r)))
+    }
+
+    fn field(&self, reason: HandshakeFailure) -> &u64 {
+        match reason {
+            HandshakeFailure::Zone => &self.zone,
+            HandshakeFailure::Identity => &self.identity,
+            HandshakeFailure::Version => &self.version,
+            HandshakeFailure::Malformed => &self.malformed,
+            HandshakeFailure::Closed => &self.closed,
+            HandshakeFailure::Rejected => &self.rejected,
+            HandshakeFailure::Timeout => &self.timeout,
+            HandshakeFailure::Io => &self.io,
+            HandshakeFailure::Other => &self.other,
+        }
+    }
+
+    fn field_mut(&mut self, reason: HandshakeFailure) -> &mut u64 {
+        match reason {
+            HandshakeFailure::Zone => &mut self.zone,
+            HandshakeFailure::Identity => &mut self.identity,
+            HandshakeFailure::Version => &mut self.version,
+            HandshakeFailure::Malformed => &mut self.malformed,
+            HandshakeFailure::Closed => &mut self.closed,
+            HandshakeFailure::Rejected => &mut self.rejected,
+            HandshakeFailure::Timeout => &mut self.timeout,
+            HandshakeFailure::Io => &mut self.io,
+            HandshakeFailure::Other => &mut self.other,
+        }
+    }
+}
+
+impl std::ops::AddAssign for HandshakeFailures {
+    fn add_assign(&mut self, other: HandshakeFailures) {
+        for (reason, n) in other.iter() {
+            self.add(reason, n);
+        }
+    }
+}
+
+/// Round-trip times of heartbeats (a ping and the peer's echo,
+/// `docs/protocol.md` §10.1), in nanoseconds: the last one and the smallest,
+/// largest and summed since start. All zero until the first sample.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoundTrips {
+    /// Round trips measured (counter).
+    pub samples: u64,
+    /// The latest one (gauge).
+    pub last: u64,
+    /// The shortest one.
+    pub min: u64,
+    /// The longest one.
+    pub max: u64,
+    /// All of them added up (counter): `sum / samples` is the mean.
+    pub sum: u64,
+}
+
+impl RoundTrips {
+    /// Records one round trip of `nanos` nanoseconds.
+    pub fn record(&mut self, nanos: u64) {
+        self.min = if self.samples == 0 {
+            nanos
+        } else {
+            self.min.min(nanos)
+        };
+        self.max = self.max.max(nanos);
+        self.last = nanos;
+        self.sum = self.sum.saturating_add(nanos);
+        self.samples += 1;
+    }
+
+    /// The mean round trip (0 without samples).
+    pub fn mean(&self) -> u64 {
+        self.sum.checked_div(self.samples).unwrap_or(0)
+    }
 }

@@ -14,7 +14,7 @@ use crate::driver::Shared;
 use crate::driver::{self, remote_ops};
 use crate::envelope::ControlOp;
 use crate::keys::PublicKey;
-use crate::stats::{LinkStats, Traffic};
+use crate::stats::{LinkStats, RoundTrips, Traffic};
 
 pub use crate::driver::remote_ops::RemoteWorker;
 
@@ -31,6 +31,8 @@ pub struct PeerStats {
     pub sent: Traffic,
     /// What this node received from it.
     pub received: Traffic,
+    /// Heartbeat round trips measured on the links with it (nanoseconds).
+    pub heartbeat_rtt: RoundTrips,
 }
 
 /// The state of a node's links.
@@ -166,15 +168,18 @@ pub(crate) fn stats_of(shared: &Shared) -> TransportStats {
             links: m.links,
             sent: m.traffic.sent.get(),
             received: m.traffic.received.get(),
+            heartbeat_rtt: m.traffic.rtt.get(),
         })
         .collect();
+    let handshake_failures = counters.handshake_failures();
     TransportStats {
         links: LinkStats {
             sent: counters.traffic.sent.get(),
             received: counters.traffic.received.get(),
             decrypt_failures: counters.decrypt_failures.get(),
             protocol_errors: counters.protocol_errors.get(),
-            handshake_failures: counters.handshake_failures.get(),
+            handshake_failures: handshake_failures.total(),
+            handshake_failures_by_reason: handshake_failures,
         },
         reconnects: counters.reconnects.get(),
         undeliverable: counters.undeliverable.get(),
@@ -190,6 +195,7 @@ impl From<TransportStats> for LinkMetrics {
             received: traffic(stats.links.received),
             reconnects: stats.reconnects,
             handshake_failures: stats.links.handshake_failures,
+            handshake_failures_by_reason: stats.links.handshake_failures_by_reason,
             decrypt_failures: stats.links.decrypt_failures,
             protocol_errors: stats.links.protocol_errors,
             peers: stats
@@ -200,6 +206,7 @@ impl From<TransportStats> for LinkMetrics {
                     links: p.links as u64,
                     sent: traffic(p.sent),
                     received: traffic(p.received),
+                    heartbeat_rtt: p.heartbeat_rtt,
                 })
                 .collect(),
         }

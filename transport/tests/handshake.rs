@@ -4,8 +4,10 @@
 mod common;
 
 use common::{handshake, handshake_chunked, node, pair, zone, SECRET};
+use myriad_transport::stats::HandshakeFailure;
 use myriad_transport::{
-    Envelope, HandshakeError, Kind, LinkConfig, StaticKeypair, Step, ZoneConfig, PROTOCOL_VERSION,
+    Envelope, Handshake, HandshakeError, Kind, LinkConfig, StaticKeypair, Step, ZoneConfig,
+    PROTOCOL_VERSION,
 };
 
 fn check_success(a: &LinkConfig, b: &LinkConfig, chunk: usize) {
@@ -196,8 +198,8 @@ fn a_peer_that_claims_this_nodes_name_with_another_key_is_refused() {
 #[test]
 fn a_finished_or_failed_handshake_refuses_more_input() {
     let (a, b) = (node("a", zone("z", None)), node("b", zone("z", None)));
-    let (mut ini, first) = myriad_transport::Handshake::initiator(&a).unwrap();
-    let mut res = myriad_transport::Handshake::responder(&b).unwrap();
+    let (mut ini, first) = Handshake::initiator(&a).unwrap();
+    let mut res = Handshake::responder(&b).unwrap();
     let Ok(Step::Send(msg2)) = res.feed(&first) else {
         panic!("no message 2")
     };
@@ -209,7 +211,7 @@ fn a_finished_or_failed_handshake_refuses_more_input() {
     };
     assert!(matches!(res.feed(b"more"), Err(HandshakeError::Finished)));
     // A failed handshake stays failed.
-    let mut res = myriad_transport::Handshake::responder(&b).unwrap();
+    let mut res = Handshake::responder(&b).unwrap();
     assert!(res.feed(&[0, 3, 1, 2, 3]).is_err());
     assert!(matches!(res.feed(&first), Err(HandshakeError::Finished)));
 }
@@ -217,10 +219,10 @@ fn a_finished_or_failed_handshake_refuses_more_input() {
 #[test]
 fn message_one_must_be_a_bare_ephemeral_key() {
     let b = node("b", zone("z", None));
-    let mut res = myriad_transport::Handshake::responder(&b).unwrap();
+    let mut res = Handshake::responder(&b).unwrap();
     let err = res.feed(&[0, 3, 1, 2, 3]).err().unwrap();
     assert!(matches!(err, HandshakeError::Malformed(_)), "{err:?}");
-    let mut res = myriad_transport::Handshake::responder(&b).unwrap();
+    let mut res = Handshake::responder(&b).unwrap();
     let mut msg = vec![0, 40];
     msg.extend([7; 40]);
     assert!(matches!(res.feed(&msg), Err(HandshakeError::Malformed(_))));
@@ -229,7 +231,7 @@ fn message_one_must_be_a_bare_ephemeral_key() {
 #[test]
 fn eof_before_anything_is_a_plain_close() {
     let b = node("b", zone("z", None));
-    let mut res = myriad_transport::Handshake::responder(&b).unwrap();
+    let mut res = Handshake::responder(&b).unwrap();
     assert!(matches!(res.feed(&[0, 32, 1]), Ok(Step::Wait)));
     assert!(matches!(res.peer_closed(), HandshakeError::Closed));
 }
@@ -240,8 +242,8 @@ fn data_right_behind_the_confirmation_is_kept_for_the_decoder() {
         node("a", zone("z", Some(SECRET))),
         node("b", zone("z", Some(SECRET))),
     );
-    let (mut ini, first) = myriad_transport::Handshake::initiator(&a).unwrap();
-    let mut res = myriad_transport::Handshake::responder(&b).unwrap();
+    let (mut ini, first) = Handshake::initiator(&a).unwrap();
+    let mut res = Handshake::responder(&b).unwrap();
     let Ok(Step::Send(msg2)) = res.feed(&first) else {
         panic!()
     };
@@ -280,4 +282,57 @@ fn the_default_pair_is_connected() {
     let (a, b) = pair();
     assert_eq!(a.peer.name.as_str(), "beta");
     assert_eq!(b.peer.name.as_str(), "alpha");
+}
+
+#[test]
+fn every_way_of_being_outside_the_zone_counts_as_the_zone_reason() {
+    let friend = node("friend", zone("z", Some(SECRET)));
+    let stranger = node("stranger", zone("z", Some(SECRET)));
+    let cases = [
+        (
+            friend.clone(),
+            node("b", zone("z", Some("another secret of the zone"))),
+        ),
+        (friend.clone(), node("b", zone("z", None))),
+        (node("a", zone("z", None)), friend.clone()),
+        (node("a", zone("z1", None)), node("b", zone("z2", None))),
+        (
+            node("a", zone("z1", Some(SECRET))),
+            node("b", zone("z2", Some(SECRET))),
+        ),
+        (stranger.clone(), pinned("strict", &[&friend])),
+        (pinned("strict", &[&friend]), stranger.clone()),
+    ];
+    for (a, b) in &cases {
+        let (ini, res) = handshake(a, b);
+        let mut reasons = [ini.unwrap_err().reason(), res.unwrap_err().reason()];
+        reasons.sort_by_key(|r| r.index());
+        // The side that finds out counts `zone`; the other sees the close.
+        assert!(
+            matches!(
+                reasons,
+                [
+                    HandshakeFailure::Zone,
+                    HandshakeFailure::Closed | HandshakeFailure::Rejected
+                ]
+            ),
+            "{} -> {}: {reasons:?}",
+            a.node(),
+            b.node()
+        );
+    }
+}
+
+#[test]
+fn other_failures_have_their_own_reasons() {
+    let a = node("a", zone("z", None));
+    let same_name = node("a", zone("z", None));
+    let (ini, _) = handshake(&a, &same_name);
+    assert_eq!(ini.unwrap_err().reason(), HandshakeFailure::Identity);
+    let mut res = Handshake::responder(&a).unwrap();
+    let err = res.feed(&[0, 3, 1, 2, 3]).unwrap_err();
+    assert_eq!(err.reason(), HandshakeFailure::Malformed);
+    assert_eq!(res.peer_closed().reason(), HandshakeFailure::Other);
+    let mut res = Handshake::responder(&a).unwrap();
+    assert_eq!(res.peer_closed().reason(), HandshakeFailure::Closed);
 }

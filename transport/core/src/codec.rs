@@ -447,7 +447,7 @@ impl LinkStats {
             received: decoder.traffic(),
             decrypt_failures: u64::from(matches!(error, Some(ProtocolError::Decrypt))),
             protocol_errors: u64::from(matches!(error, Some(e) if *e != ProtocolError::Decrypt)),
-            handshake_failures: 0,
+            ..LinkStats::default()
         }
     }
 }

@@ -33,6 +33,7 @@ use crate::crypto::{self, KEY_LEN};
 use crate::error::ProtocolError;
 use crate::frame::{write_frame, FrameReader, TAG_LEN};
 use crate::keys::{PublicKey, StaticKeypair};
+use crate::stats::HandshakeFailure;
 use crate::wire::{put_short_bytes, Reader};
 use crate::zone::{NodeName, ZoneConfig};
 
@@ -154,6 +155,27 @@ pub enum HandshakeError {
     /// snow refused the local configuration (a bug, not a peer's doing).
     #[error("Noise setup failed: {0}")]
     Setup(#[source] snow::Error),
+}
+
+impl HandshakeError {
+    /// The reason this failure is counted under in the metrics.
+    pub fn reason(&self) -> HandshakeFailure {
+        match self {
+            HandshakeError::Decrypt
+            | HandshakeError::SecretMismatch { .. }
+            | HandshakeError::NotPinned { .. } => HandshakeFailure::Zone,
+            HandshakeError::SelfConnection
+            | HandshakeError::OwnName { .. }
+            | HandshakeError::NameTaken { .. } => HandshakeFailure::Identity,
+            HandshakeError::Version { .. } => HandshakeFailure::Version,
+            HandshakeError::Malformed(_) | HandshakeError::Unexpected(_) => {
+                HandshakeFailure::Malformed
+            }
+            HandshakeError::Closed => HandshakeFailure::Closed,
+            HandshakeError::Rejected => HandshakeFailure::Rejected,
+            HandshakeError::Finished | HandshakeError::Setup(_) => HandshakeFailure::Other,
+        }
+    }
 }
 
 /// What this node says about itself in a handshake, and how its links behave.

@@ -58,7 +58,7 @@ use crate::error::{EncodeError, ProtocolError};
 use crate::flow::{self, Settlements, Window, FLOW_CONTROL_VERSION};
 use crate::handshake::{HandshakeError, PeerInfo};
 use crate::remote_error;
-use crate::stats::Traffic;
+use crate::stats::{RoundTrips, Traffic};
 use crate::watches::{decode_reason, encode_reason, Exit, Watches};
 use crate::zone::{NodeName, MAX_NAME_LEN};
 
@@ -70,6 +70,16 @@ const ENVELOPE_COST: usize = 32;
 /// writer can write one while senders fill the next, and buffers of one size
 /// are reused by the allocator instead of growing without end.
 const OUTPUT_CHUNK: usize = 1 << 20;
+
+/// How a heartbeat that asks for an echo starts (`docs/protocol.md` §10.1):
+/// `ping ` and a token.
+const PING: &str = "ping ";
+
+/// How the echo of a ping starts: `pong ` and the ping's token.
+const PONG: &str = "pong ";
+
+/// The longest ping token echoed; a longer one is ignored like any other text.
+const MAX_PING_TOKEN: usize = 32;
 
 /// Where a link stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -359,8 +369,13 @@ struct Connection {
     last_rx: Instant,
     /// When bytes were last fed to the decoder.
     fed_at: Instant,
-    /// When something was last written.
+    /// When something other than a pong was last written: what the
+    /// heartbeat interval counts from.
     last_tx: Instant,
+    /// Something other than a pong was encoded since the last write.
+    unwritten: bool,
+    /// The ping waiting for its echo: its token and when it was sent.
+    ping: Option<(u64, Instant)>,
     /// When the heartbeats are next checked.
     next_tick: Instant,
     /// Set when the connection is over (the first reason given wins).
@@ -407,6 +422,12 @@ pub struct LinkState<A = Replier> {
     watches: Watches,
     /// Watches that fired, for `poll_exit`.
     exits: VecDeque<Exit>,
+    /// The token of the last ping sent.
+    pings: u64,
+    /// Heartbeat round trips measured over every connection of the link.
+    rtt: RoundTrips,
+    /// The latest round trip (nanoseconds), until the driver takes it.
+    new_rtt: Option<u64>,
 }
 
 impl<A> fmt::Debug for LinkState<A> {
@@ -447,6 +468,9 @@ impl<A: Asker> LinkState<A> {
             version: None,
             watches: Watches::default(),
             exits: VecDeque::new(),
+            pings: 0,
+            rtt: RoundTrips::default(),
+            new_rtt: None,
         }
     }
 
@@ -548,6 +572,9 @@ impl<A: Asker> LinkState<A> {
     /// Encodes `envelope` (or keeps it until the link is up); wakes the
     /// writer if it had nothing to write.
     fn push(&mut self, envelope: Envelope) -> Result<(), EncodeError> {
+        if let Some(conn) = &mut self.conn {
+            conn.unwritten |= !is_pong(&envelope);
+        }
         let out = &mut self.out;
         let idle = out.buffered() == 0;
         match &mut out.encoder {
@@ -819,7 +846,11 @@ impl<A: Asker> LinkState<A> {
     pub fn transmitted(&mut self, now: Instant) {
         self.writing = 0;
         if let Some(conn) = &mut self.conn {
-            conn.last_tx = now;
+            // Pongs alone do not reset the interval, so that both ends of an
+            // idle link send pings (and measure round trips).
+            if std::mem::take(&mut conn.unwritten) {
+                conn.last_tx = now;
+            }
         }
     }
 
@@ -964,7 +995,10 @@ impl<A: Asker> LinkState<A> {
                         body,
                     })
                 }
-                Kind::Heartbeat => None,
+                Kind::Heartbeat => {
+                    self.heartbeat(&body);
+                    None
+                }
                 Kind::ReplyOk { id } => self.answer_ok(id, body),
                 Kind::ReplyErr { id, code } => self.failure(id, code, &body),
                 Kind::Credit { bytes } => {
@@ -988,6 +1022,47 @@ impl<A: Asker> LinkState<A> {
                 return Some(Incoming::Answer(answer));
             }
         }
+    }
+
+    /// Answers the peer's ping with a pong, or measures the round trip of
+    /// this node's ping from its pong. Any other heartbeat text is ignored.
+    fn heartbeat(&mut self, body: &Message) {
+        let text = body.as_str();
+        if let Some(token) = text.strip_prefix(PING) {
+            if token.len() <= MAX_PING_TOKEN {
+                let pong = Message::from(format!("{PONG}{token}"));
+                if let Err(error) = self.push(Envelope::new(Kind::Heartbeat, None, pong)) {
+                    self.refusal(error);
+                }
+            }
+            return;
+        }
+        let Some(token) = text.strip_prefix(PONG).and_then(|t| t.parse::<u64>().ok()) else {
+            return;
+        };
+        let Some(conn) = &mut self.conn else { return };
+        let Some((_, sent_at)) = conn.ping.filter(|&(ping, _)| ping == token) else {
+            return;
+        };
+        conn.ping = None;
+        let rtt = conn.fed_at.saturating_duration_since(sent_at);
+        let nanos = u64::try_from(rtt.as_nanos()).unwrap_or(u64::MAX);
+        self.rtt.record(nanos);
+        self.new_rtt = Some(nanos);
+    }
+
+    /// The heartbeat round trips measured on this link so far (nanoseconds).
+    pub fn round_trips(&self) -> RoundTrips {
+        self.rtt
+    }
+
+    /// The round trip measured since the last call, if any, in nanoseconds:
+    /// the time from a ping's [`handle_timeout`](Self::handle_timeout) to the
+    /// [`handle_input`](Self::handle_input) of the bytes that held its pong.
+    /// One ping waits for its pong at a time, so a driver that calls this
+    /// after each run of [`poll_input`](Self::poll_input) misses no sample.
+    pub fn take_round_trip(&mut self) -> Option<u64> {
+        self.new_rtt.take()
     }
 
     /// Takes the window of a plain send from the peer on connection `seq`:
@@ -1213,6 +1288,7 @@ impl<A: Asker> LinkState<A> {
             ..
         } = self.settings;
         let tick = self.settings.tick();
+        let ping = self.pings + 1;
         let due = self
             .conn
             .as_mut()
@@ -1223,6 +1299,9 @@ impl<A: Asker> LinkState<A> {
                 let idle = !silent && now.duration_since(conn.last_tx) >= interval;
                 if idle {
                     conn.last_tx = now;
+                    // A ping still unanswered is forgotten: its pong, if it
+                    // comes, no longer matches.
+                    conn.ping = Some((ping, now));
                 }
                 (silent, idle)
             });
@@ -1230,7 +1309,10 @@ impl<A: Asker> LinkState<A> {
             Some((true, _)) => self.close(LinkError::Silent(timeout)),
             Some((false, idle)) => {
                 if idle {
-                    if let Err(error) = self.push(Envelope::heartbeat()) {
+                    self.pings = ping;
+                    let body = Message::from(format!("{PING}{ping}"));
+                    let heartbeat = Envelope::new(Kind::Heartbeat, None, body);
+                    if let Err(error) = self.push(heartbeat) {
                         self.refusal(error);
                     }
                 }
@@ -1306,6 +1388,8 @@ impl<A: Asker> LinkState<A> {
             last_rx: now,
             fed_at: now,
             last_tx: now,
+            unwritten: false,
+            ping: None,
             next_tick: now + self.settings.tick(),
             closed: false,
             reason: None,
@@ -1385,6 +1469,12 @@ impl<A: Asker> LinkState<A> {
         }
         dropped
     }
+}
+
+/// True for the echo of a ping, which does not count as traffic for the
+/// heartbeat interval.
+fn is_pong(envelope: &Envelope) -> bool {
+    envelope.kind == Kind::Heartbeat && envelope.body.as_str().starts_with(PONG)
 }
 
 /// The target and watcher of the peer's `watch` request, or why it is

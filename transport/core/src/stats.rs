@@ -4,6 +4,8 @@
 
 use std::ops::AddAssign;
 
+pub use myriad_engine::metrics::{HandshakeFailure, HandshakeFailures, RoundTrips};
+
 /// Traffic in one direction of a link.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Traffic {
@@ -34,8 +36,10 @@ pub struct LinkStats {
     pub decrypt_failures: u64,
     /// Links closed for any other protocol violation.
     pub protocol_errors: u64,
-    /// Handshakes that failed (counted by the driver).
+    /// Handshakes that failed (counted by the driver), all reasons together.
     pub handshake_failures: u64,
+    /// Handshakes that failed, by reason (counted by the driver).
+    pub handshake_failures_by_reason: HandshakeFailures,
 }
 
 impl AddAssign for LinkStats {
@@ -45,5 +49,6 @@ impl AddAssign for LinkStats {
         self.decrypt_failures += other.decrypt_failures;
         self.protocol_errors += other.protocol_errors;
         self.handshake_failures += other.handshake_failures;
+        self.handshake_failures_by_reason += other.handshake_failures_by_reason;
     }
 }

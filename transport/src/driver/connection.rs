@@ -194,6 +194,9 @@ async fn read_loop(
             inbound.dispatch(incoming);
         }
         report(link.received(), &mut reported, received, &traffic.received);
+        if let Some(nanos) = link.take_round_trip() {
+            traffic.rtt.record(nanos);
+        }
         let read = or(async { Some(input.read(&mut buf).await) }, async {
             conn.closed.wait().await;
             None

@@ -239,6 +239,12 @@ impl Link {
         self.with(LinkState::poll_input)
     }
 
+    /// The heartbeat round trip measured since the last call, if any
+    /// (nanoseconds).
+    pub(crate) fn take_round_trip(&self) -> Option<u64> {
+        self.state.borrow_mut().take_round_trip()
+    }
+
     /// What this link's current connection has sent so far.
     pub(crate) fn sent(&self) -> Traffic {
         self.state.borrow().sent()

@@ -13,6 +13,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use super::link::{Link, Phase};
 use super::{connection, net, LinkError, ShardTransport};
 use crate::handshake::{Established, HandshakeError};
+use crate::stats::HandshakeFailure;
 use crate::zone::NodeName;
 
 /// A connected, authenticated connection, ready to run.
@@ -44,16 +45,19 @@ fn backoff(failures: u32, (min, max): (Duration, Duration)) -> Duration {
     full.mul_f64(0.5 + fraction / 2.0)
 }
 
-/// Counts a failed or timed-out handshake (a node that dialled itself is
-/// not a failure, nor is a connection that could not be made).
+/// Counts a failed attempt to establish a link, inbound or outbound, by
+/// reason: a failed or timed-out handshake, or a connection that could not
+/// be made or failed during the handshake. A node that dialled itself is not
+/// a failure, nor is a node whose address is unknown.
 pub(crate) fn count_failure(st: &ShardTransport, error: &LinkError) {
-    match error {
-        LinkError::Handshake(HandshakeError::SelfConnection) => {}
-        LinkError::Handshake(_) | LinkError::HandshakeTimeout(_) => {
-            st.shared.counters.handshake_failures.bump();
-        }
-        _ => {}
-    }
+    let reason = match error {
+        LinkError::Handshake(HandshakeError::SelfConnection) => return,
+        LinkError::Handshake(error) => error.reason(),
+        LinkError::HandshakeTimeout(_) => HandshakeFailure::Timeout,
+        LinkError::Io(_) => HandshakeFailure::Io,
+        _ => return,
+    };
+    st.shared.counters.handshake_failed(reason);
 }
 
 /// Keeps the outbound link to `name` up while the node is known. `first` is

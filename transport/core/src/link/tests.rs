@@ -681,6 +681,18 @@ fn sends_before_the_handshake_hold_their_window_too() {
     alpha.send(&to("w"), quarter(), None, &mut None).unwrap();
 }
 
+/// Advances to the earlier of the two links' timeouts and handles it on both;
+/// returns that time.
+fn next_timeout(alpha: &mut Link, beta: &mut Link) -> Instant {
+    let now = alpha
+        .poll_timeout()
+        .unwrap()
+        .min(beta.poll_timeout().unwrap());
+    alpha.handle_timeout(now);
+    beta.handle_timeout(now);
+    now
+}
+
 #[test]
 fn heartbeats_keep_the_link_alive_while_a_worker_holds_its_window() {
     let t0 = Instant::now();
@@ -691,12 +703,7 @@ fn heartbeats_keep_the_link_alive_while_a_worker_holds_its_window() {
     // Three heartbeat timeouts with nothing settled and nothing sent.
     let mut now = t0;
     while now.duration_since(t0) < 15 * SECOND {
-        now = alpha
-            .poll_timeout()
-            .unwrap()
-            .min(beta.poll_timeout().unwrap());
-        alpha.handle_timeout(now);
-        beta.handle_timeout(now);
+        now = next_timeout(&mut alpha, &mut beta);
         carry(&mut beta, &mut alpha, now);
         carry(&mut alpha, &mut beta, now);
         assert!(incoming(&mut alpha).is_empty());
@@ -1299,4 +1306,116 @@ fn malformed_watch_frames_get_a_clear_error_and_keep_the_link() {
         .unwrap();
     carry(&mut alpha, &mut beta, now);
     assert_eq!(bodies(&incoming(&mut beta)), ["still here"]);
+}
+
+/// `pinger`'s heartbeat tick at `at`, when it pings: `echoer` reads the
+/// ping at once and `pinger` reads the pong at `back`. Neither is delivered.
+fn ping(pinger: &mut Link, echoer: &mut Link, at: Instant, back: Instant) {
+    pinger.handle_timeout(at);
+    assert!(carry(pinger, echoer, at) > 0, "a ping");
+    assert!(incoming(echoer).is_empty(), "a ping is not delivered");
+    assert!(carry(echoer, pinger, back) > 0, "a pong");
+    assert!(incoming(pinger).is_empty(), "a pong is not delivered");
+}
+
+#[test]
+fn a_pong_gives_the_round_trip_the_clock_says() {
+    let t0 = Instant::now();
+    let (mut alpha, mut beta) = pair(t0);
+    let tick = settings().tick();
+    assert_eq!(alpha.round_trips(), RoundTrips::default());
+
+    // Alpha is idle for the interval: it pings, and the pong is back 30 ms
+    // later.
+    ping(&mut alpha, &mut beta, t0 + tick, t0 + tick + 30 * MS);
+    assert_eq!(alpha.take_round_trip(), Some(nanos(30 * MS)));
+    assert_eq!(alpha.take_round_trip(), None, "taken once");
+
+    // The next ping (a full interval after the first was written) has its
+    // pong back after 10 ms.
+    let t1 = t0 + 3 * tick;
+    ping(&mut alpha, &mut beta, t1, t1 + 10 * MS);
+    assert_eq!(alpha.take_round_trip(), Some(nanos(10 * MS)));
+    assert_eq!(
+        alpha.round_trips(),
+        RoundTrips {
+            samples: 2,
+            last: nanos(10 * MS),
+            min: nanos(10 * MS),
+            max: nanos(30 * MS),
+            sum: nanos(40 * MS),
+        }
+    );
+    assert_eq!(alpha.round_trips().mean(), nanos(20 * MS));
+    assert_eq!(beta.round_trips().samples, 0, "beta measured nothing yet");
+}
+
+#[test]
+fn a_stale_or_unknown_pong_measures_nothing() {
+    let t0 = Instant::now();
+    let (mut alpha, mut beta) = pair(t0);
+    let tick = settings().tick();
+    // Ping 1 is not answered before ping 2 replaces it.
+    alpha.handle_timeout(t0 + tick);
+    carry(&mut alpha, &mut beta, t0 + tick);
+    // Beta echoes both; only ping 2's pong counts, from ping 2's time.
+    let t1 = t0 + 2 * tick;
+    ping(&mut alpha, &mut beta, t1, t1 + 5 * MS);
+    assert_eq!(alpha.take_round_trip(), Some(nanos(5 * MS)));
+    assert_eq!(alpha.round_trips().samples, 1);
+
+    // A pong nobody asked for, and heartbeat text that is neither.
+    for text in ["pong 99", "pong x", "hello", ""] {
+        let envelope = Envelope::new(Kind::Heartbeat, None, text);
+        beta.push(envelope).unwrap();
+    }
+    carry(&mut beta, &mut alpha, t0 + 3 * tick);
+    assert!(incoming(&mut alpha).is_empty());
+    assert!(alpha.poll_transmit().is_none(), "nothing is echoed");
+    assert_eq!(alpha.take_round_trip(), None);
+    assert_eq!(alpha.round_trips().samples, 1);
+}
+
+#[test]
+fn both_ends_of_an_idle_link_ping_although_each_echoes_the_other() {
+    let t0 = Instant::now();
+    let (mut alpha, mut beta) = pair(t0);
+    let mut now = t0;
+    while now.duration_since(t0) < 10 * SECOND {
+        now = next_timeout(&mut alpha, &mut beta);
+        // Bytes take 1 ms each way; each side echoes what it reads at once.
+        // Alpha's ping reaches beta at +1 ms and its pong is back at +2 ms;
+        // beta's ping reaches alpha at +2 ms and its pong is back at +3 ms.
+        for step in [1, 3] {
+            carry(&mut alpha, &mut beta, now + step * MS);
+            incoming(&mut beta);
+            carry(&mut beta, &mut alpha, now + (step + 1) * MS);
+            incoming(&mut alpha);
+        }
+    }
+    let (a, b) = (alpha.round_trips(), beta.round_trips());
+    assert!(a.samples >= 5 && b.samples >= 5, "{a:?} {b:?}");
+    assert_eq!((a.min, a.max), (nanos(2 * MS), nanos(2 * MS)), "{a:?}");
+    assert_eq!((b.min, b.max), (nanos(3 * MS), nanos(3 * MS)), "{b:?}");
+    assert!(!alpha.is_closed() && !beta.is_closed());
+}
+
+#[test]
+fn echoing_a_ping_does_not_count_as_traffic_for_the_interval() {
+    let t0 = Instant::now();
+    let (mut alpha, mut beta) = pair(t0);
+    let tick = settings().tick();
+    // Beta writes its pong, and nothing else, at t0 + tick.
+    ping(&mut alpha, &mut beta, t0 + tick, t0 + tick);
+    // Half an interval later beta has sent nothing but a pong for 1.5
+    // intervals: it pings.
+    let t1 = t0 + tick + tick / 2;
+    ping(&mut beta, &mut alpha, t1, t1 + 4 * MS);
+    assert_eq!(beta.take_round_trip(), Some(nanos(4 * MS)));
+}
+
+const MS: Duration = Duration::from_millis(1);
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap()
 }
