@@ -35,6 +35,7 @@ mod key;
 mod lru;
 mod operate;
 mod persistent;
+pub(crate) mod placement;
 pub(crate) mod record;
 mod redb_store;
 pub(crate) mod registry;

@@ -166,7 +166,11 @@ pub struct LinkConfig {
     shards: u16,
     incarnation: u64,
     max_message_size: u32,
+    virtual_kinds: Vec<String>,
 }
+
+/// The most virtual kinds a node advertises in its handshake.
+pub const MAX_ADVERTISED_KINDS: usize = 64;
 
 impl LinkConfig {
     /// Links of node `node`, identified by `keypair`, in `zone`; shard 0 of 1,
@@ -180,7 +184,26 @@ impl LinkConfig {
             shards: 1,
             incarnation: 0,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            virtual_kinds: Vec::new(),
         }
+    }
+
+    /// The virtual kinds this node registered, advertised to every peer in
+    /// the handshake (a trailing field older peers ignore) so that the zone
+    /// places keys of these kinds on it. Kinds that are not 1 to 255 bytes,
+    /// and all after the first [`MAX_ADVERTISED_KINDS`], are left out.
+    pub fn with_virtual_kinds(mut self, kinds: impl IntoIterator<Item = String>) -> Self {
+        self.virtual_kinds = kinds
+            .into_iter()
+            .filter(|k| (1..=255).contains(&k.len()))
+            .take(MAX_ADVERTISED_KINDS)
+            .collect();
+        self
+    }
+
+    /// The virtual kinds this node advertises.
+    pub fn virtual_kinds(&self) -> &[String] {
+        &self.virtual_kinds
     }
 
     /// Links opened by shard `shard` of a node with `shards` shards.
@@ -241,6 +264,9 @@ pub struct PeerInfo {
     pub incarnation: u64,
     /// The largest message body the peer accepts.
     pub max_message_size: u32,
+    /// The virtual kinds the peer registered (empty from a peer that does
+    /// not say).
+    pub virtual_kinds: Vec<String>,
 }
 
 /// A link ready for data.
@@ -277,6 +303,8 @@ struct Hello {
     shard: u16,
     shards: u16,
     name: NodeName,
+    /// Trailing: a count (u8), then each kind as short bytes.
+    virtual_kinds: Vec<String>,
 }
 
 impl Hello {
@@ -290,6 +318,11 @@ impl Hello {
         buf.put_u16(self.shard);
         buf.put_u16(self.shards);
         put_short_bytes(&mut buf, name);
+        // At most MAX_ADVERTISED_KINDS (64), each 1 to 255 bytes.
+        buf.put_u8(self.virtual_kinds.len().min(MAX_ADVERTISED_KINDS) as u8);
+        for kind in self.virtual_kinds.iter().take(MAX_ADVERTISED_KINDS) {
+            put_short_bytes(&mut buf, kind.as_bytes());
+        }
         buf.freeze()
     }
 
@@ -309,6 +342,24 @@ impl Hello {
         if versions.0 > versions.1 {
             return Err(HandshakeError::Malformed("empty protocol version range"));
         }
+        let mut virtual_kinds = Vec::new();
+        if !r.is_empty() {
+            let count = r.u8().map_err(truncated)?;
+            if usize::from(count) > MAX_ADVERTISED_KINDS {
+                return Err(HandshakeError::Malformed(
+                    "too many virtual kinds in the handshake payload",
+                ));
+            }
+            for _ in 0..count {
+                let kind = r.short_bytes().map_err(truncated)?;
+                let kind = String::from_utf8(kind.to_vec()).map_err(|_| {
+                    HandshakeError::Malformed(
+                        "a virtual kind in the handshake payload is not UTF-8",
+                    )
+                })?;
+                virtual_kinds.push(kind);
+            }
+        }
         Ok(Hello {
             versions,
             max_message_size,
@@ -316,6 +367,7 @@ impl Hello {
             shard,
             shards,
             name,
+            virtual_kinds,
         })
     }
 }
@@ -370,6 +422,7 @@ impl Handshake {
             shard: config.shard,
             shards: config.shards,
             name: config.node.clone(),
+            virtual_kinds: config.virtual_kinds.clone(),
         };
         Handshake {
             state,
@@ -527,6 +580,7 @@ impl Handshake {
             shards: hello.shards,
             incarnation: hello.incarnation,
             max_message_size: hello.max_message_size,
+            virtual_kinds: hello.virtual_kinds,
         })
     }
 
