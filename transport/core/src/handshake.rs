@@ -318,10 +318,14 @@ impl Hello {
         buf.put_u16(self.shard);
         buf.put_u16(self.shards);
         put_short_bytes(&mut buf, name);
-        // At most MAX_ADVERTISED_KINDS (64), each 1 to 255 bytes.
-        buf.put_u8(self.virtual_kinds.len().min(MAX_ADVERTISED_KINDS) as u8);
-        for kind in self.virtual_kinds.iter().take(MAX_ADVERTISED_KINDS) {
-            put_short_bytes(&mut buf, kind.as_bytes());
+        // Only if there are any: a node without virtual kinds sends the
+        // payload older nodes send. At most MAX_ADVERTISED_KINDS (64), each
+        // 1 to 255 bytes (LinkConfig keeps no other).
+        if !self.virtual_kinds.is_empty() {
+            buf.put_u8(self.virtual_kinds.len().min(MAX_ADVERTISED_KINDS) as u8);
+            for kind in self.virtual_kinds.iter().take(MAX_ADVERTISED_KINDS) {
+                put_short_bytes(&mut buf, kind.as_bytes());
+            }
         }
         buf.freeze()
     }
@@ -694,4 +698,47 @@ fn write_noise(
         noise.write_message(payload, buf)
     })
     .map_err(HandshakeError::Setup)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello(kinds: &[&str]) -> Hello {
+        Hello {
+            versions: VERSIONS,
+            max_message_size: 1000,
+            incarnation: 7,
+            shard: 1,
+            shards: 2,
+            name: NodeName::new("a").unwrap(),
+            virtual_kinds: kinds.iter().map(|k| k.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_virtual_kinds_round_trip_and_a_payload_without_them_means_none() {
+        let with = hello(&["agent", "cart"]);
+        assert_eq!(Hello::decode(with.encode()).unwrap(), with);
+        // No kinds: the payload ends after the name, as before the field.
+        let without = hello(&[]);
+        let old = without.encode();
+        assert_eq!(old.len(), 21 + 1, "nothing after the one-byte name");
+        assert_eq!(Hello::decode(old).unwrap(), without);
+    }
+
+    #[test]
+    fn too_many_or_truncated_virtual_kinds_are_malformed() {
+        let mut payload = hello(&[]).encode().to_vec();
+        payload.push(65);
+        assert!(matches!(
+            Hello::decode(Bytes::from(payload.clone())),
+            Err(HandshakeError::Malformed(_))
+        ));
+        *payload.last_mut().unwrap() = 1;
+        assert!(matches!(
+            Hello::decode(Bytes::from(payload)),
+            Err(HandshakeError::Malformed(_))
+        ));
+    }
 }
