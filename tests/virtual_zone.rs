@@ -7,8 +7,10 @@
 
 mod cluster;
 
-use cluster::{engine, transport, wait_for_nodes, wait_until, LONG};
-use myriad::transport::Zone;
+use cluster::{
+    engine, raw_handshake, raw_read, raw_write, transport, wait_for_nodes, wait_until, LONG,
+};
+use myriad::transport::{Envelope, Kind, Zone};
 use myriad::{BoxError, Context, Key, MemoryStore, Message, NodeConfig, NodeHandle, VirtualWorker};
 
 /// Counts `inc`s; answers an ask with the count and the node it runs on.
@@ -175,4 +177,26 @@ fn when_the_home_node_is_lost_the_next_message_activates_the_key_on_the_survivor
     assert_eq!(ask(&a, &key, "inc"), "1 on a");
     assert_eq!(active(&a), vec![key]);
     a.shutdown();
+}
+
+#[test]
+fn a_key_that_comes_from_another_node_activates_where_it_was_sent_without_being_placed_again() {
+    let ((a, _za), (b, zb)) = pair(true);
+    // Whoever sent it placed it on b, though by b's view its home is a: b
+    // trusts the sender (so two nodes whose views differ never pass a key
+    // back and forth), and activates it.
+    let key = key_homed_on("a", "t");
+    let (mut stream, mut link) = raw_handshake(zb.local_addr(), "raw");
+    let ask = Envelope::new(Kind::Ask { id: 9 }, Some(key.as_str().into()), "inc");
+    raw_write(&mut stream, &mut link, &ask);
+    let got = raw_read(&mut stream, &mut link, 1);
+    assert_eq!(
+        (got[0].kind, got[0].body.as_str()),
+        (Kind::ReplyOk { id: 9 }, "1 on b")
+    );
+    assert_eq!(active(&b), vec![key]);
+    assert!(active(&a).is_empty(), "not sent on to a");
+    drop(stream);
+    a.shutdown();
+    b.shutdown();
 }
