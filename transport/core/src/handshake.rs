@@ -189,7 +189,7 @@ impl LinkConfig {
     }
 
     /// The virtual kinds this node registered, advertised to every peer in
-    /// the handshake (a trailing field older peers ignore) so that the zone
+    /// the handshake (an extension older peers skip) so that the zone
     /// places keys of these kinds on it. Kinds that are not 1 to 255 bytes,
     /// and all after the first [`MAX_ADVERTISED_KINDS`], are left out.
     pub fn with_virtual_kinds(mut self, kinds: impl IntoIterator<Item = String>) -> Self {
@@ -303,7 +303,7 @@ struct Hello {
     shard: u16,
     shards: u16,
     name: NodeName,
-    /// Trailing: a count (u8), then each kind as short bytes.
+    /// Extension 1 (`EXT_VIRTUAL_KINDS`): the kinds the node registered.
     virtual_kinds: Vec<String>,
 }
 
@@ -322,10 +322,15 @@ impl Hello {
         // payload older nodes send. At most MAX_ADVERTISED_KINDS (64), each
         // 1 to 255 bytes (LinkConfig keeps no other).
         if !self.virtual_kinds.is_empty() {
-            buf.put_u8(self.virtual_kinds.len().min(MAX_ADVERTISED_KINDS) as u8);
+            let mut body = BytesMut::new();
+            body.put_u8(self.virtual_kinds.len().min(MAX_ADVERTISED_KINDS) as u8);
             for kind in self.virtual_kinds.iter().take(MAX_ADVERTISED_KINDS) {
-                put_short_bytes(&mut buf, kind.as_bytes());
+                put_short_bytes(&mut body, kind.as_bytes());
             }
+            // At most 1 + 64 × 256 bytes: it fits the u16 length.
+            buf.put_u8(EXT_VIRTUAL_KINDS);
+            buf.put_u16(body.len() as u16);
+            buf.put_slice(&body);
         }
         buf.freeze()
     }
@@ -346,22 +351,19 @@ impl Hello {
         if versions.0 > versions.1 {
             return Err(HandshakeError::Malformed("empty protocol version range"));
         }
+        // Extensions: tag (u8), length (u16), body. A tag this node does
+        // not know, or bytes that are no whole extension (a peer from
+        // before extensions had tags), are skipped: the rest is ignored.
         let mut virtual_kinds = Vec::new();
-        if !r.is_empty() {
-            let count = r.u8().map_err(truncated)?;
-            if usize::from(count) > MAX_ADVERTISED_KINDS {
-                return Err(HandshakeError::Malformed(
-                    "too many virtual kinds in the handshake payload",
-                ));
-            }
-            for _ in 0..count {
-                let kind = r.short_bytes().map_err(truncated)?;
-                let kind = String::from_utf8(kind.to_vec()).map_err(|_| {
-                    HandshakeError::Malformed(
-                        "a virtual kind in the handshake payload is not UTF-8",
-                    )
-                })?;
-                virtual_kinds.push(kind);
+        while !r.is_empty() {
+            let (Ok(tag), Ok(len)) = (r.u8(), r.u16()) else {
+                break;
+            };
+            let Ok(body) = r.bytes(usize::from(len)) else {
+                break;
+            };
+            if tag == EXT_VIRTUAL_KINDS {
+                virtual_kinds = decode_kinds(body)?;
             }
         }
         Ok(Hello {
@@ -374,6 +376,37 @@ impl Hello {
             virtual_kinds,
         })
     }
+}
+
+/// The tag of the handshake extension that lists the virtual kinds.
+const EXT_VIRTUAL_KINDS: u8 = 1;
+
+/// The body of the virtual-kinds extension: a count (at most
+/// [`MAX_ADVERTISED_KINDS`]), then each kind as short bytes of UTF-8.
+fn decode_kinds(body: Bytes) -> Result<Vec<String>, HandshakeError> {
+    let malformed =
+        |_| HandshakeError::Malformed("truncated virtual kinds in the handshake payload");
+    let mut r = Reader::new(body);
+    let count = r.u8().map_err(malformed)?;
+    if usize::from(count) > MAX_ADVERTISED_KINDS {
+        return Err(HandshakeError::Malformed(
+            "too many virtual kinds in the handshake payload",
+        ));
+    }
+    let mut kinds = Vec::with_capacity(usize::from(count));
+    for _ in 0..count {
+        let kind = r.short_bytes().map_err(malformed)?;
+        let kind = String::from_utf8(kind.to_vec()).map_err(|_| {
+            HandshakeError::Malformed("a virtual kind in the handshake payload is not UTF-8")
+        })?;
+        kinds.push(kind);
+    }
+    if !r.is_empty() {
+        return Err(HandshakeError::Malformed(
+            "bytes after the virtual kinds in the handshake payload",
+        ));
+    }
+    Ok(kinds)
 }
 
 /// Where a handshake stands.
@@ -728,17 +761,28 @@ mod tests {
     }
 
     #[test]
-    fn too_many_or_truncated_virtual_kinds_are_malformed() {
-        let mut payload = hello(&[]).encode().to_vec();
-        payload.push(65);
-        assert!(matches!(
-            Hello::decode(Bytes::from(payload.clone())),
-            Err(HandshakeError::Malformed(_))
-        ));
-        *payload.last_mut().unwrap() = 1;
-        assert!(matches!(
-            Hello::decode(Bytes::from(payload)),
-            Err(HandshakeError::Malformed(_))
-        ));
+    fn too_many_or_truncated_virtual_kinds_are_malformed_and_other_extensions_ignored() {
+        let base = hello(&[]).encode().to_vec();
+        let with = |ext: &[u8]| {
+            let mut payload = base.clone();
+            payload.extend_from_slice(ext);
+            Hello::decode(Bytes::from(payload))
+        };
+        let malformed =
+            |r: Result<Hello, HandshakeError>| matches!(r, Err(HandshakeError::Malformed(_)));
+        assert!(malformed(with(&[EXT_VIRTUAL_KINDS, 0, 1, 65])), "65 kinds");
+        assert!(
+            malformed(with(&[EXT_VIRTUAL_KINDS, 0, 2, 1, 3])),
+            "a kind cut short"
+        );
+        assert!(
+            malformed(with(&[EXT_VIRTUAL_KINDS, 0, 3, 1, 1, 0xff])),
+            "not UTF-8"
+        );
+        // Another tag, then the kinds: the first is skipped.
+        let kinds = with(&[9, 0, 2, 7, 7, EXT_VIRTUAL_KINDS, 0, 3, 1, 1, b'k']).unwrap();
+        assert_eq!(kinds.virtual_kinds, ["k"]);
+        // Bytes that are no whole extension are ignored.
+        assert!(with(b"future fields").unwrap().virtual_kinds.is_empty());
     }
 }
