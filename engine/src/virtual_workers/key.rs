@@ -111,7 +111,7 @@ impl Key {
     /// assert_eq!(key.home_node(&["c", "b", "a"]), Some(home));
     /// ```
     pub fn home_node<'a>(&self, members: &[&'a str]) -> Option<&'a str> {
-        super::placement::home_node(self, members.iter().copied()).map(|s| s as _)
+        super::placement::home_node(self, members.iter().copied())
     }
 
     /// The shared text, as the registry's map holds it.
