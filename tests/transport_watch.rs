@@ -6,18 +6,15 @@
 
 mod cluster;
 
-use std::io::{BufRead, Read, Write};
-use std::net::TcpStream;
+use std::io::BufRead;
 
 use cluster::child::ChildNode;
 use cluster::{
-    pair, raw_handshake, start, transport, wait_for_nodes, wait_until, watcher, Greeter, Notice,
-    LONG,
+    pair, raw_handshake, raw_read as read, raw_write as write, start, transport, wait_for_nodes,
+    wait_until, watcher, Greeter, Notice, LONG,
 };
 use myriad::plugin::WireRef;
-use myriad::transport::{
-    ControlOp, Envelope, ErrorCode, Established, Kind, StaticKeypair, WorkerAddr, Zone,
-};
+use myriad::transport::{ControlOp, Envelope, ErrorCode, Kind, StaticKeypair, WorkerAddr, Zone};
 use myriad::{BoxError, Context, ExitReason, Message, NodeHandle, Replier, Worker, WorkerRef};
 
 /// Panics on its first message.
@@ -254,31 +251,6 @@ fn a_remote_sender_is_answered_by_a_plain_send() {
     }
     a.shutdown();
     b.shutdown();
-}
-
-/// Encodes `envelope` for the node and writes it.
-fn write(stream: &mut TcpStream, link: &mut Established, envelope: &Envelope) {
-    link.encoder.push(envelope).unwrap();
-    stream.write_all(&link.encoder.flush().unwrap()).unwrap();
-}
-
-/// Reads from the node until it has sent `n` envelopes other than heartbeats.
-fn read(stream: &mut TcpStream, link: &mut Established, n: usize) -> Vec<Envelope> {
-    let mut got = Vec::new();
-    let mut buf = [0; 4096];
-    while got.len() < n {
-        while let Some(envelope) = link.decoder.next_envelope().unwrap() {
-            if envelope.kind != Kind::Heartbeat {
-                got.push(envelope);
-            }
-        }
-        if got.len() < n {
-            let read = stream.read(&mut buf).expect("the node answers");
-            assert_ne!(read, 0, "the node closed the link");
-            link.decoder.feed(&buf[..read]);
-        }
-    }
-    got
 }
 
 #[test]

@@ -24,6 +24,7 @@ use crate::liveness::{self, Liveness};
 use crate::remote::{self, RemoteRouterFactory, ShardHandle};
 use crate::service::ServiceFactory;
 use crate::shard::{NodeShared, Shard};
+use crate::virtual_workers::placement::ZoneKinds;
 use crate::suspended;
 use crate::virtual_workers::NodeVirtuals;
 use crate::worker::panic_text;
@@ -113,6 +114,10 @@ impl Node {
             stopping: AtomicBool::new(false),
             virtuals,
             stall_watches: (0..shards).map(|_| Arc::default()).collect(),
+            zone_kinds: Arc::new(ZoneKinds::new(
+                Arc::from(config.name.as_str()),
+                config.virtual_kind_names().iter().map(|k| Arc::from(k.as_str())).collect(),
+            )),
         });
         let mut links = links(shards);
         // Pinned to the CPUs this process may use (a cpuset, `taskset`), in turn.
@@ -530,7 +535,7 @@ impl NodeHandle {
                 // A caller that is gone no longer needs the verdict.
                 let _ = tx.send(result);
             });
-            s.deliver_when_ready(&to, msg, None, verdict);
+            s.deliver_when_ready(&to, msg, None, verdict, true);
         }));
         self.inbox(shard)?
             .send(packet)

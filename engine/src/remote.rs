@@ -294,7 +294,8 @@ impl ShardHandle {
             from,
             reply: reply.map(ReplyTo::Callback),
         };
-        self.shard.route(to, delivery).map_err(|u| u.error)
+        // A key comes here from the node that placed it: not placed again.
+        self.shard.route_placed(to, delivery, false).map_err(|u| u.error)
     }
 
     /// Delivers a plain message that came from outside the node to a local
@@ -315,7 +316,7 @@ impl ShardHandle {
         if let Err(error) = self.check_local(to) {
             return verdict(Err(error));
         }
-        self.shard.deliver_when_ready(to, msg, from, verdict);
+        self.shard.deliver_when_ready(to, msg, from, verdict, false);
     }
 
     /// Delivers a plain message that came from outside the node if that is
@@ -371,6 +372,22 @@ impl ShardHandle {
     /// waiting; its callback is then not called (unless it was already).
     pub fn unwatch_with(&self, watch: CallbackWatch) {
         self.shard.unwatch_callback(watch.target, watch.key);
+    }
+
+    /// Tells the node that peer `node` of its zone is live and registered
+    /// the virtual kinds `kinds` (all it registered: this replaces what
+    /// was said before): keys of these kinds whose home (rendezvous
+    /// hashing over the members of the kind) is `node` are sent there from
+    /// now on. The transport calls it when the peer's first link comes up.
+    pub fn zone_member_up(&self, node: &str, kinds: &[String]) {
+        let kinds: Vec<Arc<str>> = kinds.iter().map(|k| Arc::from(k.as_str())).collect();
+        self.shard.node().zone_kinds.member_up(node, &kinds);
+    }
+
+    /// Tells the node that peer `node` is no longer live (its last link
+    /// went down): its keys are placed on the other members from now on.
+    pub fn zone_member_down(&self, node: &str) {
+        self.shard.node().zone_kinds.member_down(node);
     }
 
     /// Counts, by the reason `why`, a plain message that this node sent and

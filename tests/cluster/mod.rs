@@ -10,8 +10,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use myriad::transport::{
-    start_node, Established, Handshake, LinkConfig, NodeName, StaticKeypair, Step, TransportConfig,
-    Zone, ZoneConfig, ZoneSecret,
+    start_node, Envelope, Established, Handshake, Kind, LinkConfig, NodeName, StaticKeypair, Step,
+    TransportConfig, Zone, ZoneConfig, ZoneSecret,
 };
 use myriad::{BoxError, Context, ExitReason, Message, NodeConfig, NodeHandle, Worker, WorkerRef};
 
@@ -161,6 +161,31 @@ pub fn try_raw_handshake(
             Step::Done(established) => return Ok((stream, established)),
         }
     }
+}
+
+/// Encodes `envelope` for the node and writes it.
+pub fn raw_write(stream: &mut TcpStream, link: &mut Established, envelope: &Envelope) {
+    link.encoder.push(envelope).unwrap();
+    stream.write_all(&link.encoder.flush().unwrap()).unwrap();
+}
+
+/// Reads from the node until it has sent `n` envelopes other than heartbeats.
+pub fn raw_read(stream: &mut TcpStream, link: &mut Established, n: usize) -> Vec<Envelope> {
+    let mut got = Vec::new();
+    let mut buf = [0; 4096];
+    while got.len() < n {
+        while let Some(envelope) = link.decoder.next_envelope().unwrap() {
+            if envelope.kind != Kind::Heartbeat {
+                got.push(envelope);
+            }
+        }
+        if got.len() < n {
+            let read = stream.read(&mut buf).expect("the node answers");
+            assert_ne!(read, 0, "the node closed the link");
+            link.decoder.feed(&buf[..read]);
+        }
+    }
+    got
 }
 
 /// Reads until the node closes the connection; panics if it does not.

@@ -46,6 +46,6 @@ pub use myriad_link::{
     resolve_node_name, ControlOp, Decoder, EncodeError, Encoder, Envelope, ErrorCode, Established,
     Handshake, HandshakeError, KeyError, Kind, LinkConfig, LinkStats, Message, NameError, NodeName,
     PeerInfo, ProtocolError, PublicKey, StaticKeypair, Step, Traffic, WorkerAddr, ZoneConfig,
-    ZoneError, ZoneSecret, DEFAULT_MAX_MESSAGE_SIZE, PROTOCOL_VERSION,
+    ZoneError, ZoneSecret, DEFAULT_MAX_MESSAGE_SIZE, MAX_ADVERTISED_KINDS, PROTOCOL_VERSION,
 };
 pub use node::{install, start_node};

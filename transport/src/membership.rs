@@ -147,8 +147,17 @@ impl Membership {
     }
 
     /// A link to `name` came up; returns the counters for its traffic.
+    #[cfg(test)]
     pub(crate) fn link_up(&self, name: &NodeName) -> Arc<PeerTraffic> {
+        self.link_up_then(name, || {})
+    }
+
+    /// A link to `name` came up: `then` runs while the list is locked (so
+    /// that what it tells is in the order links come and go); returns the
+    /// counters for its traffic.
+    pub(crate) fn link_up_then(&self, name: &NodeName, then: impl FnOnce()) -> Arc<PeerTraffic> {
         let mut members = self.lock();
+        then();
         let member = members
             .nodes
             .entry(name.clone())
@@ -159,10 +168,21 @@ impl Membership {
     }
 
     /// A link to `name` went down.
+    #[cfg(test)]
     pub(crate) fn link_down(&self, name: &NodeName) {
-        if let Some(member) = self.lock().nodes.get_mut(name) {
+        self.link_down_then(name, || {});
+    }
+
+    /// A link to `name` went down: if it was the last, `lost` runs while
+    /// the list is locked.
+    pub(crate) fn link_down_then(&self, name: &NodeName, lost: impl FnOnce()) {
+        let mut members = self.lock();
+        if let Some(member) = members.nodes.get_mut(name) {
             member.links = member.links.saturating_sub(1);
             member.last_heard = Instant::now();
+            if member.links == 0 {
+                lost();
+            }
         }
     }
 

@@ -53,7 +53,8 @@ pub fn install(
         .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
     let link = LinkConfig::new(name.clone(), keypair, transport.zone.clone())
         .with_incarnation(incarnation)
-        .with_max_message_size(transport.max_message_size);
+        .with_max_message_size(transport.max_message_size)
+        .with_virtual_kinds(node.virtual_kind_names());
     let (commands, receivers): (Vec<_>, Vec<_>) = (0..shards).map(|_| flume::unbounded()).unzip();
     let startup = listeners
         .into_iter()

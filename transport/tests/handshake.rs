@@ -7,7 +7,7 @@ use common::{handshake, handshake_chunked, node, pair, zone, SECRET};
 use myriad_transport::stats::HandshakeFailure;
 use myriad_transport::{
     Envelope, Handshake, HandshakeError, Kind, LinkConfig, StaticKeypair, Step, ZoneConfig,
-    PROTOCOL_VERSION,
+    MAX_ADVERTISED_KINDS, PROTOCOL_VERSION,
 };
 
 fn check_success(a: &LinkConfig, b: &LinkConfig, chunk: usize) {
@@ -72,6 +72,28 @@ fn peer_info_carries_shard_incarnation_and_limits() {
     // Each side sends at most what the other accepts.
     assert_eq!(ini.encoder.max_message_size(), 1000);
     assert_eq!(res.encoder.max_message_size(), 1000);
+}
+
+#[test]
+fn peer_info_carries_the_virtual_kinds_each_side_registered() {
+    let long = "k".repeat(256);
+    let a = node("a", zone("z", None)).with_virtual_kinds(["agent".into(), String::new(), long]);
+    let many = (0..100).map(|i| format!("kind-{i}"));
+    let b = node("b", zone("z", None)).with_virtual_kinds(many);
+    assert_eq!(
+        a.virtual_kinds(),
+        ["agent"],
+        "empty and over-long kinds are left out"
+    );
+    assert_eq!(b.virtual_kinds().len(), MAX_ADVERTISED_KINDS);
+    let (ini, res) = handshake(&a, &b);
+    let (ini, res) = (ini.unwrap(), res.unwrap());
+    assert_eq!(res.peer.virtual_kinds, ["agent"]);
+    assert_eq!(ini.peer.virtual_kinds, b.virtual_kinds());
+    // A node that registered none says so.
+    let c = node("c", zone("z", None));
+    let (ini, _) = handshake(&a, &c);
+    assert!(ini.unwrap().peer.virtual_kinds.is_empty());
 }
 
 #[test]

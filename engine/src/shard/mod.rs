@@ -42,6 +42,7 @@ use crate::slots::Slots;
 use crate::spare::Spares;
 use crate::suspended::Suspended;
 use crate::virtual_workers::registry::Registry;
+use crate::virtual_workers::placement::{KindTable, ZoneKinds};
 use crate::virtual_workers::NodeVirtuals;
 use crate::worker::Runnable;
 use crate::{Error, Result};
@@ -76,6 +77,8 @@ pub(crate) struct NodeShared {
     pub virtuals: Option<Arc<NodeVirtuals>>,
     /// What each shard tells the stall watchdog.
     pub stall_watches: Vec<Arc<StallWatch>>,
+    /// Which nodes of the zone registered each virtual kind.
+    pub zone_kinds: Arc<ZoneKinds>,
 }
 
 /// The shard's mutable state, borrowed once per operation.
@@ -128,6 +131,8 @@ pub(crate) struct Shard {
     reminder_ids: Cell<u64>,
     /// The last key handed out for a callback watch (`control.rs`).
     watch_keys: Cell<u64>,
+    /// This shard's copy of the node's kind table, with its version.
+    zone_view: RefCell<(u64, Arc<KindTable>)>,
 }
 
 impl Shard {
@@ -143,6 +148,7 @@ impl Shard {
         let virtuals = RefCell::new(NodeVirtuals::registry(node.virtuals.as_deref()));
         // The node makes one watch per shard.
         let stall = node.stall_watches[index].clone();
+        let zone_view = RefCell::new(node.zone_kinds.snapshot());
         Shard {
             // The node refuses more than u16::MAX shards at start-up.
             state: RefCell::new(State::new(index as u16)),
@@ -165,6 +171,7 @@ impl Shard {
             virtuals,
             reminder_ids: Cell::new(0),
             watch_keys: Cell::new(0),
+            zone_view,
         }
     }
 

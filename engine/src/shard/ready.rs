@@ -83,7 +83,7 @@ impl Shard {
             from: me,
             reply: None,
         };
-        let Ok((shard, target)) = self.local_target(to) else {
+        let Ok((shard, target)) = self.placed_target(to) else {
             // Another node: the transport decides (see `RemoteRouter::send`).
             return self.route(to, delivery).map_err(|u| u.error);
         };
@@ -136,20 +136,28 @@ impl Shard {
 
     /// Delivers `msg` from outside the shards and calls `verdict` once it is
     /// in the mailbox (or with why it cannot be). Never forced: the caller
-    /// is not a worker. To another node, it is a plain send.
+    /// is not a worker. To another node, it is a plain send. A key goes to
+    /// its home node if `place`, else to its home shard here (see
+    /// [`Shard::route_placed`]).
     pub(crate) fn deliver_when_ready(
         &self,
         to: &Address,
         msg: Message,
         from: Option<WorkerRef>,
         verdict: Verdict,
+        place: bool,
     ) {
         let delivery = Delivery {
             msg,
             from,
             reply: None,
         };
-        match self.local_target(to) {
+        let target = if place {
+            self.placed_target(to)
+        } else {
+            self.local_target(to)
+        };
+        match target {
             Ok((shard, target)) => {
                 let id = self.next_waiter_id();
                 let waiter = Waiter {
@@ -159,7 +167,7 @@ impl Shard {
                 };
                 self.enqueue_when_ready(shard, target, waiter, false);
             }
-            Err(_) => verdict(self.route(to, delivery).map_err(|u| u.error)),
+            Err(_) => verdict(self.route_placed(to, delivery, place).map_err(|u| u.error)),
         }
     }
 

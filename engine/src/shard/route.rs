@@ -9,7 +9,8 @@ use std::sync::Arc;
 use crate::address::home_shard;
 use crate::envelope::{Delivery, Packet, ReplyTo, Target, Undelivered};
 use crate::remote::Replier;
-use crate::{Address, Dropped, Error, Message, RemoteAddress, Result, WorkerRef};
+use crate::virtual_workers::placement;
+use crate::{Address, Dropped, Error, Key, Message, RemoteAddress, Result, WorkerRef};
 
 use super::Shard;
 
@@ -24,7 +25,25 @@ impl Shard {
                 return Ok(());
             }
         }
-        match self.local_target(to) {
+        self.route_placed(to, delivery, true)
+    }
+
+    /// Sends `delivery` towards `to`; a key goes to its home node if
+    /// `place`, else to its home shard here (a key that another node sent
+    /// here: the sender placed it, and this node trusts it, so that two
+    /// nodes whose views of the zone differ do not pass it back and forth).
+    pub(crate) fn route_placed(
+        &self,
+        to: &Address,
+        delivery: Delivery,
+        place: bool,
+    ) -> Result<(), Undelivered> {
+        let target = if place {
+            self.placed_target(to)
+        } else {
+            self.local_target(to)
+        };
+        match target {
             Ok((shard, target)) => {
                 let routed = self.route_to_shard(shard, target, delivery);
                 if routed.is_ok() {
@@ -54,6 +73,38 @@ impl Shard {
                 }),
             },
         }
+    }
+
+    /// As [`local_target`](Self::local_target), but a key whose home node
+    /// (see `virtual_workers/placement.rs`) is another node is that node's:
+    /// `node/kind:id`.
+    pub(crate) fn placed_target<'a>(
+        &self,
+        to: &'a Address,
+    ) -> Result<(usize, Target), Cow<'a, RemoteAddress>> {
+        if let Address::Key(key) = to {
+            if let Some(node) = self.home_node(key) {
+                return Err(Cow::Owned(RemoteAddress {
+                    node,
+                    worker: key.text().clone(),
+                }));
+            }
+        }
+        self.local_target(to)
+    }
+
+    /// The home node of `key` if it is another node of the zone; `None` if
+    /// it is this one, or no node registered its kind (this node then
+    /// refuses the message), or the node has no transport.
+    fn home_node(&self, key: &Key) -> Option<Arc<str>> {
+        self.remote.get()?;
+        let zone = &self.node.zone_kinds;
+        let mut view = self.zone_view.borrow_mut();
+        if view.0 != zone.version() {
+            *view = zone.snapshot();
+        }
+        let home = placement::home_node(key, view.1.members(key.kind())?)?;
+        (**home != **zone.me()).then(|| home.clone())
     }
 
     /// The shard that first takes a delivery for `to`, and what it looks

@@ -122,6 +122,13 @@ impl NodeConfig {
         self
     }
 
+    /// The virtual kinds registered so far, in order: what a transport
+    /// tells the other nodes of the zone, so that they place the keys of
+    /// these kinds on this node too.
+    pub fn virtual_kind_names(&self) -> Vec<String> {
+        self.virtuals.kinds.iter().map(|k| k.name.to_string()).collect()
+    }
+
     /// How long a virtual worker of kind `kind` (registered before with
     /// [`virtual_kind`](Self::virtual_kind)) may go without a message
     /// before it is deactivated (default [`DEFAULT_IDLE`]).

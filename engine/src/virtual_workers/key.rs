@@ -98,6 +98,22 @@ impl Key {
         (fnv1a(self.text.as_bytes()) % shards.max(1) as u64) as usize
     }
 
+    /// The node among `members` (the live nodes of the zone that registered
+    /// this key's kind) that is this key's home: the one every node sends
+    /// its messages to, by rendezvous hashing with a fixed hash; `None` if
+    /// `members` is empty. Operators and tests use it to tell where a key
+    /// lives.
+    ///
+    /// ```
+    /// use myriad_engine::Key;
+    /// let key = Key::new("agent", "customer-42");
+    /// let home = key.home_node(&["a", "b", "c"]).unwrap();
+    /// assert_eq!(key.home_node(&["c", "b", "a"]), Some(home));
+    /// ```
+    pub fn home_node<'a>(&self, members: &[&'a str]) -> Option<&'a str> {
+        super::placement::home_node(self, members.iter().copied())
+    }
+
     /// The shared text, as the registry's map holds it.
     pub(crate) fn text(&self) -> &Arc<str> {
         &self.text

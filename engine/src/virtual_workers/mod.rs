@@ -37,6 +37,7 @@ mod key;
 mod lru;
 mod operate;
 mod persistent;
+pub(crate) mod placement;
 #[cfg(feature = "postgres")]
 mod postgres_store;
 pub(crate) mod record;

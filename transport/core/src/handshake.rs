@@ -188,7 +188,11 @@ pub struct LinkConfig {
     shards: u16,
     incarnation: u64,
     max_message_size: u32,
+    virtual_kinds: Vec<String>,
 }
+
+/// The most virtual kinds a node advertises in its handshake.
+pub const MAX_ADVERTISED_KINDS: usize = 64;
 
 impl LinkConfig {
     /// Links of node `node`, identified by `keypair`, in `zone`; shard 0 of 1,
@@ -202,7 +206,26 @@ impl LinkConfig {
             shards: 1,
             incarnation: 0,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            virtual_kinds: Vec::new(),
         }
+    }
+
+    /// The virtual kinds this node registered, advertised to every peer in
+    /// the handshake (an extension older peers skip) so that the zone
+    /// places keys of these kinds on it. Kinds that are not 1 to 255 bytes,
+    /// and all after the first [`MAX_ADVERTISED_KINDS`], are left out.
+    pub fn with_virtual_kinds(mut self, kinds: impl IntoIterator<Item = String>) -> Self {
+        self.virtual_kinds = kinds
+            .into_iter()
+            .filter(|k| (1..=255).contains(&k.len()))
+            .take(MAX_ADVERTISED_KINDS)
+            .collect();
+        self
+    }
+
+    /// The virtual kinds this node advertises.
+    pub fn virtual_kinds(&self) -> &[String] {
+        &self.virtual_kinds
     }
 
     /// Links opened by shard `shard` of a node with `shards` shards.
@@ -263,6 +286,9 @@ pub struct PeerInfo {
     pub incarnation: u64,
     /// The largest message body the peer accepts.
     pub max_message_size: u32,
+    /// The virtual kinds the peer registered (empty from a peer that does
+    /// not say).
+    pub virtual_kinds: Vec<String>,
 }
 
 /// A link ready for data.
@@ -299,6 +325,8 @@ struct Hello {
     shard: u16,
     shards: u16,
     name: NodeName,
+    /// Extension 1 (`EXT_VIRTUAL_KINDS`): the kinds the node registered.
+    virtual_kinds: Vec<String>,
 }
 
 impl Hello {
@@ -312,6 +340,20 @@ impl Hello {
         buf.put_u16(self.shard);
         buf.put_u16(self.shards);
         put_short_bytes(&mut buf, name);
+        // Only if there are any: a node without virtual kinds sends the
+        // payload older nodes send. At most MAX_ADVERTISED_KINDS (64), each
+        // 1 to 255 bytes (LinkConfig keeps no other).
+        if !self.virtual_kinds.is_empty() {
+            let mut body = BytesMut::new();
+            body.put_u8(self.virtual_kinds.len().min(MAX_ADVERTISED_KINDS) as u8);
+            for kind in self.virtual_kinds.iter().take(MAX_ADVERTISED_KINDS) {
+                put_short_bytes(&mut body, kind.as_bytes());
+            }
+            // At most 1 + 64 × 256 bytes: it fits the u16 length.
+            buf.put_u8(EXT_VIRTUAL_KINDS);
+            buf.put_u16(body.len() as u16);
+            buf.put_slice(&body);
+        }
         buf.freeze()
     }
 
@@ -331,6 +373,21 @@ impl Hello {
         if versions.0 > versions.1 {
             return Err(HandshakeError::Malformed("empty protocol version range"));
         }
+        // Extensions: tag (u8), length (u16), body. A tag this node does
+        // not know, or bytes that are no whole extension (a peer from
+        // before extensions had tags), are skipped: the rest is ignored.
+        let mut virtual_kinds = Vec::new();
+        while !r.is_empty() {
+            let (Ok(tag), Ok(len)) = (r.u8(), r.u16()) else {
+                break;
+            };
+            let Ok(body) = r.bytes(usize::from(len)) else {
+                break;
+            };
+            if tag == EXT_VIRTUAL_KINDS {
+                virtual_kinds = decode_kinds(body)?;
+            }
+        }
         Ok(Hello {
             versions,
             max_message_size,
@@ -338,8 +395,40 @@ impl Hello {
             shard,
             shards,
             name,
+            virtual_kinds,
         })
     }
+}
+
+/// The tag of the handshake extension that lists the virtual kinds.
+const EXT_VIRTUAL_KINDS: u8 = 1;
+
+/// The body of the virtual-kinds extension: a count (at most
+/// [`MAX_ADVERTISED_KINDS`]), then each kind as short bytes of UTF-8.
+fn decode_kinds(body: Bytes) -> Result<Vec<String>, HandshakeError> {
+    let malformed =
+        |_| HandshakeError::Malformed("truncated virtual kinds in the handshake payload");
+    let mut r = Reader::new(body);
+    let count = r.u8().map_err(malformed)?;
+    if usize::from(count) > MAX_ADVERTISED_KINDS {
+        return Err(HandshakeError::Malformed(
+            "too many virtual kinds in the handshake payload",
+        ));
+    }
+    let mut kinds = Vec::with_capacity(usize::from(count));
+    for _ in 0..count {
+        let kind = r.short_bytes().map_err(malformed)?;
+        let kind = String::from_utf8(kind.to_vec()).map_err(|_| {
+            HandshakeError::Malformed("a virtual kind in the handshake payload is not UTF-8")
+        })?;
+        kinds.push(kind);
+    }
+    if !r.is_empty() {
+        return Err(HandshakeError::Malformed(
+            "bytes after the virtual kinds in the handshake payload",
+        ));
+    }
+    Ok(kinds)
 }
 
 /// Where a handshake stands.
@@ -392,6 +481,7 @@ impl Handshake {
             shard: config.shard,
             shards: config.shards,
             name: config.node.clone(),
+            virtual_kinds: config.virtual_kinds.clone(),
         };
         Handshake {
             state,
@@ -549,6 +639,7 @@ impl Handshake {
             shards: hello.shards,
             incarnation: hello.incarnation,
             max_message_size: hello.max_message_size,
+            virtual_kinds: hello.virtual_kinds,
         })
     }
 
@@ -662,4 +753,58 @@ fn write_noise(
         noise.write_message(payload, buf)
     })
     .map_err(HandshakeError::Setup)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello(kinds: &[&str]) -> Hello {
+        Hello {
+            versions: VERSIONS,
+            max_message_size: 1000,
+            incarnation: 7,
+            shard: 1,
+            shards: 2,
+            name: NodeName::new("a").unwrap(),
+            virtual_kinds: kinds.iter().map(|k| k.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_virtual_kinds_round_trip_and_a_payload_without_them_means_none() {
+        let with = hello(&["agent", "cart"]);
+        assert_eq!(Hello::decode(with.encode()).unwrap(), with);
+        // No kinds: the payload ends after the name, as before the field.
+        let without = hello(&[]);
+        let old = without.encode();
+        assert_eq!(old.len(), 21 + 1, "nothing after the one-byte name");
+        assert_eq!(Hello::decode(old).unwrap(), without);
+    }
+
+    #[test]
+    fn too_many_or_truncated_virtual_kinds_are_malformed_and_other_extensions_ignored() {
+        let base = hello(&[]).encode().to_vec();
+        let with = |ext: &[u8]| {
+            let mut payload = base.clone();
+            payload.extend_from_slice(ext);
+            Hello::decode(Bytes::from(payload))
+        };
+        let malformed =
+            |r: Result<Hello, HandshakeError>| matches!(r, Err(HandshakeError::Malformed(_)));
+        assert!(malformed(with(&[EXT_VIRTUAL_KINDS, 0, 1, 65])), "65 kinds");
+        assert!(
+            malformed(with(&[EXT_VIRTUAL_KINDS, 0, 2, 1, 3])),
+            "a kind cut short"
+        );
+        assert!(
+            malformed(with(&[EXT_VIRTUAL_KINDS, 0, 3, 1, 1, 0xff])),
+            "not UTF-8"
+        );
+        // Another tag, then the kinds: the first is skipped.
+        let kinds = with(&[9, 0, 2, 7, 7, EXT_VIRTUAL_KINDS, 0, 3, 1, 1, b'k']).unwrap();
+        assert_eq!(kinds.virtual_kinds, ["k"]);
+        // Bytes that are no whole extension are ignored.
+        assert!(with(b"future fields").unwrap().virtual_kinds.is_empty());
+    }
 }

@@ -48,7 +48,8 @@ pub mod zone;
 pub use codec::{Decoder, EncodeError, Encoder, ProtocolError, DEFAULT_MAX_MESSAGE_SIZE};
 pub use envelope::{ControlOp, Envelope, ErrorCode, Kind, WorkerAddr};
 pub use handshake::{
-    Established, Handshake, HandshakeError, LinkConfig, PeerInfo, Step, PROTOCOL_VERSION,
+    Established, Handshake, HandshakeError, LinkConfig, PeerInfo, Step, MAX_ADVERTISED_KINDS,
+    PROTOCOL_VERSION,
 };
 pub use keys::{KeyError, PublicKey, StaticKeypair};
 pub use link::{LinkError, LinkState};

@@ -103,6 +103,7 @@ fn report(
 struct Up {
     st: Rc<ShardTransport>,
     link: Rc<Link>,
+    shard: ShardHandle,
     name: NodeName,
     after: Phase,
 }
@@ -113,7 +114,12 @@ impl Drop for Up {
             self.link.watched.close_all(&shard);
         }
         self.st.drop_unsent(&self.link, self.after);
-        self.st.shared.membership.link_down(&self.name);
+        let shard = &self.shard;
+        let name = self.name.as_str();
+        self.st
+            .shared
+            .membership
+            .link_down_then(&self.name, || shard.zone_member_down(name));
     }
 }
 
@@ -134,12 +140,15 @@ pub(crate) async fn run(
     } = *established;
     let peer_addr = stream.peer_addr().ok();
     let name = peer.name.clone();
-    let traffic = st.shared.membership.link_up(&name);
+    let traffic = st.shared.membership.link_up_then(&name, || {
+        shard.zone_member_up(name.as_str(), &peer.virtual_kinds)
+    });
     let conn = Rc::new(Conn::new(st.next_seq(), peer, peer_addr));
     link.connected(conn.clone(), encoder, decoder);
     let _up = Up {
         st: st.clone(),
         link: link.clone(),
+        shard: shard.clone(),
         name: name.clone(),
         after,
     };

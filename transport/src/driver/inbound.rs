@@ -19,7 +19,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use myriad_engine::plugin::{OnExit, ShardHandle, WireRef};
-use myriad_engine::{Address, Error, ExitReason, Message, Replier, Result, WorkerRef};
+use myriad_engine::{Address, Error, ExitReason, Key, Message, Replier, Result, WorkerRef};
 use myriad_link::link::{Incoming, Receipt};
 use myriad_link::remote_error;
 
@@ -134,7 +134,12 @@ impl Inbound {
                         return Ok(address.clone());
                     }
                 }
-                let address = Address::Name(Arc::from(name.as_str()));
+                // No worker name has a `:`: `kind:id` is a key, which the
+                // sender placed on this node.
+                let address = match name.as_str().parse::<Key>() {
+                    Ok(key) => Address::Key(key),
+                    _ => Address::Name(Arc::from(name.as_str())),
+                };
                 self.last_target = Some((name.clone(), address.clone()));
                 Ok(address)
             }
