@@ -51,6 +51,14 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub think_ms: u64,
 
+    /// virtual: keys in the store when the last activations are measured
+    /// (default: --actors). Beyond --actors, the others are stored first,
+    /// --actors at a time; then, with --actors of them active, a sample of
+    /// the inactive ones is asked: the activation latency of a node that
+    /// holds N stored and --actors active.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub stored: Option<u64>,
+
     /// Also write one JSON object per result row to PATH (JSON lines).
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
@@ -117,6 +125,8 @@ pub struct Settings {
     pub messages: Option<u64>,
     /// Median think time of an agent.
     pub think: Duration,
+    /// virtual: keys stored in all (at least `actors`).
+    pub stored: u64,
     /// Workloads to run, in order, each once.
     pub workloads: Vec<Workload>,
     /// Where to write JSON lines.
@@ -164,8 +174,16 @@ impl Settings {
         if workloads.is_empty() {
             workloads = Workload::ALL.to_vec();
         }
+        let stored = cli.stored.unwrap_or(cli.actors);
+        if stored < cli.actors {
+            return Err(format!(
+                "--stored {stored} is fewer than --actors {}: the keys made active are stored ones",
+                cli.actors
+            ));
+        }
         Ok(Settings {
             actors: cli.actors,
+            stored,
             shards,
             messages: cli.messages,
             think: Duration::from_millis(cli.think_ms),
@@ -238,6 +256,17 @@ mod tests {
         assert_eq!(err.exit_code(), 2);
         let text = err.to_string();
         assert!(text.contains("bogus") && text.contains("skynet"), "{text}");
+    }
+
+    #[test]
+    fn stored_keys_default_to_the_actors_and_may_not_be_fewer() {
+        let settings = Settings::from_cli(parse(&["--actors", "5"]).unwrap(), 2, false).unwrap();
+        assert_eq!(settings.stored, 5);
+        let cli = parse(&["--actors", "5", "--stored", "50"]).unwrap();
+        assert_eq!(Settings::from_cli(cli, 2, false).unwrap().stored, 50);
+        let cli = parse(&["--actors", "5", "--stored", "4"]).unwrap();
+        let msg = Settings::from_cli(cli, 2, false).unwrap_err();
+        assert!(msg.contains("--stored 4"), "{msg}");
     }
 
     #[test]

@@ -13,7 +13,9 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use myriad::{Address, BoxError, Context, Message, Node, NodeConfig, Replier, Worker, WorkerRef};
+use myriad::{
+    Address, BoxError, Context, Error, Message, Node, NodeConfig, Replier, Worker, WorkerRef,
+};
 
 use crate::cli::Settings;
 use crate::memory;
@@ -263,6 +265,21 @@ pub async fn spawn_at<W: Worker + Send>(
 pub fn send(ctx: &Context, to: impl Into<Address>, msg: impl Into<Message>) {
     if let Err(e) = ctx.send(to, msg) {
         panic!("send refused: {e}");
+    }
+}
+
+/// Sends `msg` to `to`, waiting for room only when the way there is full
+/// (a burst bigger than a mailbox or a ring between shards): a plain send
+/// while it goes, [`Context::send_when_ready`] when it is refused as full.
+pub async fn send_or_wait(
+    ctx: &Context,
+    to: impl Into<Address>,
+    msg: impl Into<Message>,
+) -> Result<(), BenchError> {
+    let (to, msg) = (to.into(), msg.into());
+    match ctx.send(&to, msg.clone()) {
+        Err(Error::MailboxFull(_)) => Ok(ctx.send_when_ready(to, msg).await?),
+        sent => Ok(sent?),
     }
 }
 

@@ -8,11 +8,17 @@
 //!   store has the last state (a probe's `ctx.save`, queued behind them).
 //! - *activate stored*: every key is asked again: each activation reads its
 //!   state from the store. Latency as above; the store's size is reported.
+//! - With `--stored S` above N: *store beforehand* first stores the other
+//!   S - N keys, N at a time (activated new, deactivated), and *activate
+//!   stored, n active* last asks up to 100,000 of them while the N stay
+//!   active: the activation latency of a node holding S stored and N
+//!   active.
 //! - *steady, by key* and *steady, by name*: M messages from a producer on
 //!   the target's shard to one active virtual worker, and to one plain
 //!   named worker, in the same run.
 
 use std::cell::RefCell;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
@@ -27,7 +33,7 @@ use myriad::{
 use crate::cli::Settings;
 use crate::harness::{self, BenchError, Tally};
 use crate::progress;
-use crate::report::{latency_histogram, Latency, Outcome, Row};
+use crate::report::{latency_histogram, nanos, Latency, Outcome, Row};
 use crate::workloads::{share, Workload};
 
 /// Messages of the steady rows when `--messages` is not given.
@@ -38,6 +44,10 @@ const WINDOW: u64 = 8192;
 
 /// Clients asking keys in closed loops.
 const CLIENTS: usize = 64;
+
+/// Keys stored beforehand that are activated while `--actors` others are
+/// active (at most; fewer if fewer are stored).
+const INACTIVE_SAMPLE: u64 = 100_000;
 
 /// Counts messages; answers `count`; sends `more` to its sender after each
 /// window. The plain worker and the virtual one are the same counter.
@@ -94,7 +104,11 @@ impl VirtualWorker for Agent {
 
     async fn on_deactivate(&mut self, ctx: &mut Context) {
         if let Some(&tally) = self.tally.get() {
-            harness::report(ctx, tally, 1);
+            // A million deactivations at once can fill the tally's mailbox:
+            // wait for room. When the node shuts down, the tally may be gone
+            // and nobody counts: a report that cannot go is not a failure
+            // then, and during a phase a lost one would stall its gather.
+            let _ = harness::send_or_wait(ctx, tally, harness::decimal(1)).await;
         }
     }
 }
@@ -185,16 +199,17 @@ pub fn run(settings: &Settings) -> Result<Vec<Row>, BenchError> {
     Ok(rows)
 }
 
-/// Asks keys `0..n` through [`CLIENTS`] clients; the time and latencies.
+/// Asks keys `keys` through [`CLIENTS`] clients; the time and latencies.
 async fn ask_all(
     ctx: &Context,
     tally: WorkerRef,
     label: &str,
-    n: u64,
+    keys: Range<u64>,
 ) -> Result<(Duration, Option<Latency>), BenchError> {
+    let n = keys.end - keys.start;
     let latencies = Rc::new(RefCell::new(latency_histogram()));
     let mut orders = Vec::new();
-    let mut from = 0;
+    let mut from = keys.start;
     for i in 0..CLIENTS {
         let to = from + share(n, CLIENTS, i);
         let client = ctx.spawn(Client {
@@ -210,8 +225,54 @@ async fn ask_all(
     Ok((time, latency))
 }
 
+/// Deactivates keys `keys` (a `sleep` each) and waits until the store has
+/// their state; the time.
+async fn deactivate_all(
+    ctx: &Context,
+    sleeps: WorkerRef,
+    label: &str,
+    keys: Range<u64>,
+) -> Result<Duration, BenchError> {
+    let n = keys.end - keys.start;
+    let (time, slept) = harness::timed(label, n, async {
+        for i in keys.clone() {
+            harness::send_or_wait(ctx, key(i), "sleep").await?;
+        }
+        let slept = harness::gather(ctx, sleeps, n).await?;
+        // Queued behind every deactivation's save: when it is stored, they
+        // are. The probe is a key of no range.
+        ctx.send_and_receive(key(u64::MAX), "save", Duration::from_secs(600))
+            .await?;
+        Ok::<_, BenchError>(slept)
+    })
+    .await;
+    harness::check("workers deactivated", n, slept?)?;
+    Ok(time)
+}
+
+/// Stores keys `keys` beforehand, `at_once` at a time (activated new, then
+/// deactivated); the time.
+async fn store_beforehand(
+    ctx: &Context,
+    tally: WorkerRef,
+    sleeps: WorkerRef,
+    keys: Range<u64>,
+    at_once: u64,
+) -> Result<Duration, BenchError> {
+    let start = Instant::now();
+    let mut from = keys.start;
+    while from < keys.end {
+        let to = keys.end.min(from + at_once);
+        ask_all(ctx, tally, "store beforehand: activate", from..to).await?;
+        deactivate_all(ctx, sleeps, "store beforehand: deactivate", from..to).await?;
+        from = to;
+    }
+    Ok(start.elapsed())
+}
+
 fn lifecycle(settings: &Settings) -> Result<Vec<Row>, BenchError> {
     let n = settings.actors;
+    let stored = settings.stored;
     let deactivated = Arc::new(OnceLock::new());
     let config = config(settings, deactivated.clone());
     let row = harness::measure_on(
@@ -222,40 +283,66 @@ fn lifecycle(settings: &Settings) -> Result<Vec<Row>, BenchError> {
         move |ctx| async move {
             let tally = ctx.spawn(Tally::default());
             let _ = deactivated.set(ctx.spawn(Tally::default()));
-            let (new_time, new_latency) = ask_all(&ctx, tally, "activate new", n).await?;
             let sleeps = deactivated
                 .get()
                 .copied()
                 .ok_or(BenchError::Setup("no tally of deactivations".into()))?;
-            let (sleep_time, slept) = harness::timed("deactivate", n, async {
-                for i in 0..n {
-                    harness::send(&ctx, key(i), "sleep");
-                }
-                let slept = harness::gather(&ctx, sleeps, n).await?;
-                // Queued behind every deactivation's save: when it is stored, they are.
-                ctx.send_and_receive(key(n), "save", Duration::from_secs(600))
-                    .await?;
-                Ok::<_, BenchError>(slept)
-            })
-            .await;
-            harness::check("workers deactivated", n, slept?)?;
-            let (stored_time, stored_latency) = ask_all(&ctx, tally, "activate stored", n).await?;
+            // Keys `n..stored` are stored first; `0..n` go through the
+            // lifecycle; then a sample of `n..stored` is activated while
+            // `0..n` stay active.
+            let before = store_beforehand(&ctx, tally, sleeps, n..stored, n).await?;
+            let (new_time, new_latency) = ask_all(&ctx, tally, "activate new", 0..n).await?;
+            let sleep_time = deactivate_all(&ctx, sleeps, "deactivate", 0..n).await?;
+            let (stored_time, stored_latency) =
+                ask_all(&ctx, tally, "activate stored", 0..n).await?;
+            let sample = n..stored.min(n + INACTIVE_SAMPLE);
+            let (inactive_time, inactive_latency) = if sample.is_empty() {
+                (Duration::ZERO, None)
+            } else {
+                ask_all(&ctx, tally, "activate stored, n active", sample.clone()).await?
+            };
             let store_bytes =
                 std::fs::metadata(scratch_dir().join(REDB_FILE)).map_or(0, |m| m.len());
+            let mut phases = vec![
+                ("activate new", new_time),
+                ("deactivate", sleep_time),
+                ("activate stored", stored_time),
+            ];
+            let mut check = format!("{n} keys activated, deactivated, activated from the store");
+            if !sample.is_empty() {
+                phases.insert(0, ("store beforehand", before));
+                phases.push(("activate stored, n active", inactive_time));
+                check += &format!(
+                    "; {} more stored beforehand, {} of them activated with {n} active",
+                    stored - n,
+                    sample.end - sample.start
+                );
+                if let Some(l) = inactive_latency {
+                    check += &format!(" (p50 {}, p99 {})", nanos(l.p50), nanos(l.p99));
+                }
+            }
+            let sampled = sample.end - sample.start;
             Ok(Outcome {
-                workers: n,
-                messages: 3 * n,
-                // n new activations, n deactivations, n from the store.
-                ops: 3 * n,
+                workers: n + sampled,
+                messages: 3 * n + sampled,
+                // n new activations, n deactivations, n from the store, and
+                // the sample's activations (the keys stored beforehand are
+                // set-up, not counted).
+                ops: 3 * n + sampled,
                 op: "lifecycle steps",
-                phases: vec![
-                    ("activate new", new_time),
-                    ("deactivate", sleep_time),
-                    ("activate stored", stored_time),
-                ],
+                phases,
                 latency: stored_latency,
-                check: format!("{n} keys activated, deactivated, activated from the store"),
+                check,
                 extra: vec![
+                    ("stored_keys", stored as f64),
+                    (
+                        "activation_with_n_active_p50_ns",
+                        inactive_latency.map_or(0.0, |l| l.p50 as f64),
+                    ),
+                    (
+                        "activation_with_n_active_p99_ns",
+                        inactive_latency.map_or(0.0, |l| l.p99 as f64),
+                    ),
                     ("new_activations_per_s", n as f64 / new_time.as_secs_f64()),
                     (
                         "new_activation_p50_ns",
