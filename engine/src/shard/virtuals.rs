@@ -173,11 +173,14 @@ impl Shard {
 
     /// Deactivates virtual worker `me` after its current message.
     pub(crate) fn virtual_deactivate(&self, me: WorkerRef) -> Result<()> {
-        if self.virtuals.borrow_mut().deactivate_worker(me) {
-            self.request_stop(me);
-            Ok(())
-        } else {
-            Err(not_virtual(me))
+        let deactivating = self.virtuals.borrow_mut().deactivate_worker(me);
+        match deactivating {
+            Some(true) => {
+                self.request_stop(me);
+                Ok(())
+            }
+            Some(false) => Ok(()),
+            None => Err(not_virtual(me)),
         }
     }
 

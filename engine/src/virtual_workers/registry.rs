@@ -360,12 +360,13 @@ impl Registry {
         self.begin_stop(i)
     }
 
-    /// Deactivates virtual worker `worker` if it is active: whether it is.
-    pub(crate) fn deactivate_worker(&mut self, worker: WorkerRef) -> bool {
-        match self.by_worker.get(&worker) {
-            Some(&i) => self.begin_stop(i).is_some(),
-            None => false,
-        }
+    /// Deactivates virtual worker `worker`: `None` if it is not one, else
+    /// whether it is to be asked to stop now (it was active; one already
+    /// being deactivated, by the idle sweep, the cap or a hand-off, is on
+    /// its way).
+    pub(crate) fn deactivate_worker(&mut self, worker: WorkerRef) -> Option<bool> {
+        let &i = self.by_worker.get(&worker)?;
+        Some(self.begin_stop(i).is_some())
     }
 
     /// Workers idle longer than their kind's idle time, now being
@@ -650,6 +651,16 @@ mod tests {
         assert_eq!(activation.state.as_deref(), Some(&b"state"[..]));
         assert_eq!(texts(r.activated(&key, WorkerRef::test(2)).0), ["orphan", "during stop", "during save"]);
         assert_eq!((r.counts.activations, r.counts.deactivations), (2, 1));
+    }
+
+    #[test]
+    fn a_worker_that_asks_to_be_deactivated_while_it_already_is_is_told_yes() {
+        let mut r = registry(10);
+        let key = Key::new("agent", "1");
+        activate(&mut r, &key, WorkerRef::test(1));
+        assert_eq!(r.deactivate_key(&key), Some(WorkerRef::test(1)), "a hand-off, say");
+        assert_eq!(r.deactivate_worker(WorkerRef::test(1)), Some(false), "on its way: no second stop");
+        assert_eq!(r.deactivate_worker(WorkerRef::test(2)), None, "not a virtual worker");
     }
 
     #[test]
