@@ -8,7 +8,8 @@
 mod cluster;
 
 use cluster::{
-    engine, raw_handshake, raw_read, raw_write, transport, wait_for_nodes, wait_until, LONG,
+    ask_key, engine, knows_address, raw_handshake, raw_read, raw_write, transport, wait_for_nodes,
+    wait_until, LONG,
 };
 use myriad::transport::{Envelope, Kind, Zone};
 use myriad::{BoxError, Context, Key, MemoryStore, Message, NodeConfig, NodeHandle, VirtualWorker};
@@ -60,27 +61,13 @@ fn pair(a_hosts: bool) -> ((NodeHandle, Zone), (NodeHandle, Zone)) {
     wait_for_nodes(&a.1, &["b"]);
     wait_for_nodes(&b.1, &["a"]);
     // b learns where a listens from a's gossip: until then it cannot dial a.
-    wait_until("b to learn a's address", LONG, || {
-        b.1.stats()
-            .peers
-            .iter()
-            .any(|p| p.name == "a" && p.address.is_some())
-    });
+    wait_until("b to learn a's address", LONG, || knows_address(&b.1, "a"));
     (a, b)
 }
 
 /// The first key `counter:<prefix>N` whose home among a and b is `home`.
 fn key_homed_on(home: &str, prefix: &str) -> Key {
-    (0..)
-        .map(|i| Key::new("counter", &format!("{prefix}{i}")))
-        .find(|k| k.home_node(&["a", "b"]) == Some(home))
-        .expect("some key is homed on each node")
-}
-
-fn ask(node: &NodeHandle, key: &Key, msg: &str) -> String {
-    node.send_and_receive(key, msg.to_owned(), LONG)
-        .unwrap_or_else(|e| panic!("ask {key} {msg:?} from {}: {e}", node.name()))
-        .to_string()
+    cluster::key_homed_on("counter", home, prefix)
 }
 
 fn active(node: &NodeHandle) -> Vec<Key> {
@@ -91,23 +78,23 @@ fn active(node: &NodeHandle) -> Vec<Key> {
 fn a_key_homed_on_b_and_sent_from_a_activates_on_b_only() {
     let ((a, _za), (b, _zb)) = pair(true);
     let key = key_homed_on("b", "x");
-    assert_eq!(ask(&a, &key, "inc"), "1 on b");
+    assert_eq!(ask_key(&a, &key, "inc"), "1 on b");
     assert_eq!(
-        ask(&a, &key, "inc"),
+        ask_key(&a, &key, "inc"),
         "2 on b",
         "later messages reach the same worker"
     );
-    assert_eq!(ask(&b, &key, "inc"), "3 on b", "b sends to it locally");
+    assert_eq!(ask_key(&b, &key, "inc"), "3 on b", "b sends to it locally");
     // A plain send by key from a goes there too.
     a.send(&key, "inc").unwrap();
-    assert_eq!(ask(&a, &key, "get"), "4 on b");
+    assert_eq!(ask_key(&a, &key, "get"), "4 on b");
     assert_eq!(active(&b), vec![key.clone()]);
     assert!(active(&a).is_empty(), "nothing activates on a");
     assert_eq!(b.virtual_stats().unwrap().activations, 1);
 
     // And a key homed on a, sent from b, activates on a.
     let on_a = key_homed_on("a", "y");
-    assert_eq!(ask(&b, &on_a, "inc"), "1 on a");
+    assert_eq!(ask_key(&b, &on_a, "inc"), "1 on a");
     assert_eq!(active(&a), vec![on_a]);
     a.shutdown();
     b.shutdown();
@@ -118,7 +105,7 @@ fn a_node_that_does_not_host_a_kind_sends_its_keys_to_one_that_does() {
     let ((a, _za), (b, _zb)) = pair(false);
     // Whatever the key, its only member is b.
     for key in [key_homed_on("a", "p"), key_homed_on("b", "q")] {
-        assert_eq!(ask(&a, &key, "inc"), "1 on b", "{key}");
+        assert_eq!(ask_key(&a, &key, "inc"), "1 on b", "{key}");
     }
     assert_eq!(b.virtual_stats().unwrap().activations, 2);
     a.shutdown();
@@ -146,8 +133,8 @@ fn concurrent_first_messages_from_both_nodes_make_one_activation() {
     // the same node after them; so once both nodes' asks are answered
     // every inc is counted.
     for key in &keys {
-        ask(&a, key, "get");
-        let counted = ask(&b, key, "get");
+        ask_key(&a, key, "get");
+        let counted = ask_key(&b, key, "get");
         let home = key.home_node(&["a", "b"]).unwrap();
         assert_eq!(counted, format!("{} on {home}", 2 * EACH), "{key}");
     }
@@ -167,14 +154,14 @@ fn concurrent_first_messages_from_both_nodes_make_one_activation() {
 fn when_the_home_node_is_lost_the_next_message_activates_the_key_on_the_survivor() {
     let ((a, za), (b, _zb)) = pair(true);
     let key = key_homed_on("b", "z");
-    assert_eq!(ask(&a, &key, "inc"), "1 on b");
+    assert_eq!(ask_key(&a, &key, "inc"), "1 on b");
     b.shutdown();
     wait_until("a to see b lost", LONG, || {
         !za.nodes("").iter().any(|n| n == "b")
     });
     // Each node keeps its state in its own memory here: the key starts
     // afresh on a (a networked store would carry its last saved state).
-    assert_eq!(ask(&a, &key, "inc"), "1 on a");
+    assert_eq!(ask_key(&a, &key, "inc"), "1 on a");
     assert_eq!(active(&a), vec![key]);
     a.shutdown();
 }

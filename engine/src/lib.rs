@@ -89,7 +89,7 @@ not_under_loom! {
     pub use supervisor::{ChildSpec, Restart, Strategy, Supervisor};
     pub use virtual_workers::{
         Key, MemoryStore, Persistent, RedbStore, StateStore, StoreError, StoreLatency, VirtualStats,
-        VirtualWorker, Write, DEFAULT_IDLE, MAX_KEY_ID_LEN, REDB_FILE,
+        VirtualWorker, Write, DEFAULT_IDLE, DEFAULT_REMINDER_SCAN, MAX_KEY_ID_LEN, REDB_FILE,
     };
     #[cfg(feature = "postgres")]
     pub use virtual_workers::{PostgresStore, POSTGRES_TABLE};

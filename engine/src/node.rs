@@ -171,9 +171,6 @@ impl Node {
                 return Err(Error::Startup(reason));
             }
         }
-        if let Some(virtuals) = node.virtuals() {
-            virtuals.wake_due(node.inner.shared.inboxes.clone());
-        }
         Ok(node)
     }
 }
@@ -240,6 +237,9 @@ async fn run_shard(start: ShardStart) {
     glommio::spawn_local(shard.clone().schedule()).detach();
     glommio::spawn_local(shard.clone().sweep_asks()).detach();
     glommio::spawn_local(shard.clone().sweep_virtuals()).detach();
+    if start.index == 0 {
+        glommio::spawn_local(shard.clone().scan_reminders()).detach();
+    }
     glommio::spawn_local(drain_inbox(shard.clone(), start.inbox)).detach();
     // The node may already be gone if another shard failed to start.
     let _ = start.ready.send(start.index);

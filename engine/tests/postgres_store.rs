@@ -137,7 +137,7 @@ mod with_postgres {
                     let last = 990 + i as u32;
                     assert_eq!(record, Some(last.to_le_bytes().to_vec()), "key {i}");
                 }
-                let mut due = store.due().unwrap();
+                let mut due = store.due(u64::MAX).unwrap();
                 due.sort_by_key(|(_, at)| *at);
                 let expected: Vec<(Key, u64)> = (0..10)
                     .step_by(2)
@@ -154,7 +154,7 @@ mod with_postgres {
                     })
                     .collect();
                 store.save(&clear).unwrap();
-                assert!(store.due().unwrap().is_empty());
+                assert!(store.due(u64::MAX).unwrap().is_empty());
                 let rows: i64 = admin
                     .query_one(&format!("SELECT count(*) FROM {table}"), &[])
                     .unwrap()
@@ -190,7 +190,7 @@ mod with_postgres {
                     ))
                     .unwrap();
                 assert_eq!(
-                    store.due().unwrap(),
+                    store.due(u64::MAX).unwrap(),
                     vec![(good.clone(), 7)],
                     "the bad entries are skipped"
                 );

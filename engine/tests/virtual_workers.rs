@@ -349,8 +349,8 @@ impl StateStore for Shared {
     fn keys(&mut self, kind: &str) -> Result<Vec<String>, StoreError> {
         self.0.lock().unwrap().keys(kind)
     }
-    fn due(&mut self) -> Result<Vec<(Key, u64)>, StoreError> {
-        self.0.lock().unwrap().due()
+    fn due(&mut self, until_ms: u64) -> Result<Vec<(Key, u64)>, StoreError> {
+        self.0.lock().unwrap().due(until_ms)
     }
 }
 

@@ -13,7 +13,9 @@ use myriad::transport::{
     start_node, Envelope, Established, Handshake, Kind, LinkConfig, NodeName, StaticKeypair, Step,
     TransportConfig, Zone, ZoneConfig, ZoneSecret,
 };
-use myriad::{BoxError, Context, ExitReason, Message, NodeConfig, NodeHandle, Worker, WorkerRef};
+use myriad::{
+    BoxError, Context, ExitReason, Key, Message, NodeConfig, NodeHandle, Worker, WorkerRef,
+};
 
 /// The most any single step of a test may take.
 pub const LONG: Duration = Duration::from_secs(20);
@@ -83,6 +85,32 @@ pub fn wait_for_nodes(zone: &Zone, names: &[&str]) {
         let live = zone.nodes("");
         names.iter().all(|n| live.iter().any(|l| l == n))
     });
+}
+
+/// Whether `zone` knows where `peer` listens (from gossip): until then it
+/// cannot dial it.
+pub fn knows_address(zone: &Zone, peer: &str) -> bool {
+    zone.stats()
+        .peers
+        .iter()
+        .any(|p| p.name == peer && p.address.is_some())
+}
+
+/// The first key `kind:<prefix>N` whose home among nodes `a` and `b` is
+/// `home`.
+pub fn key_homed_on(kind: &str, home: &str, prefix: &str) -> Key {
+    (0..)
+        .map(|i| Key::new(kind, &format!("{prefix}{i}")))
+        .find(|k| k.home_node(&["a", "b"]) == Some(home))
+        .expect("some key is homed on each node")
+}
+
+/// Asks `key` `msg` from `node`: the answer's text (panics saying who
+/// asked what if there is none).
+pub fn ask_key(node: &NodeHandle, key: &Key, msg: &str) -> String {
+    node.send_and_receive(key, msg.to_owned(), LONG)
+        .unwrap_or_else(|e| panic!("ask {key} {msg:?} from {}: {e}", node.name()))
+        .to_string()
 }
 
 /// Two linked nodes `a` and `b` (`a` seeded with `b`), each with `shards` shards.

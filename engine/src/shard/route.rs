@@ -96,7 +96,7 @@ impl Shard {
     /// The home node of `key` if it is another node of the zone; `None` if
     /// it is this one, or no node registered its kind (this node then
     /// refuses the message), or the node has no transport.
-    fn home_node(&self, key: &Key) -> Option<Arc<str>> {
+    pub(super) fn home_node(&self, key: &Key) -> Option<Arc<str>> {
         self.remote.get()?;
         let zone = &self.node.zone_kinds;
         let mut view = self.zone_view.borrow_mut();

@@ -173,11 +173,14 @@ impl Shard {
 
     /// Deactivates virtual worker `me` after its current message.
     pub(crate) fn virtual_deactivate(&self, me: WorkerRef) -> Result<()> {
-        if self.virtuals.borrow_mut().deactivate_worker(me) {
-            self.request_stop(me);
-            Ok(())
-        } else {
-            Err(not_virtual(me))
+        let deactivating = self.virtuals.borrow_mut().deactivate_worker(me);
+        match deactivating {
+            Some(true) => {
+                self.request_stop(me);
+                Ok(())
+            }
+            Some(false) => Ok(()),
+            None => Err(not_virtual(me)),
         }
     }
 
@@ -245,13 +248,30 @@ impl Shard {
         (u64::from(self.shard_id()) << 56) | (next & ((1 << 56) - 1))
     }
 
-    /// Delivers `reminder` to `key` when it is due.
+    /// Whether this node delivers `key`'s reminders: with a store of its
+    /// own, those of every key it holds; with a store the zone shares, only
+    /// those of the keys whose home node it is (the others' homes find them
+    /// in the store).
+    fn reminds_here(&self, key: &Key) -> bool {
+        let shared = self.node.virtuals.as_ref().is_some_and(|v| v.shared);
+        !shared || self.home_node(key).is_none()
+    }
+
+    /// Delivers `reminder` to `key` when it is due, if this node still
+    /// delivers the key's reminders then; else leaves it to the key's new
+    /// home, which finds it in the shared store: the key, if active here,
+    /// is deactivated, which saves its record with the reminder.
     fn arm_reminder(self: &Rc<Self>, key: Key, reminder: Reminder) {
         let wait = Duration::from_millis(reminder.due_ms.saturating_sub(now_unix_ms()));
         let shard = self.clone();
         glommio::spawn_local(async move {
             shard.sleep_for(wait).await;
             if shard.closed.get() {
+                return;
+            }
+            if !shard.reminds_here(&key) {
+                shard.virtuals.borrow_mut().disarm(&key, reminder.id);
+                shard.virtual_deactivate_key(&key);
                 return;
             }
             let delivery = Delivery { msg: reminder.msg, from: None, reply: None };
@@ -264,9 +284,15 @@ impl Shard {
         .detach();
     }
 
-    /// Activates `key` at `due_ms` (a restarted node's stored reminder):
-    /// its reminders are then armed, and those overdue come at once.
+    /// Activates `key` at `due_ms` (a reminder in its stored record is
+    /// due; `reminder_scan.rs` found it), if this node still delivers its
+    /// reminders then: its reminders are then armed, and those overdue
+    /// come at once. A wake already planned for that time is not planned
+    /// twice.
     pub(crate) fn wake_key_at(self: &Rc<Self>, key: Key, due_ms: u64) {
+        if !self.virtuals.borrow_mut().plan_wake(&key, due_ms) {
+            return;
+        }
         let wait = Duration::from_millis(due_ms.saturating_sub(now_unix_ms()));
         let shard = self.clone();
         glommio::spawn_local(async move {
@@ -274,7 +300,8 @@ impl Shard {
             if shard.closed.get() {
                 return;
             }
-            let woken = shard.virtuals.borrow_mut().wake(&key, shard.is_stopping());
+            let refused = shard.is_stopping() || !shard.reminds_here(&key);
+            let woken = shard.virtuals.borrow_mut().wake(&key, due_ms, refused);
             if let Some(evict) = woken {
                 if let Some(victim) = evict {
                     shard.request_stop(victim);
@@ -285,14 +312,60 @@ impl Shard {
         .detach();
     }
 
-    /// Deactivates idle virtual workers, every tick, until the shard stops.
+    /// Looks for the stored keys whose reminders this node delivers
+    /// (`reminder_scan.rs`): once, now, in a store of the node's own; every
+    /// `reminder_scan` period, for those due before the scan after next, in
+    /// a store the zone shares. Runs on one shard of the node.
+    pub(crate) async fn scan_reminders(self: Rc<Self>) {
+        let Some(node) = self.node.virtuals.clone() else {
+            return;
+        };
+        let zone = self.node.zone_kinds.clone();
+        if !node.shared {
+            node.scan_due(u64::MAX, zone);
+            return;
+        }
+        let period = node.reminder_scan;
+        let ahead = u64::try_from(period.as_millis()).unwrap_or(u64::MAX).saturating_mul(2);
+        loop {
+            // First one period after the start: links to the zone come up
+            // meanwhile, so the node does not take itself for every key's home.
+            self.sleep_for(period).await;
+            if self.closed.get() {
+                return;
+            }
+            node.scan_due(now_unix_ms().saturating_add(ahead), zone.clone());
+        }
+    }
+
+    /// With a store the zone shares, deactivates the active keys whose home
+    /// is now another node (one joined, or views changed): their records,
+    /// reminders included, are saved for the new home.
+    fn hand_off_moved_keys(&self) {
+        let active = self.virtuals.borrow().all_active_keys();
+        for key in active {
+            if !self.reminds_here(&key) {
+                self.virtual_deactivate_key(&key);
+            }
+        }
+    }
+
+    /// Deactivates idle virtual workers, every tick, until the shard stops;
+    /// and, with a store the zone shares, the keys that moved to another
+    /// node, each time the zone's membership changed.
     pub(crate) async fn sweep_virtuals(self: Rc<Self>) {
-        let Some(tick) = self.node.virtuals.as_ref().map(|v| v.tick) else {
+        let Some((tick, shared)) = self.node.virtuals.as_ref().map(|v| (v.tick, v.shared)) else {
             return;
         };
         let started = std::time::Instant::now();
+        let mut zone_version = self.node.zone_kinds.version();
         while !self.closed.get() {
             self.sleep_for(tick).await;
+            let version = self.node.zone_kinds.version();
+            if shared && version != zone_version {
+                zone_version = version;
+                self.hand_off_moved_keys();
+            }
             let now = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             let victims = {
                 let mut registry = self.virtuals.borrow_mut();

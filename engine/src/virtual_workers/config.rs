@@ -17,6 +17,10 @@ use crate::{Error, NodeConfig, Result};
 /// is deactivated, unless set with [`NodeConfig::virtual_idle`].
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(600);
 
+/// How often a node whose state store is shared looks in it for reminders
+/// falling due, unless set with [`NodeConfig::reminder_scan`].
+pub const DEFAULT_REMINDER_SCAN: Duration = Duration::from_secs(1);
+
 /// Opens a node's state store; given the node's data directory.
 pub(crate) type StoreFactory =
     Arc<dyn Fn(&Path) -> Result<Box<dyn StateStore>, StoreError> + Send + Sync>;
@@ -30,14 +34,29 @@ pub(crate) struct Kind {
 }
 
 /// The virtual-worker part of a [`NodeConfig`].
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(crate) struct VirtualConfig {
     pub kinds: Vec<Kind>,
     pub max_active: Option<usize>,
     pub data_dir: Option<PathBuf>,
     pub store: Option<StoreFactory>,
+    /// How often a shared store is scanned for due reminders.
+    pub reminder_scan: Duration,
     /// Mistakes found while building, reported by `validate`.
     problems: Vec<String>,
+}
+
+impl Default for VirtualConfig {
+    fn default() -> Self {
+        VirtualConfig {
+            kinds: Vec::new(),
+            max_active: None,
+            data_dir: None,
+            store: None,
+            reminder_scan: DEFAULT_REMINDER_SCAN,
+            problems: Vec::new(),
+        }
+    }
 }
 
 impl std::fmt::Debug for VirtualConfig {
@@ -48,6 +67,7 @@ impl std::fmt::Debug for VirtualConfig {
             .field("max_active", &self.max_active)
             .field("data_dir", &self.data_dir)
             .field("custom_store", &self.store.is_some())
+            .field("reminder_scan", &self.reminder_scan)
             .finish()
     }
 }
@@ -58,6 +78,9 @@ impl VirtualConfig {
             Some(problem) => Err(Error::Config(problem.clone())),
             None if self.max_active == Some(0) => {
                 Err(Error::Config("max_active must be at least 1".into()))
+            }
+            None if self.reminder_scan.is_zero() => {
+                Err(Error::Config("reminder_scan must not be zero".into()))
             }
             None => Ok(()),
         }
@@ -148,6 +171,21 @@ impl NodeConfig {
     /// (`max_active / shards`, rounded up).
     pub fn max_active(mut self, max: usize) -> Self {
         self.virtuals.max_active = Some(max);
+        self
+    }
+
+    /// How often the node looks in a shared state store (one whose
+    /// [`StateStore::shared`] is true, such as PostgreSQL) for the
+    /// reminders of its keys falling due (default
+    /// [`DEFAULT_REMINDER_SCAN`], 1 s; the first look is one period after
+    /// the node starts). Each look is one indexed query for the reminders
+    /// due before the look after next; the node wakes those of the keys
+    /// whose home it is, so a key that moves to it (its home was lost, or
+    /// it joined the zone) has its reminders delivered here within about
+    /// one period of the move. A store of this node alone is read once,
+    /// at start.
+    pub fn reminder_scan(mut self, every: Duration) -> Self {
+        self.virtuals.reminder_scan = every;
         self
     }
 

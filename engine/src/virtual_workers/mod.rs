@@ -19,6 +19,9 @@
 //! * `registry`: the state machine of each key on its home shard, plain
 //!   data; `lru`: its least-recently-used lists;
 //! * `worker`: the [`VirtualWorker`] trait and its host;
+//! * `reminder_scan`: which stored keys the node wakes for their
+//!   reminders (all of a store of its own; those homed on it of a shared
+//!   one);
 //! * `store_thread`: the one thread that calls the store, in batches;
 //! * `store`, `redb_store`: the [`StateStore`] trait, [`MemoryStore`] and
 //!   the embedded default [`RedbStore`]; `postgres_store` (feature
@@ -42,13 +45,14 @@ pub(crate) mod placement;
 mod postgres_store;
 pub(crate) mod record;
 mod redb_store;
+mod reminder_scan;
 pub(crate) mod registry;
 mod store;
 pub(crate) mod store_thread;
 mod worker;
 
 pub(crate) use config::VirtualConfig;
-pub use config::DEFAULT_IDLE;
+pub use config::{DEFAULT_IDLE, DEFAULT_REMINDER_SCAN};
 pub use key::{Key, MAX_KEY_ID_LEN};
 pub use operate::VirtualStats;
 pub use persistent::Persistent;
@@ -61,7 +65,8 @@ pub use worker::VirtualWorker;
 
 use config::Kind;
 use registry::{KindSlot, Registry};
-use store_thread::{Op, StoreClient};
+use reminder_scan::ScanCounts;
+use store_thread::StoreClient;
 
 /// What every shard of a node knows about its virtual workers.
 pub(crate) struct NodeVirtuals {
@@ -71,6 +76,13 @@ pub(crate) struct NodeVirtuals {
     pub cap_per_shard: usize,
     /// How often each shard looks for idle workers.
     pub tick: Duration,
+    /// Whether the zone shares the store ([`StateStore::shared`]).
+    pub shared: bool,
+    /// How often a shared store is scanned for due reminders.
+    pub reminder_scan: Duration,
+    scan_counts: Arc<ScanCounts>,
+    /// Each shard's channel, where woken keys are sent.
+    inboxes: Vec<flume::Sender<Packet>>,
 }
 
 impl NodeVirtuals {
@@ -86,6 +98,7 @@ impl NodeVirtuals {
         }
         let dir = v.data_dir(&config.name);
         let store = v.open_store(&dir).map_err(|e| Error::StateStore(e.0))?;
+        let shared = store.shared();
         let store = StoreClient::start(store, inboxes.to_vec())
             .map_err(|e| Error::Startup(format!("cannot start the state store thread: {e}")))?;
         let shortest = v.kinds.iter().map(|k| k.idle).min().unwrap_or(DEFAULT_IDLE);
@@ -96,6 +109,10 @@ impl NodeVirtuals {
             store,
             cap_per_shard,
             tick,
+            shared,
+            reminder_scan: v.reminder_scan,
+            scan_counts: Arc::default(),
+            inboxes: inboxes.to_vec(),
         })))
     }
 
@@ -113,29 +130,6 @@ impl NodeVirtuals {
             })
             .collect();
         Registry::new(kinds, node.cap_per_shard)
-    }
-
-    /// Wakes, each at its time, the stored keys that have reminders (a
-    /// node that starts picks up where the last one stopped).
-    pub(crate) fn wake_due(&self, inboxes: Vec<flume::Sender<Packet>>) {
-        let shards = inboxes.len();
-        let then = Box::new(move |due: std::result::Result<Vec<(Key, u64)>, StoreError>| {
-            let due = match due {
-                Ok(due) => due,
-                Err(error) => {
-                    tracing::error!(%error, "stored reminders could not be read");
-                    return;
-                }
-            };
-            for (key, at) in due {
-                let home = key.home_shard(shards);
-                let job = Packet::Run(Box::new(move |s| s.wake_key_at(key, at)));
-                if let Some(inbox) = inboxes.get(home) {
-                    let _ = inbox.send(job);
-                }
-            }
-        });
-        self.store.submit(0, Op::Due { then });
     }
 }
 

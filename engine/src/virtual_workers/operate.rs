@@ -2,6 +2,7 @@
 //! what an operator asks a node about its virtual workers ([`NodeHandle`]
 //! methods).
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::registry::Counts;
@@ -40,8 +41,11 @@ impl Context {
     /// stored with the state at the next save or deactivation; a node that
     /// starts on that store delivers it then. A reminder is delivered at
     /// least once: a node that stops between delivering it and saving again
-    /// delivers it again when it restarts. Fails if this is not a virtual
-    /// worker.
+    /// delivers it again when it restarts. With a store the zone shares
+    /// ([`StateStore::shared`](super::StateStore::shared)), the key's home
+    /// node delivers it, wherever it was set, and a new home does when the
+    /// key moves ([`NodeConfig::reminder_scan`](crate::NodeConfig::reminder_scan)).
+    /// Fails if this is not a virtual worker.
     pub fn remind_after(&self, after: Duration, msg: impl Into<Message>) -> Result<()> {
         self.shard_handle()
             .virtual_remind(self.me(), after, msg.into())
@@ -68,6 +72,12 @@ pub struct VirtualStats {
     pub store_saves: StoreLatency,
     /// Store calls that failed, counted per key.
     pub store_errors: u64,
+    /// Scans of the store's reminder index done (see
+    /// [`NodeConfig::reminder_scan`](crate::NodeConfig::reminder_scan)).
+    pub reminder_scans: u64,
+    /// Stored keys that those scans found due and woke on this node, their
+    /// home (a key already active counts too).
+    pub reminder_wakes: u64,
 }
 
 impl NodeHandle {
@@ -117,7 +127,10 @@ impl NodeHandle {
         if let Some(node) = self.virtuals() {
             stats.store_loads = node.store.metrics.loads();
             stats.store_saves = node.store.metrics.saves();
-            stats.store_errors = node.store.metrics.errors.load(std::sync::atomic::Ordering::Relaxed);
+            stats.store_errors = node.store.metrics.errors.load(Ordering::Relaxed);
+            // Scans first: the wakes of every scan counted are in.
+            stats.reminder_scans = node.scan_counts.scans.load(Ordering::Acquire);
+            stats.reminder_wakes = node.scan_counts.wakes.load(Ordering::Relaxed);
         }
         Ok(stats)
     }

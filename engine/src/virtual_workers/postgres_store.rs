@@ -39,7 +39,11 @@ const COLUMNS: [(&str, Type); 4] = [
 /// Every node of a cluster given the same database and table sees the same
 /// records, so when a node is lost, its keys activate on the nodes that
 /// remain with their last saved state (what the worker saved with
-/// `ctx.save`, or at its last deactivation). The table is created when the
+/// `ctx.save`, or at its last deactivation), and the nodes that are now
+/// their homes deliver their reminders (the store is
+/// [`shared`](StateStore::shared): each node wakes only the keys homed on
+/// it, every [`reminder_scan`](crate::NodeConfig::reminder_scan), with one
+/// query on the index of due times). The table is created when the
 /// store connects if it does not exist. Each batch of writes is one
 /// transaction (an upsert). A dropped connection is re-opened at the next
 /// call; the call that met the drop fails with the reason.
@@ -234,12 +238,14 @@ impl StateStore for PostgresStore {
         Ok(ids)
     }
 
-    fn due(&mut self) -> Result<Vec<(Key, u64)>, StoreError> {
-        let sql = format!("SELECT key, due FROM {} WHERE due IS NOT NULL", self.table);
+    fn due(&mut self, until_ms: u64) -> Result<Vec<(Key, u64)>, StoreError> {
+        // The partial index on `due` answers this without a table scan.
+        let sql = format!("SELECT key, due FROM {} WHERE due IS NOT NULL AND due <= $1", self.table);
+        let until = i64::try_from(until_ms).unwrap_or(i64::MAX);
         self.reconnect_if_lost()?;
         let rows = self
             .client
-            .query(&sql, &[])
+            .query(&sql, &[&until])
             .map_err(|e| self.error("cannot read the reminders", e))?;
         let mut entries = Vec::with_capacity(rows.len());
         for row in rows {
@@ -256,6 +262,11 @@ impl StateStore for PostgresStore {
             }
         }
         Ok(parse_due(entries.iter().map(|(k, d)| (k.as_str(), *d))))
+    }
+
+    /// Every node given the same table sees the same records.
+    fn shared(&self) -> bool {
+        true
     }
 }
 
@@ -327,7 +338,9 @@ mod tests {
         let table = format!("myriad_unit_{}", std::process::id());
         let mut admin = Client::connect(&url, NoTls).unwrap();
         admin.batch_execute(&format!("DROP TABLE IF EXISTS {table}")).unwrap();
-        behaves_as_a_store(&mut PostgresStore::connect_table(&url, &table).unwrap());
+        let mut store = PostgresStore::connect_table(&url, &table).unwrap();
+        assert!(store.shared(), "the nodes of a zone share it");
+        behaves_as_a_store(&mut store);
         let mut again = PostgresStore::connect_table(&url, &table).unwrap();
         assert_eq!(again.keys("a").unwrap(), vec!["1", "2"]);
         assert_eq!(again.load(&[Key::new("ab", "1")]).unwrap(), vec![Some(b"other kind".to_vec())]);

@@ -101,13 +101,17 @@ impl StateStore for RedbStore {
         Ok(ids)
     }
 
-    fn due(&mut self) -> Result<Vec<(Key, u64)>, StoreError> {
+    fn due(&mut self, until_ms: u64) -> Result<Vec<(Key, u64)>, StoreError> {
+        // The table is by key, not by time: a node reads it once, when it
+        // starts (this store is not shared).
         let txn = self.db.begin_read().map_err(StoreError::new)?;
         let table = txn.open_table(DUE).map_err(StoreError::new)?;
         let mut entries = Vec::new();
         for entry in table.iter().map_err(StoreError::new)? {
             let (key, due) = entry.map_err(StoreError::new)?;
-            entries.push((key.value().to_owned(), due.value()));
+            if due.value() <= until_ms {
+                entries.push((key.value().to_owned(), due.value()));
+            }
         }
         Ok(parse_due(entries.iter().map(|(k, d)| (k.as_str(), *d))))
     }

@@ -142,6 +142,8 @@ pub(crate) struct Registry {
     clock: u64,
     /// Reminder timers this shard has armed, by key text and id.
     armed: HashSet<(Arc<str>, u64)>,
+    /// Wakes of stored keys this shard waits for, by key text and time.
+    waking: HashSet<(Arc<str>, u64)>,
     pub counts: Counts,
 }
 
@@ -159,6 +161,7 @@ impl Registry {
             cap,
             clock: 0,
             armed: HashSet::new(),
+            waking: HashSet::new(),
             counts: Counts::default(),
         }
     }
@@ -204,13 +207,22 @@ impl Registry {
         }
     }
 
-    /// A key to activate with no message (a reminder of a restarted node is
-    /// due): `Some` if it must be loaded (with the worker to evict first).
-    pub(crate) fn wake(&mut self, key: &Key, stopping: bool) -> Option<Option<WorkerRef>> {
+    /// A stored key is to be woken at `at` (its record has a reminder due
+    /// then): `true` unless this shard already waits to wake it then.
+    pub(crate) fn plan_wake(&mut self, key: &Key, at: u64) -> bool {
+        self.waking.insert((key.text().clone(), at))
+    }
+
+    /// The wake of `key` planned for `at` is due: `Some` if the key must be
+    /// loaded (with the worker to evict first), `None` if it is in memory
+    /// already or `refused` (the node stops, or the key's home moved to
+    /// another node).
+    pub(crate) fn wake(&mut self, key: &Key, at: u64, refused: bool) -> Option<Option<WorkerRef>> {
+        self.waking.remove(&(key.text().clone(), at));
         if self.index(key).is_some() {
             return None;
         }
-        let kind = self.new_entry_kind(key, stopping).ok()?;
+        let kind = self.new_entry_kind(key, refused).ok()?;
         Some(self.insert(key, kind, VecDeque::new()))
     }
 
@@ -348,12 +360,13 @@ impl Registry {
         self.begin_stop(i)
     }
 
-    /// Deactivates virtual worker `worker` if it is active: whether it is.
-    pub(crate) fn deactivate_worker(&mut self, worker: WorkerRef) -> bool {
-        match self.by_worker.get(&worker) {
-            Some(&i) => self.begin_stop(i).is_some(),
-            None => false,
-        }
+    /// Deactivates virtual worker `worker`: `None` if it is not one, else
+    /// whether it is to be asked to stop now (it was active; one already
+    /// being deactivated, by the idle sweep, the cap or a hand-off, is on
+    /// its way).
+    pub(crate) fn deactivate_worker(&mut self, worker: WorkerRef) -> Option<bool> {
+        let &i = self.by_worker.get(&worker)?;
+        Some(self.begin_stop(i).is_some())
     }
 
     /// Workers idle longer than their kind's idle time, now being
@@ -508,13 +521,21 @@ impl Registry {
         }
     }
 
-    /// The active keys of kind `kind`.
-    pub(crate) fn active_keys(&self, kind: &str) -> Vec<Key> {
+    fn active(&self) -> impl Iterator<Item = &Key> {
         self.entries
             .iter()
-            .filter(|(_, e)| matches!(e.phase, Phase::Active { .. }) && e.key.kind() == kind)
-            .map(|(_, e)| e.key.clone())
-            .collect()
+            .filter(|(_, e)| matches!(e.phase, Phase::Active { .. }))
+            .map(|(_, e)| &e.key)
+    }
+
+    /// The active keys of kind `kind`.
+    pub(crate) fn active_keys(&self, kind: &str) -> Vec<Key> {
+        self.active().filter(|k| k.kind() == kind).cloned().collect()
+    }
+
+    /// The keys of every kind whose workers are active.
+    pub(crate) fn all_active_keys(&self) -> Vec<Key> {
+        self.active().cloned().collect()
     }
 
     /// How many workers are active.
@@ -539,6 +560,13 @@ impl Registry {
         let entry = &self.entries[i as usize];
         let record = record::encode(state, &entry.reminders);
         Some((entry.key.clone(), record, record::next_due(&entry.reminders)))
+    }
+
+    /// The timer of reminder `id` of `key` ended without delivering it
+    /// (the key's home moved to another node, which delivers it from the
+    /// shared store): an activation here arms it again.
+    pub(crate) fn disarm(&mut self, key: &Key, id: u64) {
+        self.armed.remove(&(key.text().clone(), id));
     }
 
     /// Reminder `id` of `key` is due: it is no longer pending, wherever its
@@ -626,6 +654,16 @@ mod tests {
     }
 
     #[test]
+    fn a_worker_that_asks_to_be_deactivated_while_it_already_is_is_told_yes() {
+        let mut r = registry(10);
+        let key = Key::new("agent", "1");
+        activate(&mut r, &key, WorkerRef::test(1));
+        assert_eq!(r.deactivate_key(&key), Some(WorkerRef::test(1)), "a hand-off, say");
+        assert_eq!(r.deactivate_worker(WorkerRef::test(1)), Some(false), "on its way: no second stop");
+        assert_eq!(r.deactivate_worker(WorkerRef::test(2)), None, "not a virtual worker");
+    }
+
+    #[test]
     fn a_deactivation_with_nothing_waiting_forgets_the_key() {
         let mut r = registry(10);
         let key = Key::new("agent", "1");
@@ -677,6 +715,38 @@ mod tests {
         assert_eq!(r.sweep(|w| w == WorkerRef::test(2)), vec![WorkerRef::test(1)], "b is busy, c is young");
         r.set_clock(300);
         assert_eq!(r.sweep(|_| false), vec![WorkerRef::test(3), WorkerRef::test(2)]);
+    }
+
+    #[test]
+    fn a_wake_is_planned_once_per_time_and_a_refused_or_needless_one_loads_nothing() {
+        let mut r = registry(10);
+        let key = Key::new("agent", "1");
+        assert!(r.plan_wake(&key, 5));
+        assert!(!r.plan_wake(&key, 5), "found again by the next scan: not planned twice");
+        assert!(r.plan_wake(&key, 6), "another due time is another wake");
+        assert!(r.wake(&key, 5, true).is_none(), "refused: the home moved, or the node stops");
+        assert!(r.plan_wake(&key, 5), "a wake that ended may be planned again");
+        assert!(matches!(r.wake(&key, 5, false), Some(None)), "loaded, nothing to evict");
+        assert!(r.wake(&key, 6, false).is_none(), "already loading");
+        assert!(r.plan_wake(&key, 6));
+    }
+
+    #[test]
+    fn a_disarmed_reminder_is_armed_again_by_the_next_activation() {
+        let mut r = registry(10);
+        let key = Key::new("agent", "1");
+        activate(&mut r, &key, WorkerRef::test(1));
+        let reminder = Reminder { id: 1, due_ms: 10, msg: Message::from("ping") };
+        r.remind(WorkerRef::test(1), reminder.clone()).unwrap();
+        r.deactivate_key(&key);
+        let (_, record, _) = r.stopped(WorkerRef::test(1), b"s").unwrap();
+        r.removed(WorkerRef::test(1), vec![], false);
+        assert!(matches!(r.saved(&key, false), AfterSave::Done));
+        // Its timer ended without delivering it (the home moved away).
+        r.disarm(&key, 1);
+        assert!(matches!(r.route(&key, msg("back"), 10, false), Route::Load { .. }));
+        r.loaded(&key, Some(record)).unwrap();
+        assert_eq!(r.activated(&key, WorkerRef::test(2)).1, vec![reminder], "watched again");
     }
 
     #[test]

@@ -50,10 +50,22 @@ pub trait StateStore: Send + 'static {
     /// The ids of the stored keys of `kind`, in order.
     fn keys(&mut self, kind: &str) -> Result<Vec<String>, StoreError>;
 
-    /// Every stored key that has a reminder, with its earliest due time
-    /// (milliseconds since the Unix epoch): a node wakes them when it
-    /// starts.
-    fn due(&mut self) -> Result<Vec<(Key, u64)>, StoreError>;
+    /// The stored keys whose earliest reminder is due at or before
+    /// `until_ms` (milliseconds since the Unix epoch; `u64::MAX` for all),
+    /// with that due time: the keys a node wakes for their reminders.
+    fn due(&mut self, until_ms: u64) -> Result<Vec<(Key, u64)>, StoreError>;
+
+    /// Whether the nodes of a zone share this store (one database for
+    /// all). A node then wakes only the keys whose home node it is, and
+    /// looks for reminders falling due every
+    /// [`reminder_scan`](crate::NodeConfig::reminder_scan), so that a key
+    /// whose home moves (a node lost or joined) has its reminders delivered
+    /// by its new home. `false` (the default): the store is this node's
+    /// alone, and the node wakes every key in it that has a reminder, once,
+    /// when it starts.
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// A [`StateStore`] in memory: state lives as long as the node (tests,
@@ -87,8 +99,9 @@ impl StateStore for MemoryStore {
         Ok(kind_range(&self.records, kind))
     }
 
-    fn due(&mut self) -> Result<Vec<(Key, u64)>, StoreError> {
-        Ok(parse_due(self.due.iter().map(|(k, &d)| (k.as_str(), d))))
+    fn due(&mut self, until_ms: u64) -> Result<Vec<(Key, u64)>, StoreError> {
+        let due = self.due.iter().filter(|(_, &d)| d <= until_ms);
+        Ok(parse_due(due.map(|(k, &d)| (k.as_str(), d))))
     }
 }
 
@@ -138,9 +151,11 @@ pub(crate) mod tests {
         assert_eq!(loaded, vec![Some(b"one again".to_vec()), Some(b"two".to_vec()), None]);
         assert_eq!(store.keys("a").unwrap(), vec!["1", "2"]);
         assert_eq!(store.keys("ab").unwrap(), vec!["1"]);
-        assert_eq!(store.due().unwrap(), vec![(a1.clone(), 9)]);
+        assert_eq!(store.due(u64::MAX).unwrap(), vec![(a1.clone(), 9)]);
+        assert_eq!(store.due(9).unwrap(), vec![(a1.clone(), 9)], "due at the bound is due");
+        assert!(store.due(8).unwrap().is_empty(), "not due yet");
         store.save(&[Write { key: &a1, record: b"x", next_due_ms: None }]).unwrap();
-        assert!(store.due().unwrap().is_empty(), "a saved key without reminders leaves the index");
+        assert!(store.due(u64::MAX).unwrap().is_empty(), "a saved key without reminders leaves the index");
     }
 
     #[test]

@@ -41,7 +41,8 @@ pub(crate) enum Op {
     Save { key: Key, record: Vec<u8>, next_due_ms: Option<u64>, then: Saved },
     /// Answered on the store thread itself (to a waiting caller).
     Keys { kind: String, then: Listed },
-    Due { then: DueKeys },
+    /// The keys with a reminder due by `until_ms` (`StateStore::due`).
+    Due { until_ms: u64, then: DueKeys },
 }
 
 enum Request {
@@ -232,7 +233,7 @@ fn serve(
                     }
                 }
                 Op::Keys { kind, then } => then(contained("listing", || store.keys(&kind))),
-                Op::Due { then } => then(contained("reminder index", || store.due())),
+                Op::Due { until_ms, then } => then(contained("reminder index", || store.due(until_ms))),
             }
         }
     }

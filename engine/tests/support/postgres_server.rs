@@ -1,6 +1,7 @@
 // Where the PostgreSQL tests find their server: shared by
-// engine/tests/postgres_store.rs and the unit tests of
-// src/virtual_workers/postgres_store.rs (with `include!`: so no inner attributes here).
+// engine/tests/postgres_store.rs, the workspace's tests/virtual_zone_postgres.rs
+// and the unit tests of src/virtual_workers/postgres_store.rs (with
+// `include!`: so no inner attributes here).
 
 /// The test server's connection string (`MYRIAD_TEST_POSTGRES`), or `None`
 /// after saying loudly that `test` is skipped. Under CI (`CI` set), which
