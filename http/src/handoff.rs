@@ -10,9 +10,10 @@
 //! it in between (no barging), so waiters are served in order of arrival and
 //! every wake-up finds its connection.
 //!
-//! A waiter dropped before it was served leaves the queue; one dropped after
-//! it was served but before it ran passes what it was given on to the next.
-//! Neither a slot nor a connection is ever lost.
+//! A waiter dropped before it was served gives up its place (its entry is
+//! skipped when reached, or removed at once if it is at the front); one
+//! dropped after it was served but before it ran passes what it was given
+//! on to the next. Neither a slot nor a connection is ever lost.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
