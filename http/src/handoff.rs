@@ -432,6 +432,22 @@ mod tests {
     }
 
     #[test]
+    fn a_waiter_cancelled_in_the_middle_of_the_line_is_skipped() {
+        let pool = Pool::new(1);
+        let held = now(&pool);
+        let mut first = queued(&pool);
+        let middle = queued(&pool);
+        let mut last = queued(&pool);
+        drop(middle);
+        drop(held);
+        let slot = first.poll().expect("the first is served");
+        drop(slot);
+        assert_eq!(last.woken(), 1, "served past the cancelled one");
+        assert!(last.poll().is_some());
+        assert!(pool.state.borrow().queue.is_empty());
+    }
+
+    #[test]
     fn cancelled_waiters_give_back_every_slot() {
         let pool = Pool::new(1);
         let held = now(&pool);
