@@ -7,8 +7,10 @@
 //! * **HTTP/1.1**: idle keep-alive connections, at most
 //!   [`ClientConfig::max_connections_per_host`] open at once. A request takes
 //!   an idle connection or opens one while under the cap, and otherwise waits
-//!   for one to come back. A connection returns to the pool when its response
-//!   body has been read to the end; a response dropped half-read closes it.
+//!   in line. A connection comes back when its response body has been read
+//!   to the end, and goes straight to the request that has waited longest
+//!   (a fair hand-off, see the `handoff` module); a response dropped half-read
+//!   closes it, and the waiter then opens a new one.
 //! * **HTTP/2** ([`ClientConfig::http2`]): one connection that multiplexes all
 //!   requests (prior knowledge for `http`, ALPN for `https`; an `https` server
 //!   that declines h2 is then spoken to over the HTTP/1.1 pool).
@@ -20,12 +22,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use glommio::sync::{Semaphore, StaticPermit};
+use glommio::sync::Semaphore;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 
 use crate::connect::{self, Origin, Scheme};
+use crate::handoff::{Pool, Reusable, Slot};
 use crate::io::{with_timeout, HyperIo, LocalExec};
 use crate::Error;
 
@@ -98,10 +101,9 @@ struct Counts {
 /// The connections of one origin.
 struct HostPool {
     origin: Origin,
-    /// One permit per HTTP/1.1 request in flight, so open h1 connections
-    /// never exceed the cap.
-    permits: Rc<Semaphore>,
-    idle: RefCell<Vec<IdleConn>>,
+    /// One slot per HTTP/1.1 connection, idle or lent to a request, so open
+    /// h1 connections never exceed the cap; handed on in order of arrival.
+    h1: Rc<Pool<IdleConn>>,
     h2: RefCell<Option<http2::SendRequest<ReqBody>>>,
     /// Held while dialling the h2 connection, so concurrent requests share it.
     h2_dial: Semaphore,
@@ -109,9 +111,26 @@ struct HostPool {
     h1_only: Cell<bool>,
 }
 
+/// An HTTP/1.1 connection between two requests.
 struct IdleConn {
     sender: http1::SendRequest<ReqBody>,
-    since: Instant,
+    /// Past this it is not reused (the configured idle timeout).
+    expires: Instant,
+}
+
+impl IdleConn {
+    fn new(sender: http1::SendRequest<ReqBody>, idle_timeout: Duration) -> Self {
+        Self {
+            sender,
+            expires: Instant::now() + idle_timeout,
+        }
+    }
+}
+
+impl Reusable for IdleConn {
+    fn reusable(&self) -> bool {
+        !self.sender.is_closed() && Instant::now() <= self.expires
+    }
 }
 
 enum Conn {
@@ -188,10 +207,7 @@ impl Client {
             .or_insert_with_key(|origin| {
                 Rc::new(HostPool {
                     origin: origin.clone(),
-                    permits: Rc::new(Semaphore::new(
-                        self.inner.config.max_connections_per_host.max(1) as u64,
-                    )),
-                    idle: RefCell::default(),
+                    h1: Pool::new(self.inner.config.max_connections_per_host),
                     h2: RefCell::default(),
                     h2_dial: Semaphore::new(1),
                     h1_only: Cell::new(false),
@@ -202,16 +218,14 @@ impl Client {
 
     async fn send_h1(
         &self,
-        host: &Rc<HostPool>,
+        host: &HostPool,
         mut request: http::Request<ReqBody>,
     ) -> Result<Response, Error> {
-        let permit = host
-            .permits
-            .acquire_static_permit(1)
-            .await
-            .expect("a pool never closes its semaphore");
+        // Dropped on any early return (error, timeout, cancellation), the
+        // slot goes on to the next waiter, which then dials.
+        let mut slot = host.h1.acquire().await;
         loop {
-            let (mut sender, reused) = match self.checkout_idle(host).await {
+            let (mut sender, reused) = match Self::ready_idle(&mut slot).await {
                 Some(sender) => (sender, true),
                 None => match self.connect(host).await? {
                     Conn::H1(sender) => (sender, false),
@@ -224,15 +238,15 @@ impl Client {
                 Some(Ok(response)) => {
                     let lease = Lease {
                         sender: Some(sender),
-                        host: host.clone(),
+                        slot,
+                        idle_timeout: self.inner.config.idle_timeout,
                         finished: false,
-                        _permit: permit,
                     };
                     return Response::new(response, Some(lease), &self.inner.config);
                 }
                 Some(Err(mut failed)) => match failed.take_message() {
-                    // An idle connection closed as it was picked; the request
-                    // never left, so it goes on another connection.
+                    // A pooled connection closed as it was picked; the request
+                    // never left, so it goes on a new connection.
                     Some(unsent) if reused => request = unsent,
                     _ => return Err(Error::Http(failed.into_error())),
                 },
@@ -240,17 +254,12 @@ impl Client {
         }
     }
 
-    async fn checkout_idle(&self, host: &HostPool) -> Option<http1::SendRequest<ReqBody>> {
-        loop {
-            let idle = host.idle.borrow_mut().pop()?;
-            if idle.since.elapsed() > self.inner.config.idle_timeout {
-                continue; // dropping the sender closes the connection
-            }
-            let mut sender = idle.sender;
-            if sender.ready().await.is_ok() {
-                return Some(sender);
-            }
-        }
+    /// The slot's pooled connection, once ready for a request; `None` if
+    /// it came without one or the connection has failed since (dial then).
+    async fn ready_idle(slot: &mut Slot<IdleConn>) -> Option<http1::SendRequest<ReqBody>> {
+        let mut sender = slot.take()?.sender;
+        sender.ready().await.ok()?;
+        Some(sender)
     }
 
     async fn h2_sender(
@@ -275,10 +284,8 @@ impl Client {
             }
             Conn::H1(sender) => {
                 host.h1_only.set(true);
-                host.idle.borrow_mut().push(IdleConn {
-                    sender,
-                    since: Instant::now(),
-                });
+                host.h1
+                    .offer(IdleConn::new(sender, self.inner.config.idle_timeout));
                 Ok(None)
             }
         }
@@ -365,25 +372,23 @@ fn unreachable_h2() -> ! {
     unreachable!("an HTTP/1.1 pool dialled an HTTP/2 connection")
 }
 
-/// A pooled HTTP/1.1 connection lent to one response.
+/// A pooled HTTP/1.1 connection lent to one response, with its slot.
 struct Lease {
     sender: Option<http1::SendRequest<ReqBody>>,
-    host: Rc<HostPool>,
+    slot: Slot<IdleConn>,
+    idle_timeout: Duration,
     /// The body was read to its end: the connection can serve another request.
     finished: bool,
-    _permit: StaticPermit,
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        // The connection goes back before the permit is released (fields
-        // drop after this body), so a waiter finds it idle.
+        // The connection goes into the slot before the slot is handed on
+        // (fields drop after this body), so the next request gets both; a
+        // connection not finished is dropped (closed) and the slot goes bare.
         if let Some(sender) = self.sender.take() {
-            if self.finished && !sender.is_closed() {
-                self.host.idle.borrow_mut().push(IdleConn {
-                    sender,
-                    since: Instant::now(),
-                });
+            if self.finished {
+                self.slot.put(IdleConn::new(sender, self.idle_timeout));
             }
         }
     }

@@ -13,6 +13,7 @@ mod client;
 mod connect;
 pub mod dns;
 mod error;
+mod handoff;
 pub mod io;
 pub mod llm;
 pub mod offload;

@@ -2,13 +2,17 @@
 
 mod support;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpListener;
+use glommio::sync::Semaphore;
+use myriad_http::io::with_timeout;
 use myriad_http::server::Server;
 use myriad_http::{Client, ClientConfig, Error};
 use support::{ok, on_shard, serve, serve_on};
@@ -91,6 +95,176 @@ fn concurrent_requests_never_open_more_than_the_cap() {
         assert_eq!(accepted.get(), 2);
         assert_eq!(client.stats().connections_opened, 2);
         assert_eq!(client.stats().open_connections, 2);
+    });
+}
+
+/// A loopback server that logs the path of each request in order of
+/// arrival and holds `/hold` until [`Gated::open`]; with `close`, every
+/// response says `Connection: close`.
+struct Gated {
+    addr: std::net::SocketAddr,
+    accepted: Rc<Cell<u64>>,
+    paths: Rc<RefCell<Vec<String>>>,
+    arrived: Rc<Semaphore>,
+    gate: Rc<Semaphore>,
+}
+
+impl Gated {
+    fn start(close: bool) -> Gated {
+        let paths = Rc::new(RefCell::new(Vec::new()));
+        let (arrived, gate) = (Rc::new(Semaphore::new(0)), Rc::new(Semaphore::new(0)));
+        let (log, at, held) = (paths.clone(), arrived.clone(), gate.clone());
+        let (addr, accepted) = serve(move |request| {
+            let (log, at, held) = (log.clone(), at.clone(), held.clone());
+            async move {
+                let path = request.uri().path().to_owned();
+                log.borrow_mut().push(path.clone());
+                if path == "/hold" {
+                    at.signal(1);
+                    held.acquire(1).await.unwrap();
+                }
+                let mut response = ok("x");
+                if close {
+                    response.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
+                response
+            }
+        });
+        Gated {
+            addr,
+            accepted,
+            paths,
+            arrived,
+            gate,
+        }
+    }
+
+    /// Starts `GET /hold` and returns once the server holds it: the
+    /// client's only connection is then in use.
+    async fn hold(&self, client: &Client) -> glommio::Task<Bytes> {
+        let holder = glommio::spawn_local(get_body(client.clone(), url(self.addr, "/hold")));
+        self.arrived.acquire(1).await.unwrap();
+        holder
+    }
+
+    /// Lets `/hold` answer.
+    fn open(&self) {
+        self.gate.signal(1);
+    }
+
+    fn paths(&self) -> Vec<String> {
+        self.paths.borrow().clone()
+    }
+}
+
+async fn get_body(client: Client, target: String) -> Bytes {
+    client.get(&target).await.unwrap().bytes().await.unwrap()
+}
+
+/// A client of one HTTP/1.1 connection per origin.
+fn one_connection() -> Client {
+    Client::new(ClientConfig {
+        max_connections_per_host: 1,
+        ..ClientConfig::default()
+    })
+}
+
+/// Starts `GET path` and polls it once: it must be left waiting in line.
+async fn queue_up(
+    client: &Client,
+    server: &Gated,
+    path: &str,
+) -> Pin<Box<impl Future<Output = Bytes>>> {
+    let mut request = Box::pin(get_body(client.clone(), url(server.addr, path)));
+    assert!(futures_lite::future::poll_once(&mut request)
+        .await
+        .is_none());
+    request
+}
+
+/// Fails the test instead of hanging if a connection was lost.
+async fn within_a_minute<T>(work: impl Future<Output = T>) -> T {
+    with_timeout(Duration::from_secs(60), work)
+        .await
+        .expect("finished: no slot or connection was lost")
+}
+
+#[test]
+fn requests_waiting_for_a_connection_get_it_in_order_of_arrival() {
+    on_shard(|| async {
+        let server = Gated::start(false);
+        let client = one_connection();
+        let holder = server.hold(&client).await;
+        let mut waiting = Vec::new();
+        for i in 0..5 {
+            waiting.push(queue_up(&client, &server, &format!("/{i}")).await);
+        }
+        server.open();
+        let tasks: Vec<_> = waiting.into_iter().map(glommio::spawn_local).collect();
+        assert_eq!(holder.await, "x");
+        for task in tasks {
+            assert_eq!(task.await, "x");
+        }
+        assert_eq!(server.paths(), ["/hold", "/0", "/1", "/2", "/3", "/4"]);
+        assert_eq!(
+            client.stats().connections_opened,
+            1,
+            "one connection, handed on"
+        );
+    });
+}
+
+#[test]
+fn a_request_cancelled_while_waiting_passes_its_turn_on() {
+    on_shard(|| async {
+        let server = Gated::start(false);
+        let client = one_connection();
+        let holder = server.hold(&client).await;
+        let cancelled = queue_up(&client, &server, "/cancelled").await;
+        let next = queue_up(&client, &server, "/next").await;
+        drop(cancelled);
+        server.open();
+        assert_eq!(holder.await, "x");
+        assert_eq!(within_a_minute(next).await, "x");
+        assert_eq!(server.paths(), ["/hold", "/next"]);
+        assert_eq!(client.stats().connections_opened, 1);
+    });
+}
+
+#[test]
+fn a_waiter_whose_connection_the_server_closed_dials_a_new_one() {
+    on_shard(|| async {
+        let server = Gated::start(true);
+        let client = one_connection();
+        let holder = server.hold(&client).await;
+        let next = queue_up(&client, &server, "/next").await;
+        server.open();
+        assert_eq!(holder.await, "x");
+        assert_eq!(within_a_minute(next).await, "x");
+        assert_eq!(server.paths(), ["/hold", "/next"]);
+        assert_eq!(server.accepted.get(), 2);
+        assert_eq!(client.stats().connections_opened, 2);
+    });
+}
+
+#[test]
+fn a_failed_request_passes_its_connection_slot_on() {
+    on_shard(|| async {
+        // Nothing listens here: the holder's dial fails, and the waiter
+        // behind it gets the slot (and fails to dial in turn).
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let client = one_connection();
+        let target = url(addr, "/");
+        let both = futures_lite::future::zip(client.get(&target), client.get(&target));
+        let (first, second) = within_a_minute(both).await;
+        assert!(matches!(first.map(|_| ()), Err(Error::Connect { .. })));
+        assert!(matches!(second.map(|_| ()), Err(Error::Connect { .. })));
     });
 }
 
@@ -340,5 +514,32 @@ fn https_with_a_self_signed_certificate_trusted_by_the_test() {
             untrusting.get(&target).await.map(|_| ()),
             Err(Error::Connect { .. })
         ));
+    });
+}
+
+#[test]
+fn an_https_server_declining_h2_is_spoken_to_over_the_http1_pool() {
+    on_shard(|| async {
+        let (tls, roots) = support::self_signed();
+        let mut h1_only = (*tls).clone();
+        h1_only.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let server = Server::bind(support::loopback())
+            .unwrap()
+            .with_tls(std::sync::Arc::new(h1_only));
+        let (addr, accepted) = serve_on(server, |_| async { ok("plain") });
+        let target = format!("https://localhost:{}/", addr.port());
+        let client = Client::new(ClientConfig {
+            http2: true,
+            tls_roots: Some(roots),
+            ..ClientConfig::default()
+        });
+        for _ in 0..3 {
+            let response = client.get(&target).await.unwrap();
+            assert_eq!(response.version(), http::Version::HTTP_11);
+            assert_eq!(response.bytes().await.unwrap(), "plain");
+        }
+        // The connection dialled to learn the protocol is pooled and reused.
+        assert_eq!(accepted.get(), 1);
+        assert_eq!(client.stats().connections_opened, 1);
     });
 }
