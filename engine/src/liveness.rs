@@ -70,6 +70,50 @@ impl Liveness {
     }
 }
 
+/// The shards' inboxes as a thread outside them posts to them (the state
+/// store's thread): it never waits on a shard whose thread has ended.
+///
+/// An inbox is bounded and only its shard drains it, and [`Liveness`] keeps
+/// its receiving end open: a plain blocking send to a shard that is down
+/// waits forever once the inbox is full (seen: a node's shutdown hung on the
+/// store thread answering a million saves its shards no longer took).
+#[derive(Clone)]
+pub(crate) struct Inboxes {
+    senders: Vec<flume::Sender<Packet>>,
+    liveness: Arc<Liveness>,
+}
+
+impl Inboxes {
+    /// The inboxes `senders` of the shards whose liveness is `liveness`.
+    pub(crate) fn new(senders: Vec<flume::Sender<Packet>>, liveness: Arc<Liveness>) -> Self {
+        Inboxes { senders, liveness }
+    }
+
+    /// How many shards there are.
+    pub(crate) fn len(&self) -> usize {
+        self.senders.len()
+    }
+
+    /// Queues `packet` for shard `shard`, waiting only while its inbox is
+    /// full and the shard alive. A packet for a shard that is down (or goes
+    /// down meanwhile) is dropped: nobody is left to run it.
+    pub(crate) fn post(&self, shard: usize, packet: Packet) {
+        let Some(inbox) = self.senders.get(shard) else {
+            return;
+        };
+        if self.liveness.is_down(shard) {
+            crate::worker::drop_contained(packet, "a packet for a shard that is down");
+            return;
+        }
+        // A shard that goes down while this waits drains its inbox (after
+        // marking itself down), which makes room; `settle` then drops the
+        // packet.
+        if inbox.send(packet).is_ok() {
+            self.liveness.settle(shard);
+        }
+    }
+}
+
 /// Marks its shard down when its thread ends (see [`watch_this_thread`]).
 struct Guard {
     liveness: Arc<Liveness>,

@@ -20,7 +20,7 @@ use crate::envelope::{Delivery, Packet, ReplyTo};
 use crate::inbox::{Inbox, MainWorker};
 use crate::doorbell::Doorbell;
 use crate::link::{Inbound, Outbox, Ring, RING_CAPACITY};
-use crate::liveness::{self, Liveness};
+use crate::liveness::{self, Inboxes, Liveness};
 use crate::remote::{self, RemoteRouterFactory, ShardHandle};
 use crate::service::ServiceFactory;
 use crate::shard::{NodeShared, Shard};
@@ -102,7 +102,9 @@ impl Node {
         crate::host::check_memlock().map_err(Error::Startup)?;
         let (inboxes, mut inbox_receivers): (Vec<_>, Vec<_>) =
             (0..shards).map(|_| flume::bounded(INBOX_CAPACITY)).unzip();
-        let virtuals = NodeVirtuals::start(&config, shards, &inboxes)?;
+        let liveness = Arc::new(Liveness::new(inbox_receivers.clone()));
+        let outside = Inboxes::new(inboxes.clone(), liveness.clone());
+        let virtuals = NodeVirtuals::start(&config, shards, &outside)?;
         let shared = Arc::new(NodeShared {
             name: Arc::from(config.name.as_str()),
             shards,
@@ -110,7 +112,7 @@ impl Node {
             default_timeout: config.default_timeout,
             stop_timeout: config.stop_timeout,
             inboxes,
-            liveness: Arc::new(Liveness::new(inbox_receivers.clone())),
+            liveness,
             stopping: AtomicBool::new(false),
             virtuals,
             stall_watches: (0..shards).map(|_| Arc::default()).collect(),

@@ -32,7 +32,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::envelope::Packet;
+use crate::liveness::Inboxes;
 use crate::{Error, NodeConfig, Result};
 
 mod config;
@@ -82,7 +82,7 @@ pub(crate) struct NodeVirtuals {
     pub reminder_scan: Duration,
     scan_counts: Arc<ScanCounts>,
     /// Each shard's channel, where woken keys are sent.
-    inboxes: Vec<flume::Sender<Packet>>,
+    inboxes: Inboxes,
 }
 
 impl NodeVirtuals {
@@ -90,7 +90,7 @@ impl NodeVirtuals {
     pub(crate) fn start(
         config: &NodeConfig,
         shards: usize,
-        inboxes: &[flume::Sender<Packet>],
+        inboxes: &Inboxes,
     ) -> Result<Option<Arc<NodeVirtuals>>> {
         let v = &config.virtuals;
         if v.kinds.is_empty() {
@@ -99,7 +99,7 @@ impl NodeVirtuals {
         let dir = v.data_dir(&config.name);
         let store = v.open_store(&dir).map_err(|e| Error::StateStore(e.0))?;
         let shared = store.shared();
-        let store = StoreClient::start(store, inboxes.to_vec())
+        let store = StoreClient::start(store, inboxes.clone())
             .map_err(|e| Error::Startup(format!("cannot start the state store thread: {e}")))?;
         let shortest = v.kinds.iter().map(|k| k.idle).min().unwrap_or(DEFAULT_IDLE);
         let tick = (shortest / 4).clamp(Duration::from_millis(1), Duration::from_secs(1));
@@ -112,7 +112,7 @@ impl NodeVirtuals {
             shared,
             reminder_scan: v.reminder_scan,
             scan_counts: Arc::default(),
-            inboxes: inboxes.to_vec(),
+            inboxes: inboxes.clone(),
         })))
     }
 

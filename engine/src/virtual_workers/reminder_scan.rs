@@ -75,10 +75,7 @@ impl NodeVirtuals {
             counts.wakes.fetch_add(wake.len() as u64, Ordering::Relaxed);
             for (key, at) in wake {
                 let home = key.home_shard(inboxes.len());
-                let job = Packet::Run(Box::new(move |s| s.wake_key_at(key, at)));
-                if let Some(inbox) = inboxes.get(home) {
-                    let _ = inbox.send(job);
-                }
+                inboxes.post(home, Packet::Run(Box::new(move |s| s.wake_key_at(key, at))));
             }
             // After the wakes: who sees this scan counted sees its wakes.
             counts.scans.fetch_add(1, Ordering::Release);

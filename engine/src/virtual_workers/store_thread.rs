@@ -19,6 +19,7 @@ use hdrhistogram::Histogram;
 use super::store::{StateStore, StoreError, Write};
 use super::Key;
 use crate::envelope::Packet;
+use crate::liveness::Inboxes;
 use crate::shard::Shard;
 use crate::worker::panic_text;
 
@@ -119,7 +120,7 @@ pub(crate) struct StoreClient {
 
 impl StoreClient {
     /// Starts the thread for `store`; answers go to the shards' `inboxes`.
-    pub(crate) fn start(store: Box<dyn StateStore>, inboxes: Vec<flume::Sender<Packet>>) -> std::io::Result<Self> {
+    pub(crate) fn start(store: Box<dyn StateStore>, inboxes: Inboxes) -> std::io::Result<Self> {
         let (requests, rx) = flume::unbounded();
         let metrics = Arc::new(StoreMetrics::new());
         let thread_metrics = metrics.clone();
@@ -164,15 +165,11 @@ fn contained<T>(what: &str, call: impl FnOnce() -> Result<T, StoreError>) -> Res
 fn serve(
     mut store: Box<dyn StateStore>,
     rx: flume::Receiver<Request>,
-    inboxes: Vec<flume::Sender<Packet>>,
+    inboxes: Inboxes,
     metrics: Arc<StoreMetrics>,
 ) {
-    let reply = |shard: usize, job: crate::envelope::Job| {
-        if let Some(inbox) = inboxes.get(shard) {
-            // A shard that is gone no longer waits.
-            let _ = inbox.send(Packet::Run(job));
-        }
-    };
+    // A shard that is gone no longer waits.
+    let reply = |shard: usize, job: crate::envelope::Job| inboxes.post(shard, Packet::Run(job));
     let count_errors = |result: Option<&StoreError>, n: usize| {
         if let Some(error) = result {
             metrics.errors.fetch_add(n as u64, Ordering::Relaxed);
