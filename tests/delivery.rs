@@ -361,7 +361,14 @@ fn two_workers_flood_each_other_with_waiting_sends(shards: usize) {
         .iter()
         .map(|me| {
             let node = node.clone();
-            std::thread::spawn(move || node.send_and_receive(*me, "go", LONG))
+            std::thread::spawn(move || loop {
+                // The other flood may have filled this worker's mailbox
+                // already: the ask is refused until it takes a message.
+                match node.send_and_receive(*me, "go", LONG) {
+                    Err(Error::MailboxFull(_)) => std::thread::yield_now(),
+                    done => break done,
+                }
+            })
         })
         .collect();
     for flood in floods {

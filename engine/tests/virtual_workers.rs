@@ -251,6 +251,15 @@ fn no_message_is_lost_across_deactivations() {
     let node = Node::spawn(s.config).unwrap();
     let key = Key::new("counter", "churn");
     let sent = 3000;
+    /// Sets its flag when dropped: the chaos stops also when an assertion
+    /// below fails, so that the failure is reported instead of the scope
+    /// waiting for the chaos forever.
+    struct StopOnDrop(Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
     std::thread::scope(|scope| {
         let (chaos, k) = (node.clone(), key.clone());
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -260,12 +269,12 @@ fn no_message_is_lost_across_deactivations() {
                 let _ = chaos.deactivate(&k);
             }
         });
+        let _stop = StopOnDrop(done);
         for _ in 0..sent {
             node.send(&key, "inc-then-deactivate-every 7").unwrap();
         }
         // Sent after every inc from this thread, so handled after them.
         assert_eq!(ask(&node, &key, "get").unwrap(), sent);
-        done.store(true, Ordering::SeqCst);
     });
     let stats = node.virtual_stats().unwrap();
     assert!(stats.deactivations >= sent / 7, "{stats:?}");
