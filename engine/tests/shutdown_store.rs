@@ -114,7 +114,7 @@ fn shutdown_ends_when_the_store_answers_more_saves_than_an_inbox_holds_after_the
         });
     let node = Node::spawn(config).unwrap();
     for i in 0..KEYS {
-        node.send_when_ready(&Key::new("counter", &i.to_string()), "inc")
+        node.send_when_ready(Key::new("counter", &i.to_string()), "inc")
             .unwrap();
     }
     // Sent after the others from this thread, so handled after them: every
