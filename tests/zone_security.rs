@@ -130,6 +130,10 @@ fn a_thousand_half_open_connections_leave_a_good_peer_served() {
     wait_until("b to close the connections over its limit", LONG, || {
         attack.iter_mut().map(closed_by_node).filter(|&c| c).count() >= ATTACK - PER_ADDRESS
     });
+    // ... and counted as refused for being busy, each once.
+    wait_until("b to count the connections over its limit", LONG, || {
+        zb.stats().links.handshake_failures_by_reason.busy == (ATTACK - PER_ADDRESS) as u64
+    });
     // b holds at most its limit of them (plus its own few descriptors).
     wait_until("b's descriptors to be bounded", LONG, || {
         open_fds() <= fds + ATTACK + PER_ADDRESS + 8

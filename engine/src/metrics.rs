@@ -214,13 +214,16 @@ pub enum HandshakeFailure {
     Timeout,
     /// The connection could not be made or failed (refused, reset, ...).
     Io,
+    /// Closed at accept, before any handshake work: too many handshakes
+    /// were in progress, in total or from the connection's address.
+    Busy,
     /// Anything else (a local setup failure).
     Other,
 }
 
 impl HandshakeFailure {
     /// Every reason, in the order they are exported.
-    pub const ALL: [HandshakeFailure; 9] = [
+    pub const ALL: [HandshakeFailure; 10] = [
         HandshakeFailure::Zone,
         HandshakeFailure::Identity,
         HandshakeFailure::Version,
@@ -229,6 +232,7 @@ impl HandshakeFailure {
         HandshakeFailure::Rejected,
         HandshakeFailure::Timeout,
         HandshakeFailure::Io,
+        HandshakeFailure::Busy,
         HandshakeFailure::Other,
     ];
 
@@ -243,6 +247,7 @@ impl HandshakeFailure {
             HandshakeFailure::Rejected => "rejected",
             HandshakeFailure::Timeout => "timeout",
             HandshakeFailure::Io => "io",
+            HandshakeFailure::Busy => "busy",
             HandshakeFailure::Other => "other",
         }
     }
@@ -272,6 +277,8 @@ pub struct HandshakeFailures {
     pub timeout: u64,
     /// See [`HandshakeFailure::Io`].
     pub io: u64,
+    /// See [`HandshakeFailure::Busy`].
+    pub busy: u64,
     /// See [`HandshakeFailure::Other`].
     pub other: u64,
 }
@@ -307,6 +314,7 @@ impl HandshakeFailures {
             HandshakeFailure::Rejected => &self.rejected,
             HandshakeFailure::Timeout => &self.timeout,
             HandshakeFailure::Io => &self.io,
+            HandshakeFailure::Busy => &self.busy,
             HandshakeFailure::Other => &self.other,
         }
     }
@@ -321,6 +329,7 @@ impl HandshakeFailures {
             HandshakeFailure::Rejected => &mut self.rejected,
             HandshakeFailure::Timeout => &mut self.timeout,
             HandshakeFailure::Io => &mut self.io,
+            HandshakeFailure::Busy => &mut self.busy,
             HandshakeFailure::Other => &mut self.other,
         }
     }

@@ -1,13 +1,14 @@
 //! Accepting links: every shard accepts on the node's port (SO_REUSEPORT),
 //! runs the responder's handshake on each connection, and runs the ones that
 //! pass as inbound links. A connection beyond the node's handshake limits
-//! (`admission.rs`) is closed at once; a failed handshake is counted and
-//! logged; nothing from that peer reaches a worker.
+//! (`admission.rs`) is closed at once and counted (reason `busy`); a failed
+//! handshake is counted and logged; nothing from that peer reaches a worker.
 
 use std::rc::Rc;
 use std::time::Duration;
 
 use glommio::net::{TcpListener, TcpStream};
+use myriad_engine::metrics::HandshakeFailure;
 use myriad_engine::plugin::ShardHandle;
 
 use super::admission::Slot;
@@ -32,6 +33,7 @@ pub(crate) async fn accept_loop(st: Rc<ShardTransport>, shard: ShardHandle, list
                         st.spawn(serve(st.clone(), shard.clone(), stream, slot));
                     }
                     None => {
+                        st.shared.counters.handshake_failed(HandshakeFailure::Busy);
                         let from = stream.peer_addr().ok();
                         tracing::debug!(?from, "too many handshakes in progress: closed");
                     }
