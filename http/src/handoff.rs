@@ -14,6 +14,8 @@
 //! skipped when reached, or removed at once if it is at the front); one
 //! dropped after it was served but before it ran passes what it was given
 //! on to the next. Neither a slot nor a connection is ever lost.
+//!
+//! Slots that never hold a connection make a fair semaphore: [`Permits`].
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -27,6 +29,16 @@ pub(crate) trait Reusable {
     /// `false` for a connection that has closed, failed or expired: it is
     /// dropped rather than handed out, and its slot goes on bare (a dial).
     fn reusable(&self) -> bool;
+}
+
+/// A fair semaphore: slots that never hold a connection, handed out in
+/// order of arrival; a [`Slot`] of it is a permit.
+pub(crate) type Permits = Pool<std::convert::Infallible>;
+
+impl Reusable for std::convert::Infallible {
+    fn reusable(&self) -> bool {
+        match *self {}
+    }
 }
 
 /// A bounded set of slots handed out in order of arrival (module docs).

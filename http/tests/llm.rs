@@ -240,6 +240,54 @@ fn the_concurrency_limit_holds_requests_back() {
     });
 }
 
+/// A request that arrives while others wait goes behind them, even when it
+/// comes just as a request in flight ends: three agents each chatting three
+/// times in a row through one permit take turns (with a barging semaphore,
+/// the first would take the permit it just gave back, three times over).
+#[test]
+fn the_concurrency_limit_serves_waiting_requests_in_order_of_arrival() {
+    on_shard(|| async {
+        let seen = Rc::new(std::cell::RefCell::new(Vec::new()));
+        let (addr, _) = {
+            let seen = seen.clone();
+            serve(move |request| {
+                let seen = seen.clone();
+                async move {
+                    use http_body_util::BodyExt;
+                    let body = request.into_body().collect().await.unwrap().to_bytes();
+                    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    let said = body["messages"][0]["content"].as_str().unwrap().to_owned();
+                    seen.borrow_mut().push(said);
+                    reply("ok")
+                }
+            })
+        };
+        let mut config = client_for(addr);
+        config.max_concurrent = 1;
+        let llm = LlmClient::new(config);
+        let agents: Vec<_> = ["a", "b", "c"]
+            .into_iter()
+            .map(|agent| {
+                let llm = llm.clone();
+                glommio::spawn_local(async move {
+                    for turn in 1..=3 {
+                        let said = format!("{agent}{turn}");
+                        let request = ChatRequest::new(vec![ChatMessage::user(said)]);
+                        assert_eq!(llm.chat(&request).await.unwrap().content, "ok");
+                    }
+                })
+            })
+            .collect();
+        for agent in agents {
+            agent.await;
+        }
+        assert_eq!(
+            *seen.borrow(),
+            ["a1", "b1", "c1", "a2", "b2", "c2", "a3", "b3", "c3"]
+        );
+    });
+}
+
 #[test]
 fn a_refused_connection_is_retried_then_reported() {
     on_shard(|| async {

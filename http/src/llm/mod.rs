@@ -8,7 +8,8 @@
 //! timed-out connection, are retried with exponential backoff, waiting
 //! instead as long as a `Retry-After` header (in seconds) asks. At most
 //! [`LlmConfig::max_concurrent`] requests of one client are in flight; the
-//! others wait their turn.
+//! others wait their turn, first come first served (a request that arrives
+//! while others wait never overtakes them).
 //!
 //! [`mock`] is a server that speaks the same API with a configurable
 //! latency, for tests and load tests.
@@ -21,8 +22,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use glommio::sync::{Semaphore, StaticPermit};
 
+use crate::handoff::{Permits, Slot};
 use crate::{Client, ClientConfig, Error, Response};
 pub use sse::SseParser;
 pub use wire::{ChatMessage, Role, Usage};
@@ -44,7 +45,9 @@ pub struct LlmConfig {
     pub backoff: Duration,
     /// The longest wait between attempts, `Retry-After` included.
     pub max_backoff: Duration,
-    /// Most requests of one client in flight at once.
+    /// Most requests of one client in flight at once (at least one); the
+    /// others wait in order of arrival. A request holds its place through
+    /// its retries and, streamed, until its stream is dropped.
     pub max_concurrent: usize,
     /// The HTTP client's configuration.
     pub http: ClientConfig,
@@ -148,8 +151,11 @@ pub struct LlmClient {
     /// reason it could not be made (a bad URL or key) fails each request.
     head: Rc<Result<http::request::Parts, String>>,
     http: Client,
-    in_flight: Rc<Semaphore>,
+    in_flight: Rc<Permits>,
 }
+
+/// The right to have one request in flight (see [`LlmConfig::max_concurrent`]).
+type Permit = Slot<std::convert::Infallible>;
 
 impl LlmClient {
     /// A client with its own HTTP pool.
@@ -162,7 +168,7 @@ impl LlmClient {
     pub fn with_http(config: LlmConfig, http: Client) -> Self {
         let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
         Self {
-            in_flight: Rc::new(Semaphore::new(config.max_concurrent.max(1) as u64)),
+            in_flight: Permits::new(config.max_concurrent),
             head: Rc::new(request_head(&url, config.api_key.as_deref())),
             url: url.into(),
             config: Rc::new(config),
@@ -210,12 +216,8 @@ impl LlmClient {
         &self,
         request: &ChatRequest,
         stream: bool,
-    ) -> Result<(Response, StaticPermit), LlmError> {
-        let permit = self
-            .in_flight
-            .acquire_static_permit(1)
-            .await
-            .expect("an LLM client never closes its semaphore");
+    ) -> Result<(Response, Permit), LlmError> {
+        let permit = self.in_flight.acquire().await;
         let body = serde_json::to_vec(&wire::ChatBody {
             model: &self.config.model,
             messages: &request.messages,
@@ -284,7 +286,7 @@ pub struct ChatStream {
     usage: Option<Usage>,
     finish_reason: Option<String>,
     done: bool,
-    _permit: StaticPermit,
+    _permit: Permit,
 }
 
 impl ChatStream {
