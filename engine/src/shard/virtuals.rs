@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::envelope::{Delivery, Target, Undelivered};
 use crate::virtual_workers::record::Reminder;
-use crate::virtual_workers::registry::{Activation, AfterSave, Counts, Removed, Route};
+use crate::virtual_workers::registry::{Activation, AfterSave, Counts, Deactivation, Removed, Route};
 use crate::virtual_workers::store_thread::Op;
 use crate::virtual_workers::StoreError;
 use crate::{Error, Key, Message, Result, WorkerRef};
@@ -165,10 +165,26 @@ impl Shard {
         }
     }
 
-    /// Deactivates `key`'s worker if it is active here.
+    /// Deactivates `key`'s worker if it is active here (once it has
+    /// handled the messages that waited for its activation).
     pub(crate) fn virtual_deactivate_key(&self, key: &Key) -> bool {
-        let victim = self.virtuals.borrow_mut().deactivate_key(key);
-        victim.is_some_and(|w| self.request_stop(w))
+        let deactivation = self.virtuals.borrow_mut().deactivate_key(key);
+        match deactivation {
+            Deactivation::Stop(victim) => self.request_stop(victim),
+            Deactivation::Deferred => true,
+            Deactivation::NotActive => false,
+        }
+    }
+
+    /// Virtual worker `me` handled a message: whether it still owes
+    /// messages that waited for its activation. A deactivation that waited
+    /// for it to handle them begins now.
+    pub(crate) fn virtual_handled_owed(&self, me: WorkerRef) -> bool {
+        let (owing, stop) = self.virtuals.borrow_mut().handled_owed(me);
+        if let Some(me) = stop {
+            self.request_stop(me);
+        }
+        owing
     }
 
     /// Deactivates virtual worker `me` after its current message.

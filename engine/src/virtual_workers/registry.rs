@@ -42,7 +42,14 @@ pub(crate) struct KindSlot {
 enum Phase {
     /// The record is being read from the store.
     Loading { pending: VecDeque<Delivery> },
-    Active { worker: WorkerRef },
+    Active {
+        worker: WorkerRef,
+        /// Messages that waited for this activation and that the worker
+        /// has not handled yet (see [`Registry::handled_owed`]).
+        owed: usize,
+        /// A deactivation from outside waits until `owed` is 0.
+        deferred: bool,
+    },
     /// Asked to stop; its `on_deactivate` runs.
     Stopping { pending: VecDeque<Delivery> },
     /// Its record is being written; `worker` until its slot is freed.
@@ -83,6 +90,19 @@ pub(crate) enum Route {
     /// cap is reached).
     Load { key: Key, evict: Option<WorkerRef> },
     Refused(Undelivered),
+}
+
+/// What a deactivation from outside the worker (`NodeHandle::deactivate`,
+/// the cap, a hand-off, the idle sweep) does now.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Deactivation {
+    /// Ask this worker to stop.
+    Stop(WorkerRef),
+    /// It stops once it has handled the messages that waited for its
+    /// activation.
+    Deferred,
+    /// The key is not active here (or its deactivation has begun).
+    NotActive,
 }
 
 /// What a freed slot of a virtual worker means.
@@ -181,7 +201,7 @@ impl Registry {
         if let Some(i) = self.index(key) {
             let entry = &mut self.entries[i as usize];
             let pending = match &mut entry.phase {
-                Phase::Active { worker } => {
+                Phase::Active { worker, .. } => {
                     let worker = *worker;
                     entry.touched = self.clock;
                     self.lru[entry.kind].touch(&mut self.entries, i);
@@ -267,7 +287,10 @@ impl Registry {
             .filter_map(Lru::back)
             .min_by_key(|&i| self.entries[i as usize].touched)?;
         self.counts.evictions += 1;
-        self.begin_stop(oldest)
+        match self.deactivate_from_outside(oldest) {
+            Deactivation::Stop(worker) => Some(worker),
+            Deactivation::Deferred | Deactivation::NotActive => None,
+        }
     }
 
     /// The record of a Loading key was read (`Ok(None)`: never stored):
@@ -317,13 +340,21 @@ impl Registry {
             return (VecDeque::new(), Vec::new());
         };
         let entry = &mut self.entries[i as usize];
-        let pending = match std::mem::replace(&mut entry.phase, Phase::Active { worker }) {
+        let active = Phase::Active {
+            worker,
+            owed: 0,
+            deferred: false,
+        };
+        let pending = match std::mem::replace(&mut entry.phase, active) {
             Phase::Loading { pending } => pending,
             other => {
                 entry.phase = other;
                 return (VecDeque::new(), Vec::new());
             }
         };
+        if let Phase::Active { owed, .. } = &mut entry.phase {
+            *owed = pending.len();
+        }
         entry.touched = self.clock;
         let kind = entry.kind;
         let to_arm = entry
@@ -342,7 +373,7 @@ impl Registry {
     /// asked to stop.
     fn begin_stop(&mut self, i: u32) -> Option<WorkerRef> {
         let entry = &mut self.entries[i as usize];
-        let Phase::Active { worker } = entry.phase else {
+        let Phase::Active { worker, .. } = entry.phase else {
             return None;
         };
         entry.phase = Phase::Stopping {
@@ -354,19 +385,57 @@ impl Registry {
         Some(worker)
     }
 
-    /// Deactivates the worker of `key` if it is active: the worker to stop.
-    pub(crate) fn deactivate_key(&mut self, key: &Key) -> Option<WorkerRef> {
-        let i = self.index(key)?;
-        self.begin_stop(i)
+    /// Deactivates the worker of entry `i` for a reason outside it. A
+    /// worker that has not yet handled the messages that waited for its
+    /// activation stops once it has: otherwise deactivations that keep
+    /// coming could stop each activation before its first message, and
+    /// the messages would wait for ever (each activation handing them to
+    /// the next).
+    fn deactivate_from_outside(&mut self, i: u32) -> Deactivation {
+        match &mut self.entries[i as usize].phase {
+            Phase::Active { owed, deferred, .. } if *owed > 0 => {
+                *deferred = true;
+                Deactivation::Deferred
+            }
+            _ => self.begin_stop(i).map_or(Deactivation::NotActive, Deactivation::Stop),
+        }
     }
 
-    /// Deactivates virtual worker `worker`: `None` if it is not one, else
-    /// whether it is to be asked to stop now (it was active; one already
-    /// being deactivated, by the idle sweep, the cap or a hand-off, is on
-    /// its way).
+    /// Deactivates the worker of `key`, from outside it.
+    pub(crate) fn deactivate_key(&mut self, key: &Key) -> Deactivation {
+        match self.index(key) {
+            Some(i) => self.deactivate_from_outside(i),
+            None => Deactivation::NotActive,
+        }
+    }
+
+    /// Deactivates virtual worker `worker` at its own request: `None` if
+    /// it is not one, else whether it is to be asked to stop now (it was
+    /// active; one already being deactivated, by the idle sweep, the cap
+    /// or a hand-off, is on its way). Its own request is not deferred: it
+    /// comes from a message it handled.
     pub(crate) fn deactivate_worker(&mut self, worker: WorkerRef) -> Option<bool> {
         let &i = self.by_worker.get(&worker)?;
         Some(self.begin_stop(i).is_some())
+    }
+
+    /// Virtual worker `worker` handled a message. Returns whether it still
+    /// owes messages that waited for its activation (it reports each until
+    /// it owes none), and the worker to stop now if a deactivation waited
+    /// for that.
+    pub(crate) fn handled_owed(&mut self, worker: WorkerRef) -> (bool, Option<WorkerRef>) {
+        let Some(&i) = self.by_worker.get(&worker) else {
+            return (false, None);
+        };
+        let Phase::Active { owed, deferred, .. } = &mut self.entries[i as usize].phase else {
+            return (false, None);
+        };
+        *owed = owed.saturating_sub(1);
+        if *owed > 0 {
+            return (true, None);
+        }
+        let stop = if *deferred { self.begin_stop(i) } else { None };
+        (false, stop)
     }
 
     /// Workers idle longer than their kind's idle time, now being
@@ -383,8 +452,8 @@ impl Registry {
                 if self.clock.saturating_sub(entry.touched) < idle {
                     break;
                 }
-                let Phase::Active { worker } = entry.phase else { break };
-                if busy(worker) {
+                let Phase::Active { worker, owed, .. } = entry.phase else { break };
+                if owed > 0 || busy(worker) {
                     entry.touched = self.clock;
                     self.lru[kind].touch(&mut self.entries, i);
                     continue;
@@ -516,7 +585,7 @@ impl Registry {
     /// The active worker of `key`.
     pub(crate) fn active_worker(&self, key: &Key) -> Option<WorkerRef> {
         match self.entries[self.index(key)? as usize].phase {
-            Phase::Active { worker } => Some(worker),
+            Phase::Active { worker, .. } => Some(worker),
             _ => None,
         }
     }
@@ -600,12 +669,15 @@ mod tests {
         pending.into_iter().map(|d| d.msg.to_string()).collect()
     }
 
-    /// Activates `key` as `w` with no stored record.
+    /// Activates `key` as `w` with no stored record; `w` handles the
+    /// message that activated it.
     fn activate(r: &mut Registry, key: &Key, w: WorkerRef) -> Vec<String> {
         assert!(matches!(r.route(key, msg("first"), 10, false), Route::Load { evict: None, .. }));
         let activation = r.loaded(key, None).unwrap();
         assert!(activation.state.is_none());
-        texts(r.activated(key, w).0)
+        let handed = texts(r.activated(key, w).0);
+        assert_eq!(r.handled_owed(w), (false, None), "it owed only that one");
+        handed
     }
 
     #[test]
@@ -638,7 +710,7 @@ mod tests {
         let mut r = registry(10);
         let key = Key::new("agent", "1");
         activate(&mut r, &key, WorkerRef::test(1));
-        assert_eq!(r.deactivate_key(&key), Some(WorkerRef::test(1)));
+        assert_eq!(r.deactivate_key(&key), Deactivation::Stop(WorkerRef::test(1)));
         assert!(matches!(r.route(&key, msg("during stop"), 10, false), Route::Waits));
         let (_, record, due) = r.stopped(WorkerRef::test(1), b"state").unwrap();
         assert_eq!(due, None);
@@ -658,9 +730,70 @@ mod tests {
         let mut r = registry(10);
         let key = Key::new("agent", "1");
         activate(&mut r, &key, WorkerRef::test(1));
-        assert_eq!(r.deactivate_key(&key), Some(WorkerRef::test(1)), "a hand-off, say");
+        assert_eq!(r.deactivate_key(&key), Deactivation::Stop(WorkerRef::test(1)), "a hand-off, say");
         assert_eq!(r.deactivate_worker(WorkerRef::test(1)), Some(false), "on its way: no second stop");
         assert_eq!(r.deactivate_worker(WorkerRef::test(2)), None, "not a virtual worker");
+    }
+
+    /// The interleaving that kept `no_message_is_lost_across_deactivations`
+    /// (tests/virtual_workers.rs) from ever answering: a deactivation from
+    /// outside arrives after each reactivation and before the new worker's
+    /// first run. Stopped then, every activation handed all the messages
+    /// that waited to the next one, and none was ever handled.
+    #[test]
+    fn a_deactivation_from_outside_waits_until_the_activation_handled_what_waited_for_it() {
+        let mut r = registry(10);
+        let key = Key::new("agent", "1");
+        activate(&mut r, &key, WorkerRef::test(1));
+        assert_eq!(r.deactivate_key(&key), Deactivation::Stop(WorkerRef::test(1)));
+        let mut worker = 1;
+        for round in 0..3 {
+            // Messages wait while it is saved; the save's answer reactivates it.
+            for text in ["a", "b"] {
+                assert!(matches!(r.route(&key, msg(text), 10, false), Route::Waits));
+            }
+            r.stopped(WorkerRef::test(worker), b"s").unwrap();
+            assert!(matches!(r.removed(WorkerRef::test(worker), vec![], false), Removed::Kept));
+            let AfterSave::Reactivate(_, record) = r.saved(&key, false) else { panic!("round {round}: not reactivated") };
+            r.loaded(&key, Some(record)).unwrap();
+            worker += 1;
+            let w = WorkerRef::test(worker);
+            assert_eq!(texts(r.activated(&key, w).0), ["a", "b"]);
+            // The deactivation comes before its first run: it waits.
+            assert_eq!(r.deactivate_key(&key), Deactivation::Deferred, "round {round}");
+            assert_eq!(r.deactivate_key(&key), Deactivation::Deferred, "asked again");
+            assert_eq!(r.active_worker(&key), Some(w));
+            assert_eq!(r.handled_owed(w), (true, None), "a handled, b owed");
+            assert_eq!(r.handled_owed(w), (false, Some(w)), "b handled: now it stops");
+            assert_eq!(r.deactivate_key(&key), Deactivation::NotActive, "stopping already");
+        }
+        // A worker's own deactivation is not deferred: it comes from a
+        // message it handled.
+        r.stopped(WorkerRef::test(worker), b"s").unwrap();
+        r.removed(WorkerRef::test(worker), vec![msg("c")], false);
+        let AfterSave::Reactivate(_, record) = r.saved(&key, false) else { panic!("not reactivated") };
+        r.loaded(&key, Some(record)).unwrap();
+        let w = WorkerRef::test(worker + 1);
+        assert_eq!(texts(r.activated(&key, w).0), ["c"]);
+        assert_eq!(r.deactivate_worker(w), Some(true));
+    }
+
+    #[test]
+    fn a_worker_owing_messages_is_evicted_and_swept_only_once_it_handled_them() {
+        let mut r = registry(1);
+        let (a, b) = (Key::new("agent", "a"), Key::new("agent", "b"));
+        assert!(matches!(r.route(&a, msg("a1"), 10, false), Route::Load { .. }));
+        assert!(matches!(r.route(&a, msg("a2"), 10, false), Route::Waits));
+        r.loaded(&a, None).unwrap();
+        let wa = WorkerRef::test(1);
+        r.activated(&a, wa);
+        let Route::Load { evict, .. } = r.route(&b, msg("b"), 10, false) else { panic!("b not loaded") };
+        assert_eq!(evict, None, "a owes two messages: its eviction waits");
+        r.set_clock(1_000);
+        assert!(r.sweep(|_| false).is_empty(), "nor does the sweep take it");
+        assert_eq!(r.handled_owed(wa), (true, None));
+        assert_eq!(r.handled_owed(wa), (false, Some(wa)), "evicted now");
+        assert_eq!(r.counts.evictions, 1);
     }
 
     #[test]
