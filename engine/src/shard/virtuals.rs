@@ -75,10 +75,16 @@ impl Shard {
         let worker = match built {
             Ok(worker) => worker,
             Err(reason) => {
-                tracing::error!(%key, %reason, "virtual worker not activated");
-                let pending = self.virtuals.borrow_mut().failed(&key);
+                let failed = self.virtuals.borrow_mut().failed(&key);
+                if failed.first {
+                    tracing::error!(%key, %reason, "virtual worker not activated");
+                } else {
+                    // Counted; told once (a corrupt record with a reminder
+                    // fails again at each scan of a shared store).
+                    tracing::debug!(%key, %reason, "virtual worker not activated, again");
+                }
                 let error = Error::StateStore(reason);
-                for delivery in pending {
+                for delivery in failed.pending {
                     self.reject(Undelivered { error: error.clone(), delivery });
                 }
                 return;

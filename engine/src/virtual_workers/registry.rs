@@ -132,6 +132,16 @@ pub(crate) enum AfterSave {
     Unknown,
 }
 
+/// A failed activation: the messages that waited for it, and whether it
+/// is the key's first failure in a row (the one to report).
+pub(crate) struct Failed {
+    pub pending: VecDeque<Delivery>,
+    pub first: bool,
+}
+
+/// Most keys remembered as failing (see [`Registry::failed`]).
+const MAX_FAILING: usize = 4096;
+
 /// What the shard builds a worker from.
 pub(crate) struct Activation {
     pub key: Key,
@@ -164,6 +174,9 @@ pub(crate) struct Registry {
     armed: HashSet<(Arc<str>, u64)>,
     /// Wakes of stored keys this shard waits for, by key text and time.
     waking: HashSet<(Arc<str>, u64)>,
+    /// Keys whose last activation failed (reported once; at most
+    /// [`MAX_FAILING`]).
+    failing: HashSet<Arc<str>>,
     pub counts: Counts,
 }
 
@@ -182,6 +195,7 @@ impl Registry {
             clock: 0,
             armed: HashSet::new(),
             waking: HashSet::new(),
+            failing: HashSet::new(),
             counts: Counts::default(),
         }
     }
@@ -319,17 +333,27 @@ impl Registry {
     }
 
     /// A Loading key could not be activated: its entry is gone, and its
-    /// waiting messages are to be refused.
-    pub(crate) fn failed(&mut self, key: &Key) -> VecDeque<Delivery> {
+    /// waiting messages are to be refused. Every failure is counted; only
+    /// the first of a key's failures in a row is to be reported (a corrupt
+    /// record with a reminder fails again at each scan of a shared store).
+    pub(crate) fn failed(&mut self, key: &Key) -> Failed {
         self.counts.failed_activations += 1;
-        let Some(i) = self.index(key) else {
-            return VecDeque::new();
-        };
-        self.resident -= 1;
-        match self.remove_entry(i).phase {
-            Phase::Loading { pending } => pending,
-            _ => VecDeque::new(),
+        if self.failing.len() >= MAX_FAILING && !self.failing.contains(key.as_str()) {
+            // Bounded: past this many failing keys, each is reported again.
+            self.failing.clear();
         }
+        let first = self.failing.insert(key.text().clone());
+        let pending = match self.index(key) {
+            Some(i) => {
+                self.resident -= 1;
+                match self.remove_entry(i).phase {
+                    Phase::Loading { pending } => pending,
+                    _ => VecDeque::new(),
+                }
+            }
+            None => VecDeque::new(),
+        };
+        Failed { pending, first }
     }
 
     /// The worker of a Loading key was built as `worker`: it is active.
@@ -366,6 +390,9 @@ impl Registry {
         self.lru[kind].touch(&mut self.entries, i);
         self.by_worker.insert(worker, i);
         self.counts.activations += 1;
+        if !self.failing.is_empty() {
+            self.failing.remove(key.as_str());
+        }
         (pending, to_arm)
     }
 
@@ -819,6 +846,43 @@ mod tests {
         assert_eq!(texts(r.activated(&key, WorkerRef::test(2)).0), ["queued"]);
         assert!(matches!(r.removed(WorkerRef::test(2), vec![], false), Removed::Gone));
         assert!(matches!(r.removed(WorkerRef::test(3), vec![msg("x")], false), Removed::NotVirtual(o) if o.len() == 1));
+    }
+
+    #[test]
+    fn a_key_that_keeps_failing_to_activate_is_reported_once_and_counted_each_time() {
+        let mut r = registry(10);
+        let key = Key::new("agent", "1");
+        // A corrupt record with a reminder: each scan of a shared store wakes it.
+        for (scan, reported) in [true, false, false].into_iter().enumerate() {
+            assert!(matches!(r.wake(&key, 5, false), Some(None)));
+            assert!(r.loaded(&key, Some(b"not a record".to_vec())).is_err());
+            assert_eq!(r.failed(&key).first, reported, "scan {scan}");
+        }
+        assert_eq!(r.counts.failed_activations, 3);
+        // Mended, it activates: a later failure is news again.
+        activate(&mut r, &key, WorkerRef::test(1));
+        assert!(matches!(r.removed(WorkerRef::test(1), vec![], false), Removed::Gone));
+        assert!(matches!(r.wake(&key, 6, false), Some(None)));
+        assert!(r.failed(&key).first);
+        assert_eq!(r.counts.failed_activations, 4);
+    }
+
+    #[test]
+    fn the_keys_remembered_as_failing_are_bounded() {
+        let mut r = registry(usize::MAX);
+        let fail = |r: &mut Registry, id: usize| {
+            let key = Key::new("agent", &id.to_string());
+            r.wake(&key, 1, false);
+            r.failed(&key).first
+        };
+        assert!(fail(&mut r, 0));
+        for id in 1..MAX_FAILING {
+            assert!(fail(&mut r, id));
+        }
+        assert!(!fail(&mut r, 0), "still remembered at the bound");
+        assert!(fail(&mut r, MAX_FAILING), "past it, the set starts again");
+        assert!(fail(&mut r, 0), "and reports each key again");
+        assert!(r.failing.len() <= MAX_FAILING);
     }
 
     #[test]
