@@ -1,13 +1,17 @@
 //! A node's shutdown ends even when the state store still answers more
 //! saves than a shard's inbox holds after the shards have gone.
 //!
-//! The store thread posts each answer to its shard's inbox, which is bounded
-//! and drained only by that shard. Once the shard's thread has ended nobody
-//! drains it: a blocking post waited forever, and `shutdown` (which joins
-//! the store thread after the shards) hung with it, as a bench run with a
-//! million active virtual workers did. This test makes the store answer the
-//! shutdown's saves only after the shard thread has ended, with more of them
-//! than an inbox holds.
+//! The store thread posts its answers to the shard's inbox, which is
+//! bounded and drained only by that shard. Once the shard's thread has
+//! ended nobody drains it: a blocking post waited forever, and `shutdown`
+//! (which joins the store thread after the shards) hung with it, as a bench
+//! run with a million active virtual workers did. This test makes the store
+//! answer the shutdown's saves only after the shard thread has ended, with
+//! more of them than an inbox holds. Since the answers of a batch go to a
+//! shard as one job, they no longer fill the inbox here (70,000 saves are
+//! some twenty posts); the full inbox of a shard that is down is
+//! `liveness.rs`'s unit test `posts_to_a_shard_that_is_down_never_wait_
+//! on_its_full_inbox`.
 //!
 //! In a file of its own: it watches this process's threads for the node's
 //! shard thread, and no other test's node may run meanwhile.
