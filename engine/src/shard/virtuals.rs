@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::envelope::{Delivery, Target, Undelivered};
+use crate::envelope::{Delivery, Undelivered};
 use crate::virtual_workers::record::Reminder;
 use crate::virtual_workers::registry::{Activation, AfterSave, Counts, Deactivation, Removed, Route};
 use crate::virtual_workers::store_thread::Op;
@@ -37,7 +37,7 @@ impl Shard {
         let stopping = self.is_stopping();
         let route = self.virtuals.borrow_mut().route(key, delivery, limit, stopping);
         match route {
-            Route::Worker(r, delivery) => self.deliver_here(Target::Worker(r), delivery),
+            Route::Worker(r, delivery) => self.deliver_to(r, delivery),
             Route::Waits => Ok(()),
             Route::Load { key, evict } => {
                 if let Some(victim) = evict {

@@ -24,6 +24,8 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+use ahash::RandomState;
+
 use slab::Slab;
 
 use super::lru::{Linked, Links, Lru};
@@ -65,8 +67,12 @@ struct Entry {
     kind: usize,
     phase: Phase,
     links: Links,
-    /// The registry's clock when a message for it last came.
+    /// The registry's clock when a message for it last came (to within
+    /// one generation, see [`Registry::touch`]).
     touched: u64,
+    /// The registry's generation when it last moved to the front of its
+    /// list: the lists are ordered by it.
+    stamp: u64,
     /// Its reminders not yet delivered (while it is in memory).
     reminders: Vec<Reminder>,
     /// Reminders delivered while its record was not in memory: dropped
@@ -161,15 +167,21 @@ pub(crate) struct Counts {
 /// The registry of one shard.
 pub(crate) struct Registry {
     kinds: Vec<KindSlot>,
-    map: HashMap<Arc<str>, u32>,
+    /// Entries by key text; hashed with aHash (randomly keyed, so still
+    /// safe against keys chosen to collide), which costs a fraction of
+    /// SipHash on every message sent by key.
+    map: HashMap<Arc<str>, u32, RandomState>,
     entries: Slab<Entry>,
-    by_worker: HashMap<WorkerRef, u32>,
+    by_worker: HashMap<WorkerRef, u32, RandomState>,
     /// Per kind, the active workers, most recently used first.
     lru: Vec<Lru>,
     /// Entries that hold or load a worker (Loading and Active).
     resident: usize,
     cap: usize,
     clock: u64,
+    /// Moves on at each tick of the sweep and each new entry (see
+    /// [`Registry::touch`]).
+    generation: u64,
     /// Reminder timers this shard has armed, by key text and id.
     armed: HashSet<(Arc<str>, u64)>,
     /// Wakes of stored keys this shard waits for, by key text and time.
@@ -186,13 +198,14 @@ impl Registry {
         let lru = kinds.iter().map(|_| Lru::default()).collect();
         Registry {
             kinds,
-            map: HashMap::new(),
+            map: HashMap::default(),
             entries: Slab::new(),
-            by_worker: HashMap::new(),
+            by_worker: HashMap::default(),
             lru,
             resident: 0,
             cap,
             clock: 0,
+            generation: 0,
             armed: HashSet::new(),
             waking: HashSet::new(),
             failing: HashSet::new(),
@@ -203,10 +216,33 @@ impl Registry {
     /// Moves the clock to `now` (ms since the shard started).
     pub(crate) fn set_clock(&mut self, now: u64) {
         self.clock = now;
+        self.generation += 1;
     }
 
     fn index(&self, key: &Key) -> Option<u32> {
         self.map.get(key.as_str()).copied()
+    }
+
+    /// Marks entry `i` (active, so on its kind's list) used now. It moves
+    /// to the front of its list only if it has not moved in this
+    /// generation, which ends at each tick of the sweep and each new
+    /// entry (the moments an idle or least recently used worker is
+    /// chosen): a key sent many messages in between pays one move, not one
+    /// per message. So the lists are in the order of last use, except that
+    /// keys used since the last new entry keep the order of their first
+    /// use since then.
+    fn touch(&mut self, i: u32) {
+        if self.entries[i as usize].stamp != self.generation {
+            self.move_to_front(i);
+        }
+    }
+
+    /// Puts entry `i` at the front of its list, used now.
+    fn move_to_front(&mut self, i: u32) {
+        let entry = &mut self.entries[i as usize];
+        entry.touched = self.clock;
+        entry.stamp = self.generation;
+        self.lru[entry.kind].touch(&mut self.entries, i);
     }
 
     /// Where a message for `key` goes. `limit` bounds the messages one key
@@ -217,8 +253,7 @@ impl Registry {
             let pending = match &mut entry.phase {
                 Phase::Active { worker, .. } => {
                     let worker = *worker;
-                    entry.touched = self.clock;
-                    self.lru[entry.kind].touch(&mut self.entries, i);
+                    self.touch(i);
                     return Route::Worker(worker, delivery);
                 }
                 Phase::Loading { pending } | Phase::Stopping { pending } | Phase::Saving { pending, .. } => pending,
@@ -273,12 +308,14 @@ impl Registry {
 
     /// Adds a Loading entry; returns the worker to evict if over the cap.
     fn insert(&mut self, key: &Key, kind: usize, pending: VecDeque<Delivery>) -> Option<WorkerRef> {
+        self.generation += 1;
         let i = self.entries.insert(Entry {
             key: key.clone(),
             kind,
             phase: Phase::Loading { pending },
             links: Links::default(),
             touched: self.clock,
+            stamp: self.generation,
             reminders: Vec::new(),
             fired: Vec::new(),
         });
@@ -299,7 +336,7 @@ impl Registry {
             .lru
             .iter()
             .filter_map(Lru::back)
-            .min_by_key(|&i| self.entries[i as usize].touched)?;
+            .min_by_key(|&i| self.entries[i as usize].stamp)?;
         self.counts.evictions += 1;
         match self.deactivate_from_outside(oldest) {
             Deactivation::Stop(worker) => Some(worker),
@@ -379,15 +416,13 @@ impl Registry {
         if let Phase::Active { owed, .. } = &mut entry.phase {
             *owed = pending.len();
         }
-        entry.touched = self.clock;
-        let kind = entry.kind;
         let to_arm = entry
             .reminders
             .iter()
             .filter(|r| self.armed.insert((key.text().clone(), r.id)))
             .cloned()
             .collect();
-        self.lru[kind].touch(&mut self.entries, i);
+        self.move_to_front(i);
         self.by_worker.insert(worker, i);
         self.counts.activations += 1;
         if !self.failing.is_empty() {
@@ -481,8 +516,7 @@ impl Registry {
                 }
                 let Phase::Active { worker, owed, .. } = entry.phase else { break };
                 if owed > 0 || busy(worker) {
-                    entry.touched = self.clock;
-                    self.lru[kind].touch(&mut self.entries, i);
+                    self.move_to_front(i);
                     continue;
                 }
                 victims.extend(self.begin_stop(i));
