@@ -20,34 +20,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use myriad_engine::{
-    BoxError, Context, Key, MemoryStore, Message, Node, NodeConfig, StateStore, StoreError,
-    VirtualWorker, Write,
-};
+use myriad_engine::{Key, MemoryStore, Node, StateStore, StoreError, Write};
+
+#[path = "support/counter.rs"]
+mod counter;
+use counter::counter_node;
 
 /// More than a shard's inbox holds (`INBOX_CAPACITY`, 65,536).
 const KEYS: u64 = 70_000;
 
 const LONG: Duration = Duration::from_secs(60);
-
-/// Counts its messages, so that every active one has state to save.
-struct Counter(u64);
-
-impl VirtualWorker for Counter {
-    type State = u64;
-
-    fn state(&self) -> &u64 {
-        &self.0
-    }
-
-    async fn handle_message(&mut self, ctx: &mut Context, _msg: Message) -> Result<(), BoxError> {
-        self.0 += 1;
-        if ctx.is_ask() {
-            ctx.reply(self.0.to_string())?;
-        }
-        Ok(())
-    }
-}
 
 /// A [`MemoryStore`] whose first save after `hold` is set waits until the
 /// node's shard threads have ended.
@@ -102,14 +84,8 @@ impl StateStore for LateSaves {
 fn shutdown_ends_when_the_store_answers_more_saves_than_an_inbox_holds_after_the_shards() {
     let hold = Arc::new(AtomicBool::new(false));
     let store_hold = hold.clone();
-    let config = NodeConfig::default()
-        .name("late-saves")
-        .shards(1)
-        .pin_shards(false)
+    let config = counter_node("late-saves", 1)
         .stop_timeout(Duration::from_millis(200))
-        .virtual_kind("counter", |_key, saved: Option<u64>| {
-            Counter(saved.unwrap_or(0))
-        })
         .state_store(move |_dir| {
             Ok(LateSaves {
                 inner: MemoryStore::default(),

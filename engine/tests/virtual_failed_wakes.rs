@@ -8,10 +8,11 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use myriad_engine::{
-    BoxError, Context, Key, MemoryStore, Message, Node, NodeConfig, StateStore, StoreError,
-    VirtualWorker, Write,
-};
+use myriad_engine::{Key, MemoryStore, Node, StateStore, StoreError, Write};
+
+#[path = "support/counter.rs"]
+mod counter;
+use counter::counter_node;
 
 /// A store the zone would share: its reminder index is scanned again and
 /// again.
@@ -36,21 +37,6 @@ impl StateStore for Shared {
 
     fn shared(&self) -> bool {
         true
-    }
-}
-
-struct Counter(u64);
-
-impl VirtualWorker for Counter {
-    type State = u64;
-
-    fn state(&self) -> &u64 {
-        &self.0
-    }
-
-    async fn handle_message(&mut self, _: &mut Context, _: Message) -> Result<(), BoxError> {
-        self.0 += 1;
-        Ok(())
     }
 }
 
@@ -82,14 +68,8 @@ fn a_corrupt_record_with_a_reminder_fails_at_every_scan_and_is_logged_once() {
 
     let key = Key::new("counter", "broken");
     let stored = key.clone();
-    let config = NodeConfig::default()
-        .name("failed-wakes")
-        .shards(2)
-        .pin_shards(false)
+    let config = counter_node("failed-wakes", 2)
         .reminder_scan(Duration::from_millis(10))
-        .virtual_kind("counter", |_, saved: Option<u64>| {
-            Counter(saved.unwrap_or(0))
-        })
         .state_store(move |_| {
             let mut store = MemoryStore::default();
             // Not a record, with a reminder long due.

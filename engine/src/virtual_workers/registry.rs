@@ -741,6 +741,15 @@ mod tests {
         handed
     }
 
+    /// A registry where `key`'s worker 1 (active, nothing owed) is being
+    /// deactivated: asked to stop.
+    fn stopping(key: &Key) -> Registry {
+        let mut r = registry(10);
+        activate(&mut r, key, WorkerRef::test(1));
+        assert_eq!(r.deactivate_key(key), Deactivation::Stop(WorkerRef::test(1)));
+        r
+    }
+
     #[test]
     fn the_first_message_loads_later_ones_wait_then_all_reach_the_worker_in_order() {
         let mut r = registry(10);
@@ -768,10 +777,8 @@ mod tests {
 
     #[test]
     fn messages_during_a_deactivation_wait_and_reactivate_from_the_saved_record() {
-        let mut r = registry(10);
         let key = Key::new("agent", "1");
-        activate(&mut r, &key, WorkerRef::test(1));
-        assert_eq!(r.deactivate_key(&key), Deactivation::Stop(WorkerRef::test(1)));
+        let mut r = stopping(&key);
         assert!(matches!(r.route(&key, msg("during stop"), 10, false), Route::Waits));
         let (_, record, due) = r.stopped(WorkerRef::test(1), b"state").unwrap();
         assert_eq!(due, None);
@@ -788,10 +795,8 @@ mod tests {
 
     #[test]
     fn a_worker_that_asks_to_be_deactivated_while_it_already_is_is_told_yes() {
-        let mut r = registry(10);
-        let key = Key::new("agent", "1");
-        activate(&mut r, &key, WorkerRef::test(1));
-        assert_eq!(r.deactivate_key(&key), Deactivation::Stop(WorkerRef::test(1)), "a hand-off, say");
+        // Being deactivated by a hand-off, say.
+        let mut r = stopping(&Key::new("agent", "1"));
         assert_eq!(r.deactivate_worker(WorkerRef::test(1)), Some(false), "on its way: no second stop");
         assert_eq!(r.deactivate_worker(WorkerRef::test(2)), None, "not a virtual worker");
     }
@@ -803,10 +808,8 @@ mod tests {
     /// that waited to the next one, and none was ever handled.
     #[test]
     fn a_deactivation_from_outside_waits_until_the_activation_handled_what_waited_for_it() {
-        let mut r = registry(10);
         let key = Key::new("agent", "1");
-        activate(&mut r, &key, WorkerRef::test(1));
-        assert_eq!(r.deactivate_key(&key), Deactivation::Stop(WorkerRef::test(1)));
+        let mut r = stopping(&key);
         let mut worker = 1;
         for round in 0..3 {
             // Messages wait while it is saved; the save's answer reactivates it.
@@ -859,10 +862,8 @@ mod tests {
 
     #[test]
     fn a_deactivation_with_nothing_waiting_forgets_the_key() {
-        let mut r = registry(10);
         let key = Key::new("agent", "1");
-        activate(&mut r, &key, WorkerRef::test(1));
-        r.deactivate_key(&key);
+        let mut r = stopping(&key);
         r.stopped(WorkerRef::test(1), b"s").unwrap();
         assert!(matches!(r.removed(WorkerRef::test(1), vec![], false), Removed::Kept));
         assert!(matches!(r.saved(&key, false), AfterSave::Done));
