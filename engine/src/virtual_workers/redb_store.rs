@@ -61,13 +61,12 @@ impl StateStore for RedbStore {
     fn load(&mut self, keys: &[Key]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let txn = self.db.begin_read().map_err(StoreError::new)?;
         let table = txn.open_table(RECORDS).map_err(StoreError::new)?;
-        // In key order, so that neighbours share the tree's pages.
-        let mut records = vec![None; keys.len()];
-        for i in by_key(keys.len(), |i| &keys[i]) {
-            let found = table.get(keys[i].as_str()).map_err(StoreError::new)?;
-            records[i] = found.map(|v| v.value().to_vec());
-        }
-        Ok(records)
+        keys.iter()
+            .map(|k| {
+                let found = table.get(k.as_str()).map_err(StoreError::new)?;
+                Ok(found.map(|v| v.value().to_vec()))
+            })
+            .collect()
     }
 
     fn save(&mut self, writes: &[Write<'_>]) -> Result<(), StoreError> {
@@ -75,9 +74,7 @@ impl StateStore for RedbStore {
         {
             let mut records = txn.open_table(RECORDS).map_err(StoreError::new)?;
             let mut due = txn.open_table(DUE).map_err(StoreError::new)?;
-            // In key order (stable: of two writes of a key, the later
-            // still wins), so that neighbours share the tree's pages.
-            for w in by_key(writes.len(), |i| writes[i].key).map(|i| &writes[i]) {
+            for w in writes {
                 records.insert(w.key.as_str(), w.record).map_err(StoreError::new)?;
                 match w.next_due_ms {
                     Some(at) => due.insert(w.key.as_str(), at).map(drop),
@@ -118,13 +115,6 @@ impl StateStore for RedbStore {
         }
         Ok(parse_due(entries.iter().map(|(k, d)| (k.as_str(), *d))))
     }
-}
-
-/// The indexes `0..n` ordered by the key at each (`key_at`), stably.
-fn by_key<'a>(n: usize, key_at: impl Fn(usize) -> &'a Key) -> impl Iterator<Item = usize> {
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| key_at(a).as_str().cmp(key_at(b).as_str()));
-    order.into_iter()
 }
 
 #[cfg(test)]
