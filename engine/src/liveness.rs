@@ -173,6 +173,31 @@ mod tests {
         assert!(!on_shard_thread());
     }
 
+    /// What the state store's thread relies on: its answers to a shard
+    /// whose thread ended never wait for ever on the inbox nobody drains,
+    /// however many it posts.
+    #[test]
+    fn posts_to_a_shard_that_is_down_never_wait_on_its_full_inbox() {
+        let (tx, rx) = flume::bounded(1);
+        let liveness = Arc::new(Liveness::new(vec![rx]));
+        let inboxes = Inboxes::new(vec![tx], liveness.clone());
+        let watched = liveness.clone();
+        std::thread::spawn(move || watch_this_thread(watched, 0)).join().unwrap();
+        let (posted, returned) = flume::bounded(1);
+        std::thread::spawn(move || {
+            // One fills an inbox of one; the next would wait for room.
+            for _ in 0..3 {
+                let (answer, _) = flume::bounded(1);
+                inboxes.post(0, packet(answer));
+            }
+            let _ = posted.send(());
+        });
+        assert!(
+            returned.recv_timeout(std::time::Duration::from_secs(10)).is_ok(),
+            "the posts returned"
+        );
+    }
+
     #[test]
     fn a_call_queued_after_the_drain_is_settled_by_its_caller() {
         let (tx, rx) = flume::unbounded();

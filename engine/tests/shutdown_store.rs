@@ -1,13 +1,17 @@
 //! A node's shutdown ends even when the state store still answers more
 //! saves than a shard's inbox holds after the shards have gone.
 //!
-//! The store thread posts each answer to its shard's inbox, which is bounded
-//! and drained only by that shard. Once the shard's thread has ended nobody
-//! drains it: a blocking post waited forever, and `shutdown` (which joins
-//! the store thread after the shards) hung with it, as a bench run with a
-//! million active virtual workers did. This test makes the store answer the
-//! shutdown's saves only after the shard thread has ended, with more of them
-//! than an inbox holds.
+//! The store thread posts its answers to the shard's inbox, which is
+//! bounded and drained only by that shard. Once the shard's thread has
+//! ended nobody drains it: a blocking post waited forever, and `shutdown`
+//! (which joins the store thread after the shards) hung with it, as a bench
+//! run with a million active virtual workers did. This test makes the store
+//! answer the shutdown's saves only after the shard thread has ended, with
+//! more of them than an inbox holds. Since the answers of a batch go to a
+//! shard as one job, they no longer fill the inbox here (70,000 saves are
+//! some twenty posts); the full inbox of a shard that is down is
+//! `liveness.rs`'s unit test `posts_to_a_shard_that_is_down_never_wait_
+//! on_its_full_inbox`.
 //!
 //! In a file of its own: it watches this process's threads for the node's
 //! shard thread, and no other test's node may run meanwhile.
@@ -16,34 +20,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use myriad_engine::{
-    BoxError, Context, Key, MemoryStore, Message, Node, NodeConfig, StateStore, StoreError,
-    VirtualWorker, Write,
-};
+use myriad_engine::{Key, MemoryStore, Node, StateStore, StoreError, Write};
+
+#[path = "support/counter.rs"]
+mod counter;
+use counter::counter_node;
 
 /// More than a shard's inbox holds (`INBOX_CAPACITY`, 65,536).
 const KEYS: u64 = 70_000;
 
 const LONG: Duration = Duration::from_secs(60);
-
-/// Counts its messages, so that every active one has state to save.
-struct Counter(u64);
-
-impl VirtualWorker for Counter {
-    type State = u64;
-
-    fn state(&self) -> &u64 {
-        &self.0
-    }
-
-    async fn handle_message(&mut self, ctx: &mut Context, _msg: Message) -> Result<(), BoxError> {
-        self.0 += 1;
-        if ctx.is_ask() {
-            ctx.reply(self.0.to_string())?;
-        }
-        Ok(())
-    }
-}
 
 /// A [`MemoryStore`] whose first save after `hold` is set waits until the
 /// node's shard threads have ended.
@@ -98,14 +84,8 @@ impl StateStore for LateSaves {
 fn shutdown_ends_when_the_store_answers_more_saves_than_an_inbox_holds_after_the_shards() {
     let hold = Arc::new(AtomicBool::new(false));
     let store_hold = hold.clone();
-    let config = NodeConfig::default()
-        .name("late-saves")
-        .shards(1)
-        .pin_shards(false)
+    let config = counter_node("late-saves", 1)
         .stop_timeout(Duration::from_millis(200))
-        .virtual_kind("counter", |_key, saved: Option<u64>| {
-            Counter(saved.unwrap_or(0))
-        })
         .state_store(move |_dir| {
             Ok(LateSaves {
                 inner: MemoryStore::default(),

@@ -245,16 +245,14 @@ fn an_idle_worker_is_deactivated_and_reactivated_with_its_state() {
     node.shutdown();
 }
 
-// Quarantined, a known bug, not a slow test: on a clean CI run (2026-12-03)
-// the final ask was not answered within 60 s, while the same test passes in
-// 1.4-7 s alone (0 failures in 12 local runs, alone and four at once). The
-// key's last message waits somewhere and never reaches a worker: a race
-// between the chaos thread's `NodeHandle::deactivate` and reactivation,
-// unexplained yet (it predates 2026-12-03: a helper saw it on `108ba23`).
-// Run it with `cargo test -p myriad-engine --test virtual_workers --
-// --ignored`.
+/// A thread deactivates the key in a loop while another sends it 3,000
+/// messages (the worker also deactivates itself every 7th): every message
+/// is handled, once, in order. Under load this once met a livelock: each
+/// reactivation was deactivated again before its first run, so the
+/// messages that waited were handed from activation to activation for
+/// ever (see `a_reactivated_worker_handles_what_waited_before_a_
+/// deactivation_from_outside`, which drives that interleaving).
 #[test]
-#[ignore = "known bug: under load the last message to a key deactivated in a loop is not answered (see the comment above)"]
 fn no_message_is_lost_across_deactivations() {
     let s = setup(2, None);
     let node = Node::spawn(s.config).unwrap();
@@ -375,6 +373,93 @@ impl StateStore for Shared {
     fn due(&mut self, until_ms: u64) -> Result<Vec<(Key, u64)>, StoreError> {
         self.0.lock().unwrap().due(until_ms)
     }
+}
+
+/// Holds its shard's thread in its handler until told to let go, so that
+/// what reaches the shard meanwhile queues in its inbox, in order.
+struct Freezer {
+    frozen: flume::Sender<()>,
+    thaw: flume::Receiver<()>,
+}
+
+impl Worker for Freezer {
+    async fn handle_message(&mut self, _: &mut Context, _: Message) -> Result<(), BoxError> {
+        self.frozen.send(())?;
+        // Blocks the shard's thread, on purpose.
+        self.thaw.recv_timeout(LONG)?;
+        Ok(())
+    }
+}
+
+/// The next deactivation that `events` tells of `key`.
+fn next_deactivation(events: &flume::Receiver<String>, key: &Key) -> String {
+    let prefix = format!("{key} deactivated at ");
+    loop {
+        let event = events.recv_timeout(LONG).expect("a deactivation");
+        if event.starts_with(&prefix) {
+            return event;
+        }
+    }
+}
+
+/// The interleaving behind a livelock that `no_message_is_lost_across_
+/// deactivations` met under load: a deactivation from outside (here the
+/// cap's eviction) reaches the key's shard right after the save's answer
+/// reactivated it, before the new worker's first run. It used to stop the
+/// worker at once, handing the messages that waited to the next
+/// activation; deactivations that kept coming so kept them waiting for
+/// ever. Now the activation handles them first.
+#[test]
+fn a_reactivated_worker_handles_what_waited_before_a_deactivation_from_outside() {
+    let store = Shared::default();
+    let opened = store.clone();
+    let mut s = setup(1, None);
+    s.config = s
+        .config
+        .max_active(1)
+        .state_store(move |_| Ok(opened.clone()));
+    let node = Node::spawn(s.config).unwrap();
+    let (a, b) = (Key::new("counter", "a"), Key::new("counter", "b"));
+    assert_eq!(ask(&node, &a, "inc").unwrap(), 1);
+    // The store waits while the test holds it: a's save is not answered.
+    let held = store.0.lock().unwrap();
+    assert!(node.deactivate(&a).unwrap());
+    assert_eq!(
+        next_deactivation(&s.events, &a),
+        "counter:a deactivated at 1"
+    );
+    for _ in 0..5 {
+        node.send(&a, "inc").unwrap(); // they wait for the save
+    }
+    let (frozen_tx, frozen) = flume::bounded(1);
+    let (thaw, thawed) = flume::bounded(1);
+    let freezer = node
+        .spawn_on(
+            0,
+            Freezer {
+                frozen: frozen_tx,
+                thaw: thawed,
+            },
+        )
+        .unwrap();
+    node.send(freezer, "freeze").unwrap();
+    frozen.recv_timeout(LONG).unwrap();
+    drop(held);
+    // The store thread answers in order: once it listed the keys, the
+    // save's answer is in the frozen shard's inbox.
+    node.stored_keys("counter").unwrap();
+    // Behind it, b's first message: past the cap, it evicts a.
+    node.send(&b, "inc").unwrap();
+    thaw.send(()).unwrap();
+    assert_eq!(
+        next_deactivation(&s.events, &a),
+        "counter:a deactivated at 6",
+        "a handled the five that waited, then was evicted"
+    );
+    assert_eq!(ask(&node, &a, "get").unwrap(), 6);
+    assert_eq!(ask(&node, &b, "get").unwrap(), 1);
+    assert_eq!(node.dropped().unwrap().total(), 0);
+    node.shutdown();
 }
 
 #[test]

@@ -199,7 +199,7 @@ impl Shard {
 
     /// Puts `delivery` into the mailbox of `r`, a worker of this shard.
     #[inline(always)]
-    fn deliver_to(&self, r: WorkerRef, delivery: Delivery) -> Result<(), Undelivered> {
+    pub(super) fn deliver_to(&self, r: WorkerRef, delivery: Delivery) -> Result<(), Undelivered> {
         let pushed = self
             .state
             .borrow_mut()

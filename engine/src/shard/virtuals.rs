@@ -10,9 +10,9 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::envelope::{Delivery, Target, Undelivered};
+use crate::envelope::{Delivery, Undelivered};
 use crate::virtual_workers::record::Reminder;
-use crate::virtual_workers::registry::{Activation, AfterSave, Counts, Removed, Route};
+use crate::virtual_workers::registry::{Activation, AfterSave, Counts, Deactivation, Removed, Route};
 use crate::virtual_workers::store_thread::Op;
 use crate::virtual_workers::StoreError;
 use crate::{Error, Key, Message, Result, WorkerRef};
@@ -37,7 +37,7 @@ impl Shard {
         let stopping = self.is_stopping();
         let route = self.virtuals.borrow_mut().route(key, delivery, limit, stopping);
         match route {
-            Route::Worker(r, delivery) => self.deliver_here(Target::Worker(r), delivery),
+            Route::Worker(r, delivery) => self.deliver_to(r, delivery),
             Route::Waits => Ok(()),
             Route::Load { key, evict } => {
                 if let Some(victim) = evict {
@@ -75,10 +75,16 @@ impl Shard {
         let worker = match built {
             Ok(worker) => worker,
             Err(reason) => {
-                tracing::error!(%key, %reason, "virtual worker not activated");
-                let pending = self.virtuals.borrow_mut().failed(&key);
+                let failed = self.virtuals.borrow_mut().failed(&key);
+                if failed.first {
+                    tracing::error!(%key, %reason, "virtual worker not activated");
+                } else {
+                    // Counted; told once (a corrupt record with a reminder
+                    // fails again at each scan of a shared store).
+                    tracing::debug!(%key, %reason, "virtual worker not activated, again");
+                }
                 let error = Error::StateStore(reason);
-                for delivery in pending {
+                for delivery in failed.pending {
                     self.reject(Undelivered { error: error.clone(), delivery });
                 }
                 return;
@@ -165,10 +171,26 @@ impl Shard {
         }
     }
 
-    /// Deactivates `key`'s worker if it is active here.
+    /// Deactivates `key`'s worker if it is active here (once it has
+    /// handled the messages that waited for its activation).
     pub(crate) fn virtual_deactivate_key(&self, key: &Key) -> bool {
-        let victim = self.virtuals.borrow_mut().deactivate_key(key);
-        victim.is_some_and(|w| self.request_stop(w))
+        let deactivation = self.virtuals.borrow_mut().deactivate_key(key);
+        match deactivation {
+            Deactivation::Stop(victim) => self.request_stop(victim),
+            Deactivation::Deferred => true,
+            Deactivation::NotActive => false,
+        }
+    }
+
+    /// Virtual worker `me` handled a message: whether it still owes
+    /// messages that waited for its activation. A deactivation that waited
+    /// for it to handle them begins now.
+    pub(crate) fn virtual_handled_owed(&self, me: WorkerRef) -> bool {
+        let (owing, stop) = self.virtuals.borrow_mut().handled_owed(me);
+        if let Some(me) = stop {
+            self.request_stop(me);
+        }
+        owing
     }
 
     /// Deactivates virtual worker `me` after its current message.

@@ -24,6 +24,8 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+use ahash::RandomState;
+
 use slab::Slab;
 
 use super::lru::{Linked, Links, Lru};
@@ -42,7 +44,14 @@ pub(crate) struct KindSlot {
 enum Phase {
     /// The record is being read from the store.
     Loading { pending: VecDeque<Delivery> },
-    Active { worker: WorkerRef },
+    Active {
+        worker: WorkerRef,
+        /// Messages that waited for this activation and that the worker
+        /// has not handled yet (see [`Registry::handled_owed`]).
+        owed: usize,
+        /// A deactivation from outside waits until `owed` is 0.
+        deferred: bool,
+    },
     /// Asked to stop; its `on_deactivate` runs.
     Stopping { pending: VecDeque<Delivery> },
     /// Its record is being written; `worker` until its slot is freed.
@@ -58,8 +67,12 @@ struct Entry {
     kind: usize,
     phase: Phase,
     links: Links,
-    /// The registry's clock when a message for it last came.
+    /// The registry's clock when a message for it last came (to within
+    /// one generation, see [`Registry::touch`]).
     touched: u64,
+    /// The registry's generation when it last moved to the front of its
+    /// list: the lists are ordered by it.
+    stamp: u64,
     /// Its reminders not yet delivered (while it is in memory).
     reminders: Vec<Reminder>,
     /// Reminders delivered while its record was not in memory: dropped
@@ -83,6 +96,19 @@ pub(crate) enum Route {
     /// cap is reached).
     Load { key: Key, evict: Option<WorkerRef> },
     Refused(Undelivered),
+}
+
+/// What a deactivation from outside the worker (`NodeHandle::deactivate`,
+/// the cap, a hand-off, the idle sweep) does now.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Deactivation {
+    /// Ask this worker to stop.
+    Stop(WorkerRef),
+    /// It stops once it has handled the messages that waited for its
+    /// activation.
+    Deferred,
+    /// The key is not active here (or its deactivation has begun).
+    NotActive,
 }
 
 /// What a freed slot of a virtual worker means.
@@ -112,6 +138,16 @@ pub(crate) enum AfterSave {
     Unknown,
 }
 
+/// A failed activation: the messages that waited for it, and whether it
+/// is the key's first failure in a row (the one to report).
+pub(crate) struct Failed {
+    pub pending: VecDeque<Delivery>,
+    pub first: bool,
+}
+
+/// Most keys remembered as failing (see [`Registry::failed`]).
+const MAX_FAILING: usize = 4096;
+
 /// What the shard builds a worker from.
 pub(crate) struct Activation {
     pub key: Key,
@@ -131,19 +167,28 @@ pub(crate) struct Counts {
 /// The registry of one shard.
 pub(crate) struct Registry {
     kinds: Vec<KindSlot>,
-    map: HashMap<Arc<str>, u32>,
+    /// Entries by key text; hashed with aHash (randomly keyed, so still
+    /// safe against keys chosen to collide), which costs a fraction of
+    /// SipHash on every message sent by key.
+    map: HashMap<Arc<str>, u32, RandomState>,
     entries: Slab<Entry>,
-    by_worker: HashMap<WorkerRef, u32>,
+    by_worker: HashMap<WorkerRef, u32, RandomState>,
     /// Per kind, the active workers, most recently used first.
     lru: Vec<Lru>,
     /// Entries that hold or load a worker (Loading and Active).
     resident: usize,
     cap: usize,
     clock: u64,
+    /// Moves on at each tick of the sweep and each new entry (see
+    /// [`Registry::touch`]).
+    generation: u64,
     /// Reminder timers this shard has armed, by key text and id.
     armed: HashSet<(Arc<str>, u64)>,
     /// Wakes of stored keys this shard waits for, by key text and time.
     waking: HashSet<(Arc<str>, u64)>,
+    /// Keys whose last activation failed (reported once; at most
+    /// [`MAX_FAILING`]).
+    failing: HashSet<Arc<str>>,
     pub counts: Counts,
 }
 
@@ -153,15 +198,17 @@ impl Registry {
         let lru = kinds.iter().map(|_| Lru::default()).collect();
         Registry {
             kinds,
-            map: HashMap::new(),
+            map: HashMap::default(),
             entries: Slab::new(),
-            by_worker: HashMap::new(),
+            by_worker: HashMap::default(),
             lru,
             resident: 0,
             cap,
             clock: 0,
+            generation: 0,
             armed: HashSet::new(),
             waking: HashSet::new(),
+            failing: HashSet::new(),
             counts: Counts::default(),
         }
     }
@@ -169,10 +216,33 @@ impl Registry {
     /// Moves the clock to `now` (ms since the shard started).
     pub(crate) fn set_clock(&mut self, now: u64) {
         self.clock = now;
+        self.generation += 1;
     }
 
     fn index(&self, key: &Key) -> Option<u32> {
         self.map.get(key.as_str()).copied()
+    }
+
+    /// Marks entry `i` (active, so on its kind's list) used now. It moves
+    /// to the front of its list only if it has not moved in this
+    /// generation, which ends at each tick of the sweep and each new
+    /// entry (the moments an idle or least recently used worker is
+    /// chosen): a key sent many messages in between pays one move, not one
+    /// per message. So the lists are in the order of last use, except that
+    /// keys used since the last new entry keep the order of their first
+    /// use since then.
+    fn touch(&mut self, i: u32) {
+        if self.entries[i as usize].stamp != self.generation {
+            self.move_to_front(i);
+        }
+    }
+
+    /// Puts entry `i` at the front of its list, used now.
+    fn move_to_front(&mut self, i: u32) {
+        let entry = &mut self.entries[i as usize];
+        entry.touched = self.clock;
+        entry.stamp = self.generation;
+        self.lru[entry.kind].touch(&mut self.entries, i);
     }
 
     /// Where a message for `key` goes. `limit` bounds the messages one key
@@ -181,10 +251,9 @@ impl Registry {
         if let Some(i) = self.index(key) {
             let entry = &mut self.entries[i as usize];
             let pending = match &mut entry.phase {
-                Phase::Active { worker } => {
+                Phase::Active { worker, .. } => {
                     let worker = *worker;
-                    entry.touched = self.clock;
-                    self.lru[entry.kind].touch(&mut self.entries, i);
+                    self.touch(i);
                     return Route::Worker(worker, delivery);
                 }
                 Phase::Loading { pending } | Phase::Stopping { pending } | Phase::Saving { pending, .. } => pending,
@@ -239,12 +308,14 @@ impl Registry {
 
     /// Adds a Loading entry; returns the worker to evict if over the cap.
     fn insert(&mut self, key: &Key, kind: usize, pending: VecDeque<Delivery>) -> Option<WorkerRef> {
+        self.generation += 1;
         let i = self.entries.insert(Entry {
             key: key.clone(),
             kind,
             phase: Phase::Loading { pending },
             links: Links::default(),
             touched: self.clock,
+            stamp: self.generation,
             reminders: Vec::new(),
             fired: Vec::new(),
         });
@@ -265,9 +336,12 @@ impl Registry {
             .lru
             .iter()
             .filter_map(Lru::back)
-            .min_by_key(|&i| self.entries[i as usize].touched)?;
+            .min_by_key(|&i| self.entries[i as usize].stamp)?;
         self.counts.evictions += 1;
-        self.begin_stop(oldest)
+        match self.deactivate_from_outside(oldest) {
+            Deactivation::Stop(worker) => Some(worker),
+            Deactivation::Deferred | Deactivation::NotActive => None,
+        }
     }
 
     /// The record of a Loading key was read (`Ok(None)`: never stored):
@@ -296,17 +370,27 @@ impl Registry {
     }
 
     /// A Loading key could not be activated: its entry is gone, and its
-    /// waiting messages are to be refused.
-    pub(crate) fn failed(&mut self, key: &Key) -> VecDeque<Delivery> {
+    /// waiting messages are to be refused. Every failure is counted; only
+    /// the first of a key's failures in a row is to be reported (a corrupt
+    /// record with a reminder fails again at each scan of a shared store).
+    pub(crate) fn failed(&mut self, key: &Key) -> Failed {
         self.counts.failed_activations += 1;
-        let Some(i) = self.index(key) else {
-            return VecDeque::new();
-        };
-        self.resident -= 1;
-        match self.remove_entry(i).phase {
-            Phase::Loading { pending } => pending,
-            _ => VecDeque::new(),
+        if self.failing.len() >= MAX_FAILING && !self.failing.contains(key.as_str()) {
+            // Bounded: past this many failing keys, each is reported again.
+            self.failing.clear();
         }
+        let first = self.failing.insert(key.text().clone());
+        let pending = match self.index(key) {
+            Some(i) => {
+                self.resident -= 1;
+                match self.remove_entry(i).phase {
+                    Phase::Loading { pending } => pending,
+                    _ => VecDeque::new(),
+                }
+            }
+            None => VecDeque::new(),
+        };
+        Failed { pending, first }
     }
 
     /// The worker of a Loading key was built as `worker`: it is active.
@@ -317,24 +401,33 @@ impl Registry {
             return (VecDeque::new(), Vec::new());
         };
         let entry = &mut self.entries[i as usize];
-        let pending = match std::mem::replace(&mut entry.phase, Phase::Active { worker }) {
+        let active = Phase::Active {
+            worker,
+            owed: 0,
+            deferred: false,
+        };
+        let pending = match std::mem::replace(&mut entry.phase, active) {
             Phase::Loading { pending } => pending,
             other => {
                 entry.phase = other;
                 return (VecDeque::new(), Vec::new());
             }
         };
-        entry.touched = self.clock;
-        let kind = entry.kind;
+        if let Phase::Active { owed, .. } = &mut entry.phase {
+            *owed = pending.len();
+        }
         let to_arm = entry
             .reminders
             .iter()
             .filter(|r| self.armed.insert((key.text().clone(), r.id)))
             .cloned()
             .collect();
-        self.lru[kind].touch(&mut self.entries, i);
+        self.move_to_front(i);
         self.by_worker.insert(worker, i);
         self.counts.activations += 1;
+        if !self.failing.is_empty() {
+            self.failing.remove(key.as_str());
+        }
         (pending, to_arm)
     }
 
@@ -342,7 +435,7 @@ impl Registry {
     /// asked to stop.
     fn begin_stop(&mut self, i: u32) -> Option<WorkerRef> {
         let entry = &mut self.entries[i as usize];
-        let Phase::Active { worker } = entry.phase else {
+        let Phase::Active { worker, .. } = entry.phase else {
             return None;
         };
         entry.phase = Phase::Stopping {
@@ -354,19 +447,57 @@ impl Registry {
         Some(worker)
     }
 
-    /// Deactivates the worker of `key` if it is active: the worker to stop.
-    pub(crate) fn deactivate_key(&mut self, key: &Key) -> Option<WorkerRef> {
-        let i = self.index(key)?;
-        self.begin_stop(i)
+    /// Deactivates the worker of entry `i` for a reason outside it. A
+    /// worker that has not yet handled the messages that waited for its
+    /// activation stops once it has: otherwise deactivations that keep
+    /// coming could stop each activation before its first message, and
+    /// the messages would wait for ever (each activation handing them to
+    /// the next).
+    fn deactivate_from_outside(&mut self, i: u32) -> Deactivation {
+        match &mut self.entries[i as usize].phase {
+            Phase::Active { owed, deferred, .. } if *owed > 0 => {
+                *deferred = true;
+                Deactivation::Deferred
+            }
+            _ => self.begin_stop(i).map_or(Deactivation::NotActive, Deactivation::Stop),
+        }
     }
 
-    /// Deactivates virtual worker `worker`: `None` if it is not one, else
-    /// whether it is to be asked to stop now (it was active; one already
-    /// being deactivated, by the idle sweep, the cap or a hand-off, is on
-    /// its way).
+    /// Deactivates the worker of `key`, from outside it.
+    pub(crate) fn deactivate_key(&mut self, key: &Key) -> Deactivation {
+        match self.index(key) {
+            Some(i) => self.deactivate_from_outside(i),
+            None => Deactivation::NotActive,
+        }
+    }
+
+    /// Deactivates virtual worker `worker` at its own request: `None` if
+    /// it is not one, else whether it is to be asked to stop now (it was
+    /// active; one already being deactivated, by the idle sweep, the cap
+    /// or a hand-off, is on its way). Its own request is not deferred: it
+    /// comes from a message it handled.
     pub(crate) fn deactivate_worker(&mut self, worker: WorkerRef) -> Option<bool> {
         let &i = self.by_worker.get(&worker)?;
         Some(self.begin_stop(i).is_some())
+    }
+
+    /// Virtual worker `worker` handled a message. Returns whether it still
+    /// owes messages that waited for its activation (it reports each until
+    /// it owes none), and the worker to stop now if a deactivation waited
+    /// for that.
+    pub(crate) fn handled_owed(&mut self, worker: WorkerRef) -> (bool, Option<WorkerRef>) {
+        let Some(&i) = self.by_worker.get(&worker) else {
+            return (false, None);
+        };
+        let Phase::Active { owed, deferred, .. } = &mut self.entries[i as usize].phase else {
+            return (false, None);
+        };
+        *owed = owed.saturating_sub(1);
+        if *owed > 0 {
+            return (true, None);
+        }
+        let stop = if *deferred { self.begin_stop(i) } else { None };
+        (false, stop)
     }
 
     /// Workers idle longer than their kind's idle time, now being
@@ -383,10 +514,9 @@ impl Registry {
                 if self.clock.saturating_sub(entry.touched) < idle {
                     break;
                 }
-                let Phase::Active { worker } = entry.phase else { break };
-                if busy(worker) {
-                    entry.touched = self.clock;
-                    self.lru[kind].touch(&mut self.entries, i);
+                let Phase::Active { worker, owed, .. } = entry.phase else { break };
+                if owed > 0 || busy(worker) {
+                    self.move_to_front(i);
                     continue;
                 }
                 victims.extend(self.begin_stop(i));
@@ -516,7 +646,7 @@ impl Registry {
     /// The active worker of `key`.
     pub(crate) fn active_worker(&self, key: &Key) -> Option<WorkerRef> {
         match self.entries[self.index(key)? as usize].phase {
-            Phase::Active { worker } => Some(worker),
+            Phase::Active { worker, .. } => Some(worker),
             _ => None,
         }
     }
@@ -600,12 +730,24 @@ mod tests {
         pending.into_iter().map(|d| d.msg.to_string()).collect()
     }
 
-    /// Activates `key` as `w` with no stored record.
+    /// Activates `key` as `w` with no stored record; `w` handles the
+    /// message that activated it.
     fn activate(r: &mut Registry, key: &Key, w: WorkerRef) -> Vec<String> {
         assert!(matches!(r.route(key, msg("first"), 10, false), Route::Load { evict: None, .. }));
         let activation = r.loaded(key, None).unwrap();
         assert!(activation.state.is_none());
-        texts(r.activated(key, w).0)
+        let handed = texts(r.activated(key, w).0);
+        assert_eq!(r.handled_owed(w), (false, None), "it owed only that one");
+        handed
+    }
+
+    /// A registry where `key`'s worker 1 (active, nothing owed) is being
+    /// deactivated: asked to stop.
+    fn stopping(key: &Key) -> Registry {
+        let mut r = registry(10);
+        activate(&mut r, key, WorkerRef::test(1));
+        assert_eq!(r.deactivate_key(key), Deactivation::Stop(WorkerRef::test(1)));
+        r
     }
 
     #[test]
@@ -635,10 +777,8 @@ mod tests {
 
     #[test]
     fn messages_during_a_deactivation_wait_and_reactivate_from_the_saved_record() {
-        let mut r = registry(10);
         let key = Key::new("agent", "1");
-        activate(&mut r, &key, WorkerRef::test(1));
-        assert_eq!(r.deactivate_key(&key), Some(WorkerRef::test(1)));
+        let mut r = stopping(&key);
         assert!(matches!(r.route(&key, msg("during stop"), 10, false), Route::Waits));
         let (_, record, due) = r.stopped(WorkerRef::test(1), b"state").unwrap();
         assert_eq!(due, None);
@@ -655,20 +795,75 @@ mod tests {
 
     #[test]
     fn a_worker_that_asks_to_be_deactivated_while_it_already_is_is_told_yes() {
-        let mut r = registry(10);
-        let key = Key::new("agent", "1");
-        activate(&mut r, &key, WorkerRef::test(1));
-        assert_eq!(r.deactivate_key(&key), Some(WorkerRef::test(1)), "a hand-off, say");
+        // Being deactivated by a hand-off, say.
+        let mut r = stopping(&Key::new("agent", "1"));
         assert_eq!(r.deactivate_worker(WorkerRef::test(1)), Some(false), "on its way: no second stop");
         assert_eq!(r.deactivate_worker(WorkerRef::test(2)), None, "not a virtual worker");
     }
 
+    /// The interleaving that kept `no_message_is_lost_across_deactivations`
+    /// (tests/virtual_workers.rs) from ever answering: a deactivation from
+    /// outside arrives after each reactivation and before the new worker's
+    /// first run. Stopped then, every activation handed all the messages
+    /// that waited to the next one, and none was ever handled.
+    #[test]
+    fn a_deactivation_from_outside_waits_until_the_activation_handled_what_waited_for_it() {
+        let key = Key::new("agent", "1");
+        let mut r = stopping(&key);
+        let mut worker = 1;
+        for round in 0..3 {
+            // Messages wait while it is saved; the save's answer reactivates it.
+            for text in ["a", "b"] {
+                assert!(matches!(r.route(&key, msg(text), 10, false), Route::Waits));
+            }
+            r.stopped(WorkerRef::test(worker), b"s").unwrap();
+            assert!(matches!(r.removed(WorkerRef::test(worker), vec![], false), Removed::Kept));
+            let AfterSave::Reactivate(_, record) = r.saved(&key, false) else { panic!("round {round}: not reactivated") };
+            r.loaded(&key, Some(record)).unwrap();
+            worker += 1;
+            let w = WorkerRef::test(worker);
+            assert_eq!(texts(r.activated(&key, w).0), ["a", "b"]);
+            // The deactivation comes before its first run: it waits.
+            assert_eq!(r.deactivate_key(&key), Deactivation::Deferred, "round {round}");
+            assert_eq!(r.deactivate_key(&key), Deactivation::Deferred, "asked again");
+            assert_eq!(r.active_worker(&key), Some(w));
+            assert_eq!(r.handled_owed(w), (true, None), "a handled, b owed");
+            assert_eq!(r.handled_owed(w), (false, Some(w)), "b handled: now it stops");
+            assert_eq!(r.deactivate_key(&key), Deactivation::NotActive, "stopping already");
+        }
+        // A worker's own deactivation is not deferred: it comes from a
+        // message it handled.
+        r.stopped(WorkerRef::test(worker), b"s").unwrap();
+        r.removed(WorkerRef::test(worker), vec![msg("c")], false);
+        let AfterSave::Reactivate(_, record) = r.saved(&key, false) else { panic!("not reactivated") };
+        r.loaded(&key, Some(record)).unwrap();
+        let w = WorkerRef::test(worker + 1);
+        assert_eq!(texts(r.activated(&key, w).0), ["c"]);
+        assert_eq!(r.deactivate_worker(w), Some(true));
+    }
+
+    #[test]
+    fn a_worker_owing_messages_is_evicted_and_swept_only_once_it_handled_them() {
+        let mut r = registry(1);
+        let (a, b) = (Key::new("agent", "a"), Key::new("agent", "b"));
+        assert!(matches!(r.route(&a, msg("a1"), 10, false), Route::Load { .. }));
+        assert!(matches!(r.route(&a, msg("a2"), 10, false), Route::Waits));
+        r.loaded(&a, None).unwrap();
+        let wa = WorkerRef::test(1);
+        r.activated(&a, wa);
+        let Route::Load { evict, .. } = r.route(&b, msg("b"), 10, false) else { panic!("b not loaded") };
+        assert_eq!(evict, None, "a owes two messages: its eviction waits");
+        r.set_clock(1_000);
+        assert!(r.sweep(|_| false).is_empty(), "nor does the sweep take it");
+        assert_eq!(r.handled_owed(wa), (true, None));
+        assert_eq!(r.handled_owed(wa), (false, Some(wa)), "evicted now");
+        assert_eq!(r.counts.evictions, 1);
+    }
+
     #[test]
     fn a_deactivation_with_nothing_waiting_forgets_the_key() {
-        let mut r = registry(10);
         let key = Key::new("agent", "1");
-        activate(&mut r, &key, WorkerRef::test(1));
-        r.deactivate_key(&key);
+        let mut r = stopping(&key);
         r.stopped(WorkerRef::test(1), b"s").unwrap();
         assert!(matches!(r.removed(WorkerRef::test(1), vec![], false), Removed::Kept));
         assert!(matches!(r.saved(&key, false), AfterSave::Done));
@@ -686,6 +881,43 @@ mod tests {
         assert_eq!(texts(r.activated(&key, WorkerRef::test(2)).0), ["queued"]);
         assert!(matches!(r.removed(WorkerRef::test(2), vec![], false), Removed::Gone));
         assert!(matches!(r.removed(WorkerRef::test(3), vec![msg("x")], false), Removed::NotVirtual(o) if o.len() == 1));
+    }
+
+    #[test]
+    fn a_key_that_keeps_failing_to_activate_is_reported_once_and_counted_each_time() {
+        let mut r = registry(10);
+        let key = Key::new("agent", "1");
+        // A corrupt record with a reminder: each scan of a shared store wakes it.
+        for (scan, reported) in [true, false, false].into_iter().enumerate() {
+            assert!(matches!(r.wake(&key, 5, false), Some(None)));
+            assert!(r.loaded(&key, Some(b"not a record".to_vec())).is_err());
+            assert_eq!(r.failed(&key).first, reported, "scan {scan}");
+        }
+        assert_eq!(r.counts.failed_activations, 3);
+        // Mended, it activates: a later failure is news again.
+        activate(&mut r, &key, WorkerRef::test(1));
+        assert!(matches!(r.removed(WorkerRef::test(1), vec![], false), Removed::Gone));
+        assert!(matches!(r.wake(&key, 6, false), Some(None)));
+        assert!(r.failed(&key).first);
+        assert_eq!(r.counts.failed_activations, 4);
+    }
+
+    #[test]
+    fn the_keys_remembered_as_failing_are_bounded() {
+        let mut r = registry(usize::MAX);
+        let fail = |r: &mut Registry, id: usize| {
+            let key = Key::new("agent", &id.to_string());
+            r.wake(&key, 1, false);
+            r.failed(&key).first
+        };
+        assert!(fail(&mut r, 0));
+        for id in 1..MAX_FAILING {
+            assert!(fail(&mut r, id));
+        }
+        assert!(!fail(&mut r, 0), "still remembered at the bound");
+        assert!(fail(&mut r, MAX_FAILING), "past it, the set starts again");
+        assert!(fail(&mut r, 0), "and reports each key again");
+        assert!(r.failing.len() <= MAX_FAILING);
     }
 
     #[test]

@@ -3,10 +3,13 @@
 //!
 //! Shards queue requests on a channel; the thread takes everything queued
 //! (up to [`MAX_BATCH`]), runs consecutive loads as one batch and
-//! consecutive saves as one transaction, in arrival order, and sends each
-//! answer back to the asking shard as a job in its inbox. One thread keeps
+//! consecutive saves as one transaction, in arrival order, and sends the
+//! answers back to each asking shard as one job in its inbox per batch
+//! (so a batch wakes a shard once, not once per answer). One thread keeps
 //! the order of a key's writes (a later save always wins) and lets a slow
-//! disk turn many saves into one commit.
+//! disk turn many saves into one commit. Answers never overtake each
+//! other: those gathered are posted before the thread answers a caller
+//! itself (a listing, the reminder index).
 
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
@@ -18,7 +21,7 @@ use hdrhistogram::Histogram;
 
 use super::store::{StateStore, StoreError, Write};
 use super::Key;
-use crate::envelope::Packet;
+use crate::envelope::{Job, Packet};
 use crate::liveness::Inboxes;
 use crate::shard::Shard;
 use crate::worker::panic_text;
@@ -156,6 +159,40 @@ impl StoreClient {
     }
 }
 
+/// The answers of one batch, by shard, posted together.
+struct Answers {
+    inboxes: Inboxes,
+    jobs: Vec<Vec<Job>>,
+}
+
+impl Answers {
+    fn new(inboxes: Inboxes) -> Self {
+        let jobs = (0..inboxes.len()).map(|_| Vec::new()).collect();
+        Answers { inboxes, jobs }
+    }
+
+    /// Gathers `job` for shard `shard`.
+    fn add(&mut self, shard: usize, job: Job) {
+        if let Some(jobs) = self.jobs.get_mut(shard) {
+            jobs.push(job);
+        }
+    }
+
+    /// Posts what was gathered, one job per shard that runs its answers
+    /// in order. A shard that is gone no longer waits: its answers are
+    /// dropped (`Inboxes::post`).
+    fn post(&mut self) {
+        for (shard, jobs) in self.jobs.iter_mut().enumerate() {
+            if jobs.is_empty() {
+                continue;
+            }
+            let jobs = std::mem::take(jobs);
+            let all: Job = Box::new(move |s| jobs.into_iter().for_each(|job| job(s)));
+            self.inboxes.post(shard, Packet::Run(all));
+        }
+    }
+}
+
 /// Calls the store, turning a panic into an error.
 fn contained<T>(what: &str, call: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
     std::panic::catch_unwind(AssertUnwindSafe(call))
@@ -168,8 +205,7 @@ fn serve(
     inboxes: Inboxes,
     metrics: Arc<StoreMetrics>,
 ) {
-    // A shard that is gone no longer waits.
-    let reply = |shard: usize, job: crate::envelope::Job| inboxes.post(shard, Packet::Run(job));
+    let mut answers = Answers::new(inboxes);
     let count_errors = |result: Option<&StoreError>, n: usize| {
         if let Some(error) = result {
             metrics.errors.fetch_add(n as u64, Ordering::Relaxed);
@@ -183,6 +219,7 @@ fn serve(
         let mut ops = batch.drain(..).peekable();
         while let Some(request) = ops.next() {
             let Request::Op { shard, sent, op } = request else {
+                answers.post();
                 return;
             };
             match op {
@@ -206,7 +243,7 @@ fn serve(
                     };
                     for ((shard, sent, _, then), record) in run.into_iter().zip(records.drain(..)) {
                         StoreMetrics::record(&metrics.loads, sent, 1);
-                        reply(shard, Box::new(move |s| then(s, record)));
+                        answers.add(shard, Box::new(move |s| then(s, record)));
                     }
                 }
                 Op::Save { key, record, next_due_ms, then } => {
@@ -226,12 +263,19 @@ fn serve(
                     for (shard, sent, _, _, _, then) in run {
                         StoreMetrics::record(&metrics.saves, sent, 1);
                         let saved = saved.clone();
-                        reply(shard, Box::new(move |s| then(s, saved)));
+                        answers.add(shard, Box::new(move |s| then(s, saved)));
                     }
                 }
-                Op::Keys { kind, then } => then(contained("listing", || store.keys(&kind))),
-                Op::Due { until_ms, then } => then(contained("reminder index", || store.due(until_ms))),
+                Op::Keys { kind, then } => {
+                    answers.post();
+                    then(contained("listing", || store.keys(&kind)));
+                }
+                Op::Due { until_ms, then } => {
+                    answers.post();
+                    then(contained("reminder index", || store.due(until_ms)));
+                }
             }
         }
+        answers.post();
     }
 }

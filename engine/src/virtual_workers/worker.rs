@@ -9,7 +9,7 @@ use std::panic::AssertUnwindSafe;
 
 use super::{Key, Persistent};
 use crate::worker::{panic_text, Runnable};
-use crate::{BoxError, Context, Message, Worker};
+use crate::{BoxError, Context, ExitReason, Message, Worker, WorkerRef};
 
 /// A worker addressed by a [`Key`], activated on demand and deactivated
 /// when idle, whose state outlives its activations.
@@ -91,25 +91,46 @@ where
         };
         let built = std::panic::catch_unwind(AssertUnwindSafe(|| (self.0)(key, state)));
         let worker = built.map_err(|panic| format!("the factory of {key} {}", panic_text(&panic)))?;
-        Ok(Box::new(Host(worker)))
+        Ok(Box::new(Host { worker, owing: true }))
     }
 }
 
 /// A virtual worker as a shard runs it.
-struct Host<W>(W);
+struct Host<W> {
+    worker: W,
+    /// Whether it may still owe messages that waited for its activation:
+    /// until it owes none, it tells the registry of each message it
+    /// handles, and a deactivation from outside waits for it.
+    owing: bool,
+}
+
+impl<W> Host<W> {
+    /// One message (or notice) was handled.
+    fn handled(&mut self, ctx: &Context) {
+        if self.owing {
+            self.owing = ctx.shard_handle().virtual_handled_owed(ctx.me());
+        }
+    }
+}
 
 impl<W: VirtualWorker> Worker for Host<W> {
     async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
-        self.0.handle_message(ctx, msg).await
+        let handled = self.worker.handle_message(ctx, msg).await;
+        self.handled(ctx);
+        handled
+    }
+
+    async fn on_terminated(&mut self, ctx: &mut Context, _who: WorkerRef, _reason: ExitReason) {
+        self.handled(ctx);
     }
 
     async fn on_start(&mut self, ctx: &mut Context) {
-        self.0.on_activate(ctx).await;
+        self.worker.on_activate(ctx).await;
     }
 
     async fn on_stop(&mut self, ctx: &mut Context) {
-        self.0.on_deactivate(ctx).await;
-        let state = self.0.state().to_bytes().map_err(|e| e.to_string());
+        self.worker.on_deactivate(ctx).await;
+        let state = self.worker.state().to_bytes().map_err(|e| e.to_string());
         ctx.shard_handle().virtual_stopped(ctx.me(), state);
     }
 }
