@@ -12,6 +12,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::envelope::{Delivery, Packet, ReplyTo};
+use crate::liveness;
 use crate::metrics::{LinkMetrics, Metrics};
 use crate::shard::{NodeShared, Shard};
 use crate::exit::OnExit;
@@ -143,7 +144,11 @@ pub type RemoteRouterFactory = Arc<dyn Fn(ShardHandle) -> Rc<dyn RemoteRouter> +
 /// node, or by a worker that answers later (`Context::defer_reply`).
 ///
 /// It is `Send`: it may be completed on any thread. Dropping it unanswered
-/// tells the asker at once ([`Error::NoReply`]).
+/// tells the asker at once ([`Error::NoReply`]). Completing it off the
+/// asker's node's shards queues the answer in the asker's shard's inbox: a
+/// plain thread waits while that inbox is full (never for a shard that has
+/// stopped: the answer is then dropped, nobody is left to take it); a shard
+/// thread, of another node, never waits.
 pub struct Replier {
     reply: Option<ReplyTo>,
     node: Arc<NodeShared>,
@@ -196,9 +201,13 @@ impl Replier {
                     generation,
                     result,
                 };
-                if let Some(inbox) = self.node.inboxes.get(usize::from(shard)) {
-                    // A stopped node has nobody left to answer.
-                    let _ = inbox.send(packet);
+                let (inboxes, liveness) = (&self.node.inboxes, &self.node.liveness);
+                if liveness::on_shard_thread() {
+                    // Another node's shard, or this node's after it stopped
+                    // being one: it must not wait for an inbox.
+                    liveness::post_without_waiting(inboxes, liveness, usize::from(shard), packet);
+                } else {
+                    liveness::post(inboxes, liveness, usize::from(shard), packet);
                 }
             }
         }
