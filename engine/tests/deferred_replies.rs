@@ -130,6 +130,10 @@ fn replies_completed_by_a_thread_after_the_askers_shard_stopped_do_not_block_it(
 #[test]
 fn a_shard_completing_replies_for_a_busy_node_is_not_blocked_and_nothing_is_lost() {
     let (asking, repliers, answered) = asks_waiting("busy-asker");
+    // Made before the gate, so dropped after it: a failure below opens the
+    // gate (its sender is dropped) before this node's shutdown waits for
+    // its shard, which a blocking post would hold until the gate opens.
+    let other = node("completer");
     let (frozen_tx, frozen) = flume::bounded(1);
     let (open, gate) = flume::bounded(1);
     let freezer = asking
@@ -143,7 +147,6 @@ fn a_shard_completing_replies_for_a_busy_node_is_not_blocked_and_nothing_is_lost
 
     // Another node's shard thread completes more replies than the frozen
     // shard's inbox holds, and goes on serving.
-    let other = node("completer");
     let (tx, rx) = flume::unbounded();
     for replier in repliers {
         tx.send(replier).unwrap();
