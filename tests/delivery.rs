@@ -15,6 +15,10 @@ use myriad::plugin::{RemoteRouter, ShardHandle};
 use myriad::transport::{TransportConfig, Zone};
 use myriad::{Address, BoxError, Context, Error, Message, NodeHandle, Worker, WorkerRef};
 
+#[path = "../engine/tests/support/freezer.rs"]
+mod freezer;
+use freezer::Freezer;
+
 /// Bounds a wait that would otherwise hang a broken test: a failure, never
 /// a figure.
 const LONG: Duration = Duration::from_secs(60);
@@ -1041,22 +1045,6 @@ fn two_nodes_whose_workers_flood_each_other_with_waiting_sends_neither_lose_nor_
     assert_eq!(b.dropped_messages().unwrap(), 0);
     a.shutdown();
     b.shutdown();
-}
-
-/// Blocks its shard's thread on its first message until the test opens its
-/// gate (a shard that stops reading and answering), after saying so.
-struct Freezer {
-    frozen: flume::Sender<()>,
-    gate: flume::Receiver<()>,
-}
-
-impl Worker for Freezer {
-    async fn handle_message(&mut self, _ctx: &mut Context, _msg: Message) -> Result<(), BoxError> {
-        self.frozen.send(())?;
-        // Blocking on purpose: the whole shard stops.
-        let _ = self.gate.recv();
-        Ok(())
-    }
 }
 
 #[test]

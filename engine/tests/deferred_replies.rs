@@ -16,6 +16,10 @@ use std::time::Duration;
 use myriad_engine::{BoxError, Context, Message, Node, NodeConfig, NodeHandle, Replier, Worker};
 
 /// More asks than a shard's inbox holds (`INBOX_CAPACITY`, 65,536).
+#[path = "support/freezer.rs"]
+mod freezer;
+use freezer::Freezer;
+
 const ASKS: u64 = (1 << 16) + 64;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -54,22 +58,6 @@ impl Worker for Spawner {
             ctx.send(asker, "ask")?;
         }
         ctx.reply("started")?;
-        Ok(())
-    }
-}
-
-/// Blocks its shard's thread on its first message until the gate opens
-/// (a shard that drains nothing meanwhile), after saying so.
-struct Freezer {
-    frozen: flume::Sender<()>,
-    gate: flume::Receiver<()>,
-}
-
-impl Worker for Freezer {
-    async fn handle_message(&mut self, _ctx: &mut Context, _msg: Message) -> Result<(), BoxError> {
-        self.frozen.send(())?;
-        // Blocking on purpose: the whole shard stops.
-        let _ = self.gate.recv();
         Ok(())
     }
 }
