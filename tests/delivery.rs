@@ -1162,3 +1162,72 @@ fn sends_kept_while_a_link_connects_and_refused_when_it_is_up_are_counted() {
     a.shutdown();
     b.shutdown();
 }
+
+#[test]
+fn a_worker_waiting_for_a_remote_window_holds_up_neither_its_shard_nor_its_link() {
+    const WAITING: u64 = 400;
+    const OTHERS: u64 = 1_000;
+    // One shard on `a`: both senders share it and its one link to `b`.
+    let ((a, _za), (b, _zb)) = remote_pair(1, 2);
+    let (_sink, sink_handled, open) = held_sink(&b);
+    let waiting_accepted = Arc::new(AtomicU64::new(0));
+    let waiter = a
+        .spawn(Probe {
+            flood: Some(Flood {
+                to: Address::remote("b", "sink"),
+                body: bulk(),
+                count: WAITING,
+                waiting: true,
+                accepted: waiting_accepted.clone(),
+            }),
+            ..Probe::default()
+        })
+        .unwrap();
+    let flood = {
+        let a = a.clone();
+        std::thread::spawn(move || a.send_and_receive(waiter, "go", LONG))
+    };
+    // More than the held sink's window and mailbox take: the waiter waits.
+    cluster::wait_until("the window to fill", LONG, || {
+        waiting_accepted.load(Ordering::Relaxed) * (bulk().len() as u64) > (4 << 20) - (1 << 20)
+    });
+    assert!(waiting_accepted.load(Ordering::Relaxed) < WAITING);
+
+    // Meanwhile another worker of the same shard sends over the same link.
+    let fast = Arc::new(AtomicU64::new(0));
+    b.start_worker(
+        "fast",
+        Probe {
+            handled: fast.clone(),
+            ..Probe::default()
+        },
+    )
+    .unwrap();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let sender = a
+        .spawn(Probe {
+            flood: Some(Flood {
+                to: Address::remote("b", "fast"),
+                body: Message::from_static("x"),
+                count: OTHERS,
+                waiting: true,
+                accepted: accepted.clone(),
+            }),
+            ..Probe::default()
+        })
+        .unwrap();
+    a.send_and_receive(sender, "go", LONG).unwrap();
+    a.send_and_receive(sender, "sync-target", LONG).unwrap();
+    assert_eq!(fast.load(Ordering::Relaxed), OTHERS);
+    assert_eq!(sink_handled.load(Ordering::Relaxed), 0, "still held");
+
+    open.send(()).unwrap();
+    let done = flood.join().unwrap();
+    assert_eq!(done.expect("the waiting flood ends"), "done");
+    a.send_and_receive(waiter, "sync-target", LONG).unwrap();
+    assert_eq!(sink_handled.load(Ordering::Relaxed), WAITING);
+    assert_eq!(a.dropped_messages().unwrap(), 0);
+    assert_eq!(b.dropped_messages().unwrap(), 0);
+    a.shutdown();
+    b.shutdown();
+}
