@@ -99,6 +99,7 @@ type Target = Option<WorkerAddr>;
 
 /// Whether two targets are equal; a name is first compared by where its
 /// bytes are (a sender's targets are clones of one name).
+#[inline]
 fn same(a: &Target, b: &Target) -> bool {
     match (a, b) {
         (Some(WorkerAddr::Name(a)), Some(WorkerAddr::Name(b))) => {
@@ -131,6 +132,7 @@ struct Tally<T> {
 
 impl<T: Slot> Tally<T> {
     /// The slot of `target`, made the hot one.
+    #[inline]
     fn entry(&mut self, target: &Target) -> &mut T {
         let is_hot = matches!(&self.hot, Some((hot, _)) if same(hot, target));
         if !is_hot {
