@@ -53,6 +53,31 @@ struct Flood {
     accepted: Arc<AtomicU64>,
 }
 
+impl Probe {
+    /// A probe whose `go` sends `count` messages of `body` to `to` (waiting
+    /// sends if `waiting`), and the count of those accepted.
+    fn flooding(
+        to: impl Into<Address>,
+        body: Message,
+        count: u64,
+        waiting: bool,
+    ) -> (Probe, Arc<AtomicU64>) {
+        let accepted = Arc::new(AtomicU64::new(0));
+        let flood = Flood {
+            to: to.into(),
+            body,
+            count,
+            waiting,
+            accepted: accepted.clone(),
+        };
+        let probe = Probe {
+            flood: Some(flood),
+            ..Probe::default()
+        };
+        (probe, accepted)
+    }
+}
+
 impl Worker for Probe {
     async fn handle_message(&mut self, ctx: &mut Context, msg: Message) -> Result<(), BoxError> {
         if msg == "hold" {
@@ -210,17 +235,7 @@ fn a_cross_shard_flood_into_a_full_mailbox_is_handled_or_counted_exactly() {
     const COUNT: u64 = 50_000;
     let node = node(2);
     let (sink, handled, open) = held_sink(&node);
-    let accepted = Arc::new(AtomicU64::new(0));
-    let flooder = Probe {
-        flood: Some(Flood {
-            to: sink.into(),
-            body: Message::from_static("x"),
-            count: COUNT,
-            waiting: false,
-            accepted: accepted.clone(),
-        }),
-        ..Probe::default()
-    };
+    let (flooder, accepted) = Probe::flooding(sink, Message::from_static("x"), COUNT, false);
     let flooder = node.spawn_on(0, flooder).unwrap();
     node.send_and_receive(flooder, "go", LONG).unwrap();
     // Behind every send of the flood: all were taken or dropped.
@@ -349,18 +364,8 @@ fn two_workers_flood_each_other_with_waiting_sends(shards: usize) {
     let mut handled = Vec::new();
     let mut accepted = Vec::new();
     for (i, me) in name.iter().enumerate() {
-        let (h, a) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let probe = Probe {
-            handled: h.clone(),
-            flood: Some(Flood {
-                to: name[1 - i].into(),
-                body: Message::from_static("x"),
-                count: COUNT,
-                waiting: true,
-                accepted: a.clone(),
-            }),
-            ..Probe::default()
-        };
+        let (probe, a) = Probe::flooding(name[1 - i], Message::from_static("x"), COUNT, true);
+        let h = probe.handled.clone();
         node.start_worker_on(i % shards, me, probe).unwrap();
         handled.push(h);
         accepted.push(a);
@@ -454,19 +459,8 @@ fn sends_accepted_while_a_link_connects_are_counted_when_the_attempt_fails() {
         silent = std::net::TcpListener::bind(address).ok();
         silent.is_some()
     });
-    let accepted = Arc::new(AtomicU64::new(0));
-    let flooder =
-        a.0.spawn(Probe {
-            flood: Some(Flood {
-                to: "gone/sink".into(),
-                body: Message::from_static("x"),
-                count: 1_000,
-                waiting: false,
-                accepted: accepted.clone(),
-            }),
-            ..Probe::default()
-        })
-        .unwrap();
+    let (flooder, accepted) = Probe::flooding("gone/sink", Message::from_static("x"), 1_000, false);
+    let flooder = a.0.spawn(flooder).unwrap();
     cluster::wait_until("sends accepted by a connecting link", LONG, || {
         a.0.send_and_receive(flooder, "go", LONG).unwrap();
         accepted.load(Ordering::Relaxed) >= 100
@@ -857,17 +851,8 @@ fn the_other_workers_of_a_link_are_served_while_one_holds_its_window() {
         ..Probe::default()
     };
     b.start_worker("fast", probe).unwrap();
-    let accepted = Arc::new(AtomicU64::new(0));
-    let sender = Probe {
-        flood: Some(Flood {
-            to: Address::remote("b", "fast"),
-            body: Message::from_static("x"),
-            count: OTHERS,
-            waiting: false,
-            accepted: accepted.clone(),
-        }),
-        ..Probe::default()
-    };
+    let to = Address::remote("b", "fast");
+    let (sender, accepted) = Probe::flooding(to, Message::from_static("x"), OTHERS, false);
     let sender = a.spawn(sender).unwrap();
     a.send_and_receive(sender, "go", LONG).unwrap();
     a.send_and_receive(sender, "sync-target", LONG).unwrap();
@@ -995,18 +980,8 @@ fn two_nodes_whose_workers_flood_each_other_with_waiting_sends_neither_lose_nor_
     let mut handled = Vec::new();
     let mut accepted = Vec::new();
     for (node, me, to) in nodes {
-        let (h, acc) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let probe = Probe {
-            handled: h.clone(),
-            flood: Some(Flood {
-                to: Address::from(to),
-                body: bulk(),
-                count: COUNT,
-                waiting: true,
-                accepted: acc.clone(),
-            }),
-            ..Probe::default()
-        };
+        let (probe, acc) = Probe::flooding(to, bulk(), COUNT, true);
+        let h = probe.handled.clone();
         node.start_worker(me, probe).unwrap();
         handled.push(h);
         accepted.push(acc);
@@ -1058,21 +1033,11 @@ fn sends_unsettled_when_a_link_closes_are_counted_in_doubt() {
     };
     b.start_worker("fast", probe).unwrap();
     // Sends that are settled: handled, and credited before the answer.
-    let accepted = Arc::new(AtomicU64::new(0));
-    let sender = a
-        .spawn(Probe {
-            flood: Some(Flood {
-                to: Address::remote("b", "fast"),
-                body: bulk(),
-                count: SETTLED,
-                waiting: true,
-                accepted: accepted.clone(),
-            }),
-            ..Probe::default()
-        })
-        .unwrap();
+    let (sender, accepted) = Probe::flooding("b/fast", bulk(), SETTLED, true);
+    let sender = a.spawn(sender).unwrap();
     a.send_and_receive(sender, "go", LONG).unwrap();
     a.send_and_receive(sender, "sync-target", LONG).unwrap();
+    assert_eq!(accepted.load(Ordering::Relaxed), SETTLED);
     assert_eq!(fast.load(Ordering::Relaxed), SETTLED);
 
     // `b` stops reading: what `a` sends now is never settled, until the
@@ -1170,19 +1135,8 @@ fn a_worker_waiting_for_a_remote_window_holds_up_neither_its_shard_nor_its_link(
     // One shard on `a`: both senders share it and its one link to `b`.
     let ((a, _za), (b, _zb)) = remote_pair(1, 2);
     let (_sink, sink_handled, open) = held_sink(&b);
-    let waiting_accepted = Arc::new(AtomicU64::new(0));
-    let waiter = a
-        .spawn(Probe {
-            flood: Some(Flood {
-                to: Address::remote("b", "sink"),
-                body: bulk(),
-                count: WAITING,
-                waiting: true,
-                accepted: waiting_accepted.clone(),
-            }),
-            ..Probe::default()
-        })
-        .unwrap();
+    let (waiter, waiting_accepted) = Probe::flooding("b/sink", bulk(), WAITING, true);
+    let waiter = a.spawn(waiter).unwrap();
     let flood = {
         let a = a.clone();
         std::thread::spawn(move || a.send_and_receive(waiter, "go", LONG))
@@ -1203,21 +1157,11 @@ fn a_worker_waiting_for_a_remote_window_holds_up_neither_its_shard_nor_its_link(
         },
     )
     .unwrap();
-    let accepted = Arc::new(AtomicU64::new(0));
-    let sender = a
-        .spawn(Probe {
-            flood: Some(Flood {
-                to: Address::remote("b", "fast"),
-                body: Message::from_static("x"),
-                count: OTHERS,
-                waiting: true,
-                accepted: accepted.clone(),
-            }),
-            ..Probe::default()
-        })
-        .unwrap();
+    let (sender, accepted) = Probe::flooding("b/fast", Message::from_static("x"), OTHERS, true);
+    let sender = a.spawn(sender).unwrap();
     a.send_and_receive(sender, "go", LONG).unwrap();
     a.send_and_receive(sender, "sync-target", LONG).unwrap();
+    assert_eq!(accepted.load(Ordering::Relaxed), OTHERS);
     assert_eq!(fast.load(Ordering::Relaxed), OTHERS);
     assert_eq!(sink_handled.load(Ordering::Relaxed), 0, "still held");
 
