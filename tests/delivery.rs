@@ -755,6 +755,16 @@ fn check_remote_flood(
     assert_eq!(dropped, expected);
 }
 
+/// Checks that `nodes` dropped no message, then shuts them down.
+fn stop_having_dropped_nothing(nodes: [NodeHandle; 2]) {
+    for node in &nodes {
+        assert_eq!(node.dropped_messages().unwrap(), 0, "{}", node.name());
+    }
+    for node in nodes {
+        node.shutdown();
+    }
+}
+
 /// Waits until `node` knows how to reach `other` (the member list has its
 /// address): an ask for a worker it does not have fails with `NoSuchWorker`.
 fn wait_for_route(node: &NodeHandle, other: &str) {
@@ -963,10 +973,7 @@ fn waiting_remote_sends_from_threads_lose_nothing() {
     // another node take).
     sync(&a, Address::remote("b", "slow"));
     assert_eq!(handled.load(Ordering::Relaxed), THREADS * EACH);
-    assert_eq!(a.dropped_messages().unwrap(), 0);
-    assert_eq!(b.dropped_messages().unwrap(), 0);
-    a.shutdown();
-    b.shutdown();
+    stop_having_dropped_nothing([a, b]);
 }
 
 #[test]
@@ -1016,10 +1023,7 @@ fn two_nodes_whose_workers_flood_each_other_with_waiting_sends_neither_lose_nor_
             nodes[1 - i].1
         );
     }
-    assert_eq!(a.dropped_messages().unwrap(), 0);
-    assert_eq!(b.dropped_messages().unwrap(), 0);
-    a.shutdown();
-    b.shutdown();
+    stop_having_dropped_nothing([a, b]);
 }
 
 #[test]
@@ -1170,8 +1174,5 @@ fn a_worker_waiting_for_a_remote_window_holds_up_neither_its_shard_nor_its_link(
     assert_eq!(done.expect("the waiting flood ends"), "done");
     a.send_and_receive(waiter, "sync-target", LONG).unwrap();
     assert_eq!(sink_handled.load(Ordering::Relaxed), WAITING);
-    assert_eq!(a.dropped_messages().unwrap(), 0);
-    assert_eq!(b.dropped_messages().unwrap(), 0);
-    a.shutdown();
-    b.shutdown();
+    stop_having_dropped_nothing([a, b]);
 }
