@@ -190,6 +190,7 @@ fn shard_counters(shards: &[ShardMetrics]) -> Vec<Family<u64>> {
                 ("no_such_worker", |s| s.dropped.no_such_worker),
                 ("no_route", |s| s.dropped.no_route),
                 ("other", |s| s.dropped.other),
+                ("in_doubt", |s| s.dropped.in_doubt),
             ],
         ),
         per_shard(

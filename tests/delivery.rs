@@ -12,8 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use myriad::plugin::{RemoteRouter, ShardHandle};
-use myriad::transport::Zone;
+use myriad::transport::{TransportConfig, Zone};
 use myriad::{Address, BoxError, Context, Error, Message, NodeHandle, Worker, WorkerRef};
+
+#[path = "../engine/tests/support/freezer.rs"]
+mod freezer;
+use freezer::Freezer;
 
 /// Bounds a wait that would otherwise hang a broken test: a failure, never
 /// a figure.
@@ -41,11 +45,37 @@ struct Probe {
 /// What `go` sends.
 struct Flood {
     to: Address,
+    body: Message,
     count: u64,
     /// `send_when_ready` rather than `send`.
     waiting: bool,
     /// Sends that returned `Ok`.
     accepted: Arc<AtomicU64>,
+}
+
+impl Probe {
+    /// A probe whose `go` sends `count` messages of `body` to `to` (waiting
+    /// sends if `waiting`), and the count of those accepted.
+    fn flooding(
+        to: impl Into<Address>,
+        body: Message,
+        count: u64,
+        waiting: bool,
+    ) -> (Probe, Arc<AtomicU64>) {
+        let accepted = Arc::new(AtomicU64::new(0));
+        let flood = Flood {
+            to: to.into(),
+            body,
+            count,
+            waiting,
+            accepted: accepted.clone(),
+        };
+        let probe = Probe {
+            flood: Some(flood),
+            ..Probe::default()
+        };
+        (probe, accepted)
+    }
 }
 
 impl Worker for Probe {
@@ -61,9 +91,10 @@ impl Worker for Probe {
             let flood = self.flood.as_ref().ok_or("no flood")?;
             for _ in 0..flood.count {
                 let sent = if flood.waiting {
-                    ctx.send_when_ready(flood.to.clone(), "x").await
+                    ctx.send_when_ready(flood.to.clone(), flood.body.clone())
+                        .await
                 } else {
-                    ctx.send(flood.to.clone(), "x")
+                    ctx.send(flood.to.clone(), flood.body.clone())
                 };
                 match sent {
                     Ok(()) => flood.accepted.fetch_add(1, Ordering::Relaxed),
@@ -204,16 +235,7 @@ fn a_cross_shard_flood_into_a_full_mailbox_is_handled_or_counted_exactly() {
     const COUNT: u64 = 50_000;
     let node = node(2);
     let (sink, handled, open) = held_sink(&node);
-    let accepted = Arc::new(AtomicU64::new(0));
-    let flooder = Probe {
-        flood: Some(Flood {
-            to: sink.into(),
-            count: COUNT,
-            waiting: false,
-            accepted: accepted.clone(),
-        }),
-        ..Probe::default()
-    };
+    let (flooder, accepted) = Probe::flooding(sink, Message::from_static("x"), COUNT, false);
     let flooder = node.spawn_on(0, flooder).unwrap();
     node.send_and_receive(flooder, "go", LONG).unwrap();
     // Behind every send of the flood: all were taken or dropped.
@@ -342,17 +364,8 @@ fn two_workers_flood_each_other_with_waiting_sends(shards: usize) {
     let mut handled = Vec::new();
     let mut accepted = Vec::new();
     for (i, me) in name.iter().enumerate() {
-        let (h, a) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let probe = Probe {
-            handled: h.clone(),
-            flood: Some(Flood {
-                to: name[1 - i].into(),
-                count: COUNT,
-                waiting: true,
-                accepted: a.clone(),
-            }),
-            ..Probe::default()
-        };
+        let (probe, a) = Probe::flooding(name[1 - i], Message::from_static("x"), COUNT, true);
+        let h = probe.handled.clone();
         node.start_worker_on(i % shards, me, probe).unwrap();
         handled.push(h);
         accepted.push(a);
@@ -446,18 +459,8 @@ fn sends_accepted_while_a_link_connects_are_counted_when_the_attempt_fails() {
         silent = std::net::TcpListener::bind(address).ok();
         silent.is_some()
     });
-    let accepted = Arc::new(AtomicU64::new(0));
-    let flooder =
-        a.0.spawn(Probe {
-            flood: Some(Flood {
-                to: "gone/sink".into(),
-                count: 1_000,
-                waiting: false,
-                accepted: accepted.clone(),
-            }),
-            ..Probe::default()
-        })
-        .unwrap();
+    let (flooder, accepted) = Probe::flooding("gone/sink", Message::from_static("x"), 1_000, false);
+    let flooder = a.0.spawn(flooder).unwrap();
     cluster::wait_until("sends accepted by a connecting link", LONG, || {
         a.0.send_and_receive(flooder, "go", LONG).unwrap();
         accepted.load(Ordering::Relaxed) >= 100
@@ -571,14 +574,25 @@ fn an_inbound_link_that_waits_for_room_loses_nothing_into_a_slow_worker() {
 /// Two linked nodes of the test zone with small mailboxes: `a` with
 /// `a_shards` shards, seeded with `b`, which has `b_shards`.
 fn remote_pair(a_shards: usize, b_shards: usize) -> ((NodeHandle, Zone), (NodeHandle, Zone)) {
+    remote_pair_with(a_shards, b_shards, |t| t, |t| t)
+}
+
+/// [`remote_pair`], with each node's transport configuration changed by
+/// `a_transport` and `b_transport`.
+fn remote_pair_with(
+    a_shards: usize,
+    b_shards: usize,
+    a_transport: impl FnOnce(TransportConfig) -> TransportConfig,
+    b_transport: impl FnOnce(TransportConfig) -> TransportConfig,
+) -> ((NodeHandle, Zone), (NodeHandle, Zone)) {
     let start = |shards, transport| {
         let engine = cluster::engine(shards).mailbox_capacity(CAPACITY);
         myriad::transport::start_node(engine, transport).expect("node starts")
     };
-    let b = start(b_shards, cluster::transport("b"));
+    let b = start(b_shards, b_transport(cluster::transport("b")));
     let a = start(
         a_shards,
-        cluster::transport("a").seed(b.1.local_addr().to_string()),
+        a_transport(cluster::transport("a").seed(b.1.local_addr().to_string())),
     );
     cluster::wait_for_nodes(&a.1, &["b"]);
     cluster::wait_for_nodes(&b.1, &["a"]);
@@ -618,14 +632,16 @@ struct FloodCounts {
 }
 
 /// On `go` (an ask), floods `to` with bodies of `body` for `rounds` rounds:
-/// each round sends until a send is refused, and one message to `ghost`,
-/// then naps 1 ms. On `sync-target` (an ask), waits until `to` takes an ask,
-/// which is then behind every send of the flood.
+/// each round sends until a send is refused (or, `waiting`, that many
+/// waiting sends), and one message to `ghost`, then naps 1 ms. On
+/// `sync-target` (an ask), waits until `to` takes an ask, which is then
+/// behind every send of the flood.
 struct RemoteFlood {
     to: Address,
     ghost: Address,
     body: Message,
     rounds: u64,
+    waiting: Option<u64>,
     counts: Arc<FloodCounts>,
 }
 
@@ -638,6 +654,16 @@ impl Worker for RemoteFlood {
         }
         let counts = &self.counts;
         for _ in 0..self.rounds {
+            if let Some(sends) = self.waiting {
+                for _ in 0..sends {
+                    ctx.send_when_ready(self.to.clone(), self.body.clone())
+                        .await?;
+                    counts.accepted.fetch_add(1, Ordering::Relaxed);
+                }
+                ctx.send_when_ready(self.ghost.clone(), "boo").await?;
+                counts.to_ghost.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             loop {
                 match ctx.send(self.to.clone(), self.body.clone()) {
                     Ok(()) => counts.accepted.fetch_add(1, Ordering::Relaxed),
@@ -657,24 +683,41 @@ impl Worker for RemoteFlood {
     }
 }
 
-/// A flood of 16 KiB messages (a worker's window holds about 250) from a
-/// new worker of `from` towards `node/target`, and one message a round to
-/// `node/ghost`, which does not exist.
+/// A body of 16 KiB: a worker's delivery window holds about 250.
+fn bulk() -> Message {
+    Message::from("x".repeat(16 << 10))
+}
+
+/// A flood of 16 KiB messages from a new worker of `from` towards
+/// `node/target`, and one message a round to `node/ghost`, which does not
+/// exist: plain sends until refused, or `waiting` sends a round.
+fn start_flood_of(
+    from: &NodeHandle,
+    node: &str,
+    target: &str,
+    rounds: u64,
+    waiting: Option<u64>,
+) -> (WorkerRef, Arc<FloodCounts>) {
+    let counts = Arc::new(FloodCounts::default());
+    let flood = RemoteFlood {
+        to: Address::remote(node, target),
+        ghost: Address::remote(node, "ghost"),
+        body: bulk(),
+        rounds,
+        waiting,
+        counts: counts.clone(),
+    };
+    (from.spawn(flood).unwrap(), counts)
+}
+
+/// [`start_flood_of`] plain sends.
 fn start_flood(
     from: &NodeHandle,
     node: &str,
     target: &str,
     rounds: u64,
 ) -> (WorkerRef, Arc<FloodCounts>) {
-    let counts = Arc::new(FloodCounts::default());
-    let flood = RemoteFlood {
-        to: Address::remote(node, target),
-        ghost: Address::remote(node, "ghost"),
-        body: Message::from("x".repeat(16 << 10)),
-        rounds,
-        counts: counts.clone(),
-    };
-    (from.spawn(flood).unwrap(), counts)
+    start_flood_of(from, node, target, rounds, None)
 }
 
 fn start_sleeper(node: &NodeHandle) -> Arc<AtomicU64> {
@@ -710,6 +753,16 @@ fn check_remote_flood(
         ..myriad::Dropped::default()
     };
     assert_eq!(dropped, expected);
+}
+
+/// Checks that `nodes` dropped no message, then shuts them down.
+fn stop_having_dropped_nothing(nodes: [NodeHandle; 2]) {
+    for node in &nodes {
+        assert_eq!(node.dropped_messages().unwrap(), 0, "{}", node.name());
+    }
+    for node in nodes {
+        node.shutdown();
+    }
 }
 
 /// Waits until `node` knows how to reach `other` (the member list has its
@@ -808,16 +861,8 @@ fn the_other_workers_of_a_link_are_served_while_one_holds_its_window() {
         ..Probe::default()
     };
     b.start_worker("fast", probe).unwrap();
-    let accepted = Arc::new(AtomicU64::new(0));
-    let sender = Probe {
-        flood: Some(Flood {
-            to: Address::remote("b", "fast"),
-            count: OTHERS,
-            waiting: false,
-            accepted: accepted.clone(),
-        }),
-        ..Probe::default()
-    };
+    let to = Address::remote("b", "fast");
+    let (sender, accepted) = Probe::flooding(to, Message::from_static("x"), OTHERS, false);
     let sender = a.spawn(sender).unwrap();
     a.send_and_receive(sender, "go", LONG).unwrap();
     a.send_and_receive(sender, "sync-target", LONG).unwrap();
@@ -870,4 +915,264 @@ fn sends_waiting_for_a_remote_worker_that_stops_are_reported_to_the_sender() {
     assert!(at_b.total() <= CAPACITY as u64, "{at_b:?}");
     a.shutdown();
     b.shutdown();
+}
+
+// ----- remote sends that wait for room -----------------------------------------
+
+fn a_waiting_remote_flood_into_a_slow_worker_loses_nothing(shards: usize) {
+    const ROUNDS: u64 = 8;
+    const EACH: u64 = 100;
+    let ((a, _za), (b, _zb)) = remote_pair(shards, shards);
+    let handled = start_sleeper(&b);
+    let (flooder, counts) = start_flood_of(&a, "b", "slow", ROUNDS, Some(EACH));
+    a.send_and_receive(flooder, "go", LONG).unwrap();
+    let accepted = counts.accepted.load(Ordering::Relaxed);
+    assert_eq!(accepted, ROUNDS * EACH, "a waiting send is never refused");
+    // A worker's delivery window holds 4 MiB.
+    assert!(
+        accepted * (bulk().len() as u64) > 2 * (4 << 20),
+        "the window filled up"
+    );
+    check_remote_flood(&a, flooder, accepted, &handled, ROUNDS);
+    assert_eq!(b.dropped_messages().unwrap(), 0);
+    a.shutdown();
+    b.shutdown();
+}
+
+#[test]
+fn a_waiting_remote_flood_into_a_slow_worker_loses_nothing_one_shard() {
+    a_waiting_remote_flood_into_a_slow_worker_loses_nothing(1);
+}
+
+#[test]
+fn a_waiting_remote_flood_into_a_slow_worker_loses_nothing_two_shards() {
+    a_waiting_remote_flood_into_a_slow_worker_loses_nothing(2);
+}
+
+#[test]
+fn waiting_remote_sends_from_threads_lose_nothing() {
+    const THREADS: u64 = 4;
+    const EACH: u64 = 200;
+    let ((a, _za), (b, _zb)) = remote_pair(2, 1);
+    let handled = start_sleeper(&b);
+    let threads: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let a = a.clone();
+            std::thread::spawn(move || {
+                for _ in 0..EACH {
+                    a.send_when_ready(Address::remote("b", "slow"), bulk())
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    // Behind every send, on the same link (shard 0's, as threads' sends to
+    // another node take).
+    sync(&a, Address::remote("b", "slow"));
+    assert_eq!(handled.load(Ordering::Relaxed), THREADS * EACH);
+    stop_having_dropped_nothing([a, b]);
+}
+
+#[test]
+fn two_nodes_whose_workers_flood_each_other_with_waiting_sends_neither_lose_nor_deadlock() {
+    // Enough 16 KiB sends to fill a worker's window many times over: each
+    // worker's mailbox fills with the other's sends while it floods, so
+    // both must force theirs (the link's reserve) or wait for ever.
+    const COUNT: u64 = 1_500;
+    let ((a, _za), (b, _zb)) = remote_pair(2, 2);
+    let nodes = [(&a, "left", "b/right"), (&b, "right", "a/left")];
+    let mut handled = Vec::new();
+    let mut accepted = Vec::new();
+    for (node, me, to) in nodes {
+        let (probe, acc) = Probe::flooding(to, bulk(), COUNT, true);
+        let h = probe.handled.clone();
+        node.start_worker(me, probe).unwrap();
+        handled.push(h);
+        accepted.push(acc);
+    }
+    let floods: Vec<_> = nodes
+        .iter()
+        .map(|&(node, me, _)| {
+            let node = node.clone();
+            std::thread::spawn(move || loop {
+                // The other flood may have filled this worker's mailbox
+                // already: the ask is refused until it takes a message.
+                match node.send_and_receive(me, "go", LONG) {
+                    Err(Error::MailboxFull(_)) => std::thread::yield_now(),
+                    done => break done,
+                }
+            })
+        })
+        .collect();
+    for flood in floods {
+        let done = flood.join().unwrap();
+        assert_eq!(done.expect("the flood ends: no deadlock"), "done");
+    }
+    for (node, me, _) in nodes {
+        node.send_and_receive(me, "sync-target", LONG).unwrap();
+    }
+    for i in 0..2 {
+        assert_eq!(accepted[i].load(Ordering::Relaxed), COUNT);
+        assert_eq!(
+            handled[1 - i].load(Ordering::Relaxed),
+            COUNT,
+            "{} lost some",
+            nodes[1 - i].1
+        );
+    }
+    stop_having_dropped_nothing([a, b]);
+}
+
+#[test]
+fn sends_unsettled_when_a_link_closes_are_counted_in_doubt() {
+    const SETTLED: u64 = 100;
+    let ((a, za), (b, _zb)) = remote_pair(1, 1);
+    let fast = Arc::new(AtomicU64::new(0));
+    let probe = Probe {
+        handled: fast.clone(),
+        ..Probe::default()
+    };
+    b.start_worker("fast", probe).unwrap();
+    // Sends that are settled: handled, and credited before the answer.
+    let (sender, accepted) = Probe::flooding("b/fast", bulk(), SETTLED, true);
+    let sender = a.spawn(sender).unwrap();
+    a.send_and_receive(sender, "go", LONG).unwrap();
+    a.send_and_receive(sender, "sync-target", LONG).unwrap();
+    assert_eq!(accepted.load(Ordering::Relaxed), SETTLED);
+    assert_eq!(fast.load(Ordering::Relaxed), SETTLED);
+
+    // `b` stops reading: what `a` sends now is never settled, until the
+    // link closes for want of heartbeats.
+    let (frozen_tx, frozen) = flume::bounded(1);
+    let (open, gate) = flume::bounded(1);
+    let freezer = b
+        .spawn(Freezer {
+            frozen: frozen_tx,
+            gate,
+        })
+        .unwrap();
+    b.send(freezer, "freeze").unwrap();
+    frozen.recv_timeout(LONG).expect("b freezes");
+    let (flooder, counts) = start_flood(&a, "b", "fast", 1);
+    a.send_and_receive(flooder, "go", LONG).unwrap();
+    let unsettled =
+        counts.accepted.load(Ordering::Relaxed) + counts.to_ghost.load(Ordering::Relaxed);
+    assert!(unsettled > 1, "{unsettled}");
+    cluster::wait_until("the link to close", LONG, || {
+        a.dropped().unwrap().in_doubt > 0
+    });
+    let expected = myriad::Dropped {
+        in_doubt: unsettled,
+        ..myriad::Dropped::default()
+    };
+    assert_eq!(a.dropped().unwrap(), expected);
+    assert_eq!(a.dropped_messages().unwrap(), unsettled);
+    assert_eq!(za.stats().undeliverable, 0, "none is known undelivered");
+    let metrics = a.metrics().unwrap();
+    let in_doubt = metrics.total(|s| s.dropped.in_doubt);
+    assert_eq!(in_doubt, unsettled);
+    open.send(()).unwrap();
+    a.shutdown();
+    b.shutdown();
+}
+
+/// On an ask, sends each of its bodies to `to` at once (the first creates
+/// this shard's link to that node, and none waits for it), and answers.
+struct Burst {
+    to: Address,
+    bodies: Vec<Message>,
+}
+
+impl Worker for Burst {
+    async fn handle_message(&mut self, ctx: &mut Context, _msg: Message) -> Result<(), BoxError> {
+        for body in &self.bodies {
+            ctx.send(self.to.clone(), body.clone())?;
+        }
+        ctx.reply("sent")?;
+        Ok(())
+    }
+}
+
+#[test]
+fn sends_kept_while_a_link_connects_and_refused_when_it_is_up_are_counted() {
+    let limit = 1024;
+    let ((a, za), (b, _zb)) = remote_pair_with(2, 1, |t| t, |t| t.max_message_size(limit));
+    let sink = Arc::new(AtomicU64::new(0));
+    let probe = Probe {
+        handled: sink.clone(),
+        ..Probe::default()
+    };
+    b.start_worker("sink", probe).unwrap();
+    // Shard 1 of `a` has no link to `b` yet: these wait for one, under
+    // `a`'s own limit, and meet `b`'s when it is up.
+    let big = Message::from("b".repeat(2 * limit as usize));
+    let burst = Burst {
+        to: Address::remote("b", "sink"),
+        bodies: vec![big.clone(), Message::from("small"), big.clone(), big],
+    };
+    let burst = a.spawn_on(1, burst).unwrap();
+    a.send_and_receive(burst, "go", LONG).unwrap();
+    cluster::wait_until("the refusals counted", LONG, || {
+        a.dropped().unwrap().other >= 3
+    });
+    cluster::wait_until("the small one handled", LONG, || {
+        sink.load(Ordering::Relaxed) >= 1
+    });
+    let expected = myriad::Dropped {
+        other: 3,
+        ..myriad::Dropped::default()
+    };
+    assert_eq!(a.dropped().unwrap(), expected);
+    assert_eq!(za.stats().undeliverable, 3);
+    assert_eq!(sink.load(Ordering::Relaxed), 1);
+    a.shutdown();
+    b.shutdown();
+}
+
+#[test]
+fn a_worker_waiting_for_a_remote_window_holds_up_neither_its_shard_nor_its_link() {
+    const WAITING: u64 = 400;
+    const OTHERS: u64 = 1_000;
+    // One shard on `a`: both senders share it and its one link to `b`.
+    let ((a, _za), (b, _zb)) = remote_pair(1, 2);
+    let (_sink, sink_handled, open) = held_sink(&b);
+    let (waiter, waiting_accepted) = Probe::flooding("b/sink", bulk(), WAITING, true);
+    let waiter = a.spawn(waiter).unwrap();
+    let flood = {
+        let a = a.clone();
+        std::thread::spawn(move || a.send_and_receive(waiter, "go", LONG))
+    };
+    // More than the held sink's window and mailbox take: the waiter waits.
+    cluster::wait_until("the window to fill", LONG, || {
+        waiting_accepted.load(Ordering::Relaxed) * (bulk().len() as u64) > (4 << 20) - (1 << 20)
+    });
+    assert!(waiting_accepted.load(Ordering::Relaxed) < WAITING);
+
+    // Meanwhile another worker of the same shard sends over the same link.
+    let fast = Arc::new(AtomicU64::new(0));
+    b.start_worker(
+        "fast",
+        Probe {
+            handled: fast.clone(),
+            ..Probe::default()
+        },
+    )
+    .unwrap();
+    let (sender, accepted) = Probe::flooding("b/fast", Message::from_static("x"), OTHERS, true);
+    let sender = a.spawn(sender).unwrap();
+    a.send_and_receive(sender, "go", LONG).unwrap();
+    a.send_and_receive(sender, "sync-target", LONG).unwrap();
+    assert_eq!(accepted.load(Ordering::Relaxed), OTHERS);
+    assert_eq!(fast.load(Ordering::Relaxed), OTHERS);
+    assert_eq!(sink_handled.load(Ordering::Relaxed), 0, "still held");
+
+    open.send(()).unwrap();
+    let done = flood.join().unwrap();
+    assert_eq!(done.expect("the waiting flood ends"), "done");
+    a.send_and_receive(waiter, "sync-target", LONG).unwrap();
+    assert_eq!(sink_handled.load(Ordering::Relaxed), WAITING);
+    stop_having_dropped_nothing([a, b]);
 }

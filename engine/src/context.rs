@@ -146,9 +146,13 @@ impl Context {
     /// A worker whose own mailbox is full does not wait: its message goes in
     /// past the receiver's capacity. So two workers that flood each other
     /// never deadlock (a waiting worker is never the one waited for), at the
-    /// price of exceeding the capacity by one message per such send. To a
-    /// worker of another node this is [`send`](Self::send): the transport
-    /// decides (see the guide's "Delivery guarantees").
+    /// price of exceeding the capacity by one message per such send.
+    ///
+    /// To a worker of another node, `Ok` means what it means for
+    /// [`send`](Self::send) (the link took it), and this waits where `send`
+    /// would fail with `MailboxFull` for want of room on the way (the
+    /// worker's delivery window); the same rule keeps a worker whose own
+    /// mailbox is full from waiting (see the guide's "Delivery guarantees").
     ///
     /// ```no_run
     /// # use myriad_engine::{BoxError, Context, Message, Worker};

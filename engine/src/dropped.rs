@@ -1,14 +1,16 @@
 //! Counts of accepted plain messages that never reached a mailbox, per
 //! reason: the report a sender gets for a `send` whose failure was found
 //! after it returned `Ok` (on another shard, after a node's inbox, at a
-//! remote node).
+//! remote node), and of those whose fate nobody knows (in flight on a link
+//! that closed).
 
 use crate::Error;
 
 /// Plain messages (not asks: those get the error) that were accepted and
 /// then dropped, by reason; see [`NodeHandle::dropped`](crate::NodeHandle::dropped).
 ///
-/// Every accepted plain send is either handled or counted here, exactly once.
+/// Every accepted plain send is either handled or counted here, exactly once
+/// — except those counted `in_doubt`, which may have been handled as well.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Dropped {
     /// The receiver's mailbox was full.
@@ -19,6 +21,11 @@ pub struct Dropped {
     pub no_route: u64,
     /// Any other reason (a remote node refused it for a reason of its own).
     pub other: u64,
+    /// Sent to another node on a link that closed before the node settled
+    /// them: delivered or not, nobody knows (delivery is at most once; the
+    /// link protocol has no retransmission).
+    #[serde(default)]
+    pub in_doubt: u64,
 }
 
 impl Dropped {
@@ -33,9 +40,15 @@ impl Dropped {
         *counter += 1;
     }
 
-    /// All dropped messages, whatever the reason.
+    /// Counts `sends` messages whose fate is unknown (see
+    /// [`in_doubt`](Self::in_doubt)).
+    pub fn count_in_doubt(&mut self, sends: u64) {
+        self.in_doubt += sends;
+    }
+
+    /// All dropped messages, whatever the reason, those in doubt included.
     pub fn total(&self) -> u64 {
-        self.mailbox_full + self.no_such_worker + self.no_route + self.other
+        self.mailbox_full + self.no_such_worker + self.no_route + self.other + self.in_doubt
     }
 }
 
@@ -45,6 +58,7 @@ impl std::ops::AddAssign for Dropped {
         self.no_such_worker += other.no_such_worker;
         self.no_route += other.no_route;
         self.other += other.other;
+        self.in_doubt += other.in_doubt;
     }
 }
 
@@ -60,15 +74,17 @@ mod tests {
         d.count(&Error::NoSuchWorker("w".into()));
         d.count(&Error::ConnectionLost("n".into()));
         d.count(&Error::NodeStopped);
+        d.count_in_doubt(3);
         let expected = Dropped {
             mailbox_full: 2,
             no_such_worker: 1,
             no_route: 1,
             other: 1,
+            in_doubt: 3,
         };
         assert_eq!(d, expected);
         let mut sum = d;
         sum += d;
-        assert_eq!(sum.total(), 10);
+        assert_eq!(sum.total(), 16);
     }
 }

@@ -13,7 +13,7 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::envelope::Packet;
 
@@ -94,24 +94,103 @@ impl Inboxes {
         self.senders.len()
     }
 
-    /// Queues `packet` for shard `shard`, waiting only while its inbox is
-    /// full and the shard alive. A packet for a shard that is down (or goes
-    /// down meanwhile) is dropped: nobody is left to run it.
+    /// Queues `packet` for shard `shard`: see [`post`].
     pub(crate) fn post(&self, shard: usize, packet: Packet) {
-        let Some(inbox) = self.senders.get(shard) else {
-            return;
-        };
-        if self.liveness.is_down(shard) {
-            crate::worker::drop_contained(packet, "a packet for a shard that is down");
-            return;
-        }
-        // A shard that goes down while this waits drains its inbox (after
-        // marking itself down), which makes room; `settle` then drops the
-        // packet.
-        if inbox.send(packet).is_ok() {
-            self.liveness.settle(shard);
-        }
+        post(&self.senders, &self.liveness, shard, packet);
     }
+}
+
+/// Queues `packet` for shard `shard` of the node whose inboxes are
+/// `senders`, from a thread outside its shards, waiting only while its inbox
+/// is full and the shard alive. A packet for a shard that is down (or goes
+/// down meanwhile) is dropped: nobody is left to run it.
+pub(crate) fn post(senders: &[flume::Sender<Packet>], liveness: &Liveness, shard: usize, packet: Packet) {
+    if let Some(inbox) = senders.get(shard) {
+        post_to(inbox, liveness, shard, packet);
+    }
+}
+
+/// [`post`] into `inbox`, shard `shard`'s.
+fn post_to(inbox: &flume::Sender<Packet>, liveness: &Liveness, shard: usize, packet: Packet) {
+    if liveness.is_down(shard) {
+        crate::worker::drop_contained(packet, "a packet for a shard that is down");
+        return;
+    }
+    // A shard that goes down while this waits drains its inbox (after
+    // marking itself down), which makes room; `settle` then drops the
+    // packet.
+    if inbox.send(packet).is_ok() {
+        liveness.settle(shard);
+    }
+}
+
+/// [`post`], for a shard thread that is not one of that node's (another
+/// node's, or one of its own after it stopped being the shard): it never
+/// waits. A shard thread that waited for another shard's inbox could wait
+/// for ever — for a shard that waits for it in turn, or for its own inbox,
+/// which nobody else drains. A packet for a full inbox goes to the overflow
+/// thread, which waits for room instead.
+pub(crate) fn post_without_waiting(
+    senders: &[flume::Sender<Packet>],
+    liveness: &Arc<Liveness>,
+    shard: usize,
+    packet: Packet,
+) {
+    let Some(inbox) = senders.get(shard) else {
+        return;
+    };
+    if liveness.is_down(shard) {
+        crate::worker::drop_contained(packet, "a packet for a shard that is down");
+        return;
+    }
+    match inbox.try_send(packet) {
+        Ok(()) => {
+            liveness.settle(shard);
+        }
+        Err(flume::TrySendError::Full(packet)) => {
+            let overflowed = Overflowed {
+                inbox: inbox.clone(),
+                liveness: liveness.clone(),
+                shard,
+                packet,
+            };
+            match overflow() {
+                Some(overflow) => drop(overflow.send(overflowed)),
+                None => tracing::warn!(shard, "no overflow thread: a packet for a full inbox is dropped"),
+            }
+        }
+        // The node is gone.
+        Err(flume::TrySendError::Disconnected(_)) => {}
+    }
+}
+
+/// A packet that a shard thread could not queue without waiting.
+struct Overflowed {
+    inbox: flume::Sender<Packet>,
+    liveness: Arc<Liveness>,
+    shard: usize,
+    packet: Packet,
+}
+
+/// The overflow thread's queue: one thread for the process, started on
+/// first use, that queues each packet as a thread outside the shards does
+/// ([`post`]). Its queue is unbounded; it fills only while an inbox of
+/// 65,536 packets is full.
+fn overflow() -> Option<&'static flume::Sender<Overflowed>> {
+    static OVERFLOW: OnceLock<Option<flume::Sender<Overflowed>>> = OnceLock::new();
+    OVERFLOW
+        .get_or_init(|| {
+            let (tx, rx) = flume::unbounded::<Overflowed>();
+            let spawned = std::thread::Builder::new()
+                .name("myriad-overflow".into())
+                .spawn(move || {
+                    for o in rx.iter() {
+                        post_to(&o.inbox, &o.liveness, o.shard, o.packet);
+                    }
+                });
+            spawned.ok().map(|_| tx)
+        })
+        .as_ref()
 }
 
 /// Marks its shard down when its thread ends (see [`watch_this_thread`]).

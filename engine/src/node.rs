@@ -526,7 +526,9 @@ impl NodeHandle {
     /// mailbox, waiting for room if the mailbox is full: `Ok` means enqueued.
     /// Fails with [`Error::NoSuchWorker`] if the receiver does not exist or
     /// stops first, and with [`Error::NodeStopped`] if the node stops first.
-    /// To a worker of another node it is [`send`](Self::send).
+    /// To a worker of another node, `Ok` means that the link to it took the
+    /// message, as for [`send`](Self::send), after waiting for room in that
+    /// worker's delivery window if it was full.
     pub fn send_when_ready(&self, to: impl Into<Address>, msg: impl Into<Message>) -> Result<()> {
         let to = to.into();
         let msg = msg.into();

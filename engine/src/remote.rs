@@ -12,6 +12,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::envelope::{Delivery, Packet, ReplyTo};
+use crate::liveness;
 use crate::metrics::{LinkMetrics, Metrics};
 use crate::shard::{NodeShared, Shard};
 use crate::exit::OnExit;
@@ -52,6 +53,43 @@ pub trait RemoteRouter: 'static {
         from: Option<WorkerRef>,
         reply: &mut Option<Replier>,
     ) -> Result<()>;
+
+    /// Sends the plain message `msg` to the remote worker `to` as
+    /// [`send`](Self::send) does, but where `send` would refuse it for want
+    /// of room on the way ([`Error::MailboxFull`]: the transport's flow
+    /// control), keeps it until there is room. `verdict` is called exactly
+    /// once, on this shard, possibly before this returns: `Ok` when the
+    /// message is on its way (what an `Ok` of `send` means), or why it
+    /// cannot go. Returns an id while the message waits, for
+    /// [`force_waiting`](Self::force_waiting).
+    ///
+    /// `forced` says that the sender must not wait: a worker whose own
+    /// mailbox is full (see `Context::send_when_ready`). Waiting on it could
+    /// deadlock two nodes whose workers flood each other, so its message
+    /// goes even where the receiver has no room for it, as far as the
+    /// transport can bound that.
+    ///
+    /// The default sends at once, as `send`.
+    fn send_when_ready(
+        &self,
+        to: &RemoteAddress,
+        msg: Message,
+        from: Option<WorkerRef>,
+        forced: bool,
+        verdict: Box<dyn FnOnce(Result<()>)>,
+    ) -> Option<u64> {
+        let _ = forced;
+        verdict(self.send(to, msg, from, &mut None));
+        None
+    }
+
+    /// The sender of the message that waits as `id` (from
+    /// [`send_when_ready`](Self::send_when_ready) to node `node`) must not
+    /// wait any more: its own mailbox filled up meanwhile. Send it as a
+    /// forced one. Nothing happens if it no longer waits.
+    fn force_waiting(&self, node: &str, id: u64) {
+        let _ = (node, id);
+    }
 
     /// What the transport counts of the node's links, for
     /// [`NodeHandle::metrics`](crate::NodeHandle::metrics); asked of one
@@ -106,7 +144,11 @@ pub type RemoteRouterFactory = Arc<dyn Fn(ShardHandle) -> Rc<dyn RemoteRouter> +
 /// node, or by a worker that answers later (`Context::defer_reply`).
 ///
 /// It is `Send`: it may be completed on any thread. Dropping it unanswered
-/// tells the asker at once ([`Error::NoReply`]).
+/// tells the asker at once ([`Error::NoReply`]). Completing it off the
+/// asker's node's shards queues the answer in the asker's shard's inbox: a
+/// plain thread waits while that inbox is full (never for a shard that has
+/// stopped: the answer is then dropped, nobody is left to take it); a shard
+/// thread, of another node, never waits.
 pub struct Replier {
     reply: Option<ReplyTo>,
     node: Arc<NodeShared>,
@@ -159,9 +201,13 @@ impl Replier {
                     generation,
                     result,
                 };
-                if let Some(inbox) = self.node.inboxes.get(usize::from(shard)) {
-                    // A stopped node has nobody left to answer.
-                    let _ = inbox.send(packet);
+                let (inboxes, liveness) = (&self.node.inboxes, &self.node.liveness);
+                if liveness::on_shard_thread() {
+                    // Another node's shard, or this node's after it stopped
+                    // being one: it must not wait for an inbox.
+                    liveness::post_without_waiting(inboxes, liveness, usize::from(shard), packet);
+                } else {
+                    liveness::post(inboxes, liveness, usize::from(shard), packet);
                 }
             }
         }
@@ -339,6 +385,29 @@ impl ShardHandle {
         self.shard.try_deliver(to, msg, from)
     }
 
+    /// Delivers a plain message that came from outside the node to a local
+    /// worker at once, even into a full mailbox: past its capacity, after
+    /// the messages waiting for room there (which go in with it, in their
+    /// order). `verdict` is called exactly once, as for
+    /// [`deliver_when_ready`](Self::deliver_when_ready).
+    ///
+    /// A transport uses it for a message whose sender must not wait (a
+    /// worker whose own mailbox is full, see
+    /// [`RemoteRouter::send_when_ready`]): waiting for room could deadlock
+    /// two nodes whose workers flood each other.
+    pub fn deliver_forced(
+        &self,
+        to: &Address,
+        msg: Message,
+        from: Option<WorkerRef>,
+        verdict: Box<dyn FnOnce(Result<()>) + Send>,
+    ) {
+        if let Err(error) = self.check_local(to) {
+            return verdict(Err(error));
+        }
+        self.shard.deliver_forced(to, msg, from, verdict);
+    }
+
     /// `NoSuchWorker` unless `to` is a worker of this node: what comes from
     /// outside is never sent on.
     fn check_local(&self, to: &Address) -> Result<()> {
@@ -396,6 +465,14 @@ impl ShardHandle {
     /// [`NodeHandle::dropped`](crate::NodeHandle::dropped).
     pub fn count_dropped(&self, why: &Error) {
         self.shard.count_dropped(why);
+    }
+
+    /// Counts `sends` plain messages that this node sent to another node
+    /// and whose fate is unknown: the link closed before that node settled
+    /// them. They show in [`NodeHandle::dropped`](crate::NodeHandle::dropped)
+    /// as `in_doubt`.
+    pub fn count_in_doubt(&self, sends: u64) {
+        self.shard.count_in_doubt(sends);
     }
 }
 

@@ -47,7 +47,9 @@ pub struct TransportStats {
     /// does not exist or stopped (reported back to the sender, which counts
     /// them in its `NodeHandle::dropped`; from a version 1 peer, also for a
     /// full mailbox, unreported), or accepted for a link whose connection
-    /// attempt then failed.
+    /// attempt then failed, or that the peer refused when it came up (too
+    /// large for it). Sends in doubt when a link closes are not among them
+    /// (they may have been delivered): see `Dropped::in_doubt`.
     pub undeliverable: u64,
     /// Asks sent to other nodes that a link forgot unanswered because their
     /// askers had stopped waiting (timed out), checked at each heartbeat

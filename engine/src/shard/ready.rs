@@ -24,6 +24,18 @@
 //! itself: no cycle of waiting workers can form, on one shard or across
 //! shards. The price is that two workers that flood each other may both
 //! exceed their capacity, by one message per forced send.
+//!
+//! To a worker of another node, a waiting send is the transport's
+//! ([`RemoteRouter::send_when_ready`]): it first tries a plain send, and
+//! only if that finds no room on the way does it wait, on this shard, for
+//! the link to take it; a worker whose mailbox is full (or fills up while
+//! it waits) forces it the same way. The receiving node delivers a forced
+//! send at once, past the capacity and behind the sends parked for that
+//! worker ([`ShardHandle::deliver_forced`], [`Admission::ForceBehind`]),
+//! which keeps the order of the link's sends to that worker.
+//!
+//! [`RemoteRouter::send_when_ready`]: crate::plugin::RemoteRouter::send_when_ready
+//! [`ShardHandle::deliver_forced`]: crate::plugin::ShardHandle::deliver_forced
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -32,13 +44,29 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 
 use crate::envelope::{Delivery, Packet, Target, Undelivered};
+use crate::remote::RemoteRouter;
 use crate::slots::Pushed;
-use crate::{Address, Error, Message, Result, WorkerRef};
+use crate::{Address, Error, Message, RemoteAddress, Result, WorkerRef};
 
 use super::Shard;
 
 /// Told exactly once whether a waiting send reached its mailbox.
 pub(crate) type Verdict = Box<dyn FnOnce(Result<()>) + Send>;
+
+/// How a waiting send is admitted on its receiver's shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    /// Into the mailbox if it has room, else parked behind the sends parked
+    /// there already.
+    Wait,
+    /// Into the mailbox at once, past its capacity: its sender, a worker of
+    /// this node, has a full mailbox itself (and no other send parked).
+    Force,
+    /// Into the mailbox at once, past its capacity, after the sends parked
+    /// there, which go in first: a send forced by another node, whose link
+    /// may have parked earlier sends to that worker.
+    ForceBehind,
+}
 
 /// A waiting send on its way to, or parked on, its receiver's shard.
 pub(crate) struct Waiter {
@@ -83,9 +111,9 @@ impl Shard {
             from: me,
             reply: None,
         };
-        let Ok((shard, target)) = self.placed_target(to) else {
-            // Another node: the transport decides (see `RemoteRouter::send`).
-            return self.route(to, delivery).map_err(|u| u.error);
+        let (shard, target) = match self.placed_target(to) {
+            Ok(placed) => placed,
+            Err(remote) => return self.send_remote_when_ready(me, &remote, delivery.msg).await,
         };
         let (tx, rx) = flume::bounded(1);
         let id = self.next_waiter_id();
@@ -94,34 +122,103 @@ impl Shard {
             let _ = tx.send(result);
         });
         let forced = me.is_some_and(|me| self.mailbox_is_full(me));
-        self.enqueue_when_ready(shard, target, Waiter { id, delivery, verdict }, forced);
+        let admission = if forced {
+            Admission::Force
+        } else {
+            Admission::Wait
+        };
+        self.enqueue_when_ready(shard, target, Waiter { id, delivery, verdict }, admission);
         let answer = std::pin::pin!(rx.recv_async());
         let result = match me.filter(|_| !forced) {
             None => answer.await,
-            Some(me) => self.await_verdict(me, shard, id, answer).await,
+            Some(me) => self.await_verdict(me, answer, || self.force_on(shard, id)).await,
         };
         result.unwrap_or(Err(Error::NodeStopped))
     }
 
-    /// Waits for the verdict of waiting send `id` of worker `me`; if `me`'s
-    /// own mailbox fills up meanwhile, forces the send (see the module doc).
+    /// Sends `msg` from `me` (a worker of this shard, or `None` for outside
+    /// the shards) to the remote worker `to` and waits until the link took
+    /// it (see the module doc).
+    async fn send_remote_when_ready(
+        &self,
+        me: Option<WorkerRef>,
+        to: &RemoteAddress,
+        msg: Message,
+    ) -> Result<()> {
+        let Some(router) = self.remote.get() else {
+            return Err(Error::NoRoute(to.node.to_string()));
+        };
+        let forced = me.is_some_and(|me| self.mailbox_is_full(me));
+        if !forced {
+            if let Some(sent) = self.send_remote_at_once(router, to, &msg, me) {
+                return sent;
+            }
+        }
+        let (tx, rx) = flume::bounded(1);
+        let verdict: Verdict = Box::new(move |result| {
+            // A sender that is gone no longer needs the verdict.
+            let _ = tx.send(result);
+        });
+        let waiting = router.send_when_ready(to, msg, me, forced, verdict);
+        let answer = std::pin::pin!(rx.recv_async());
+        let result = match (me.filter(|_| !forced), waiting) {
+            (Some(me), Some(id)) => {
+                let force = || router.force_waiting(&to.node, id);
+                self.await_verdict(me, answer, force).await
+            }
+            _ => answer.await,
+        };
+        let result = result.unwrap_or(Err(Error::NodeStopped));
+        if result.is_ok() {
+            self.meter.sent_remote();
+        }
+        result
+    }
+
+    /// The plain send that a waiting send to a remote worker tries first:
+    /// its outcome, or `None` if it found no room on the way and must wait.
+    fn send_remote_at_once(
+        &self,
+        router: &Rc<dyn RemoteRouter>,
+        to: &RemoteAddress,
+        msg: &Message,
+        from: Option<WorkerRef>,
+    ) -> Option<Result<()>> {
+        match router.send(to, msg.clone(), from, &mut None) {
+            Err(Error::MailboxFull(_)) => None,
+            sent => {
+                if sent.is_ok() {
+                    self.meter.sent_remote();
+                }
+                Some(sent)
+            }
+        }
+    }
+
+    /// Waits for `answer`, the verdict of a waiting send of worker `me`; if
+    /// `me`'s own mailbox fills up meanwhile, calls `force` to force the
+    /// send (see the module doc).
     async fn await_verdict<F: std::future::Future + Unpin>(
         &self,
         me: WorkerRef,
-        shard: usize,
-        id: u64,
         mut answer: F,
+        force: impl FnOnce(),
     ) -> F::Output {
-        let mut forced = false;
+        let mut force = Some(force);
         let output = poll_fn(|cx| {
             if let Poll::Ready(output) = std::pin::Pin::new(&mut answer).poll(cx) {
                 return Poll::Ready(output);
             }
-            if !forced {
+            if force.is_some() {
                 if self.mailbox_is_full(me) {
-                    forced = true;
                     self.waiting.senders.borrow_mut().remove(&me);
-                    self.force_on(shard, id);
+                    if let Some(force) = force.take() {
+                        force();
+                    }
+                    // The verdict may have come with the forcing.
+                    if let Poll::Ready(output) = std::pin::Pin::new(&mut answer).poll(cx) {
+                        return Poll::Ready(output);
+                    }
                 } else {
                     let waker = cx.waker().clone();
                     self.waiting.senders.borrow_mut().insert(me, waker);
@@ -136,39 +233,86 @@ impl Shard {
 
     /// Delivers `msg` from outside the shards and calls `verdict` once it is
     /// in the mailbox (or with why it cannot be). Never forced: the caller
-    /// is not a worker. To another node, it is a plain send. A key goes to
-    /// its home node if `place`, else to its home shard here (see
-    /// [`Shard::route_placed`]).
+    /// is not a worker. To another node, once the link took it (see the
+    /// module doc). A key goes to its home node if `place`, else to its home
+    /// shard here (see [`Shard::route_placed`]).
     pub(crate) fn deliver_when_ready(
-        &self,
+        self: &Rc<Self>,
         to: &Address,
         msg: Message,
         from: Option<WorkerRef>,
         verdict: Verdict,
         place: bool,
     ) {
-        let delivery = Delivery {
-            msg,
-            from,
-            reply: None,
-        };
         let target = if place {
             self.placed_target(to)
         } else {
             self.local_target(to)
         };
         match target {
-            Ok((shard, target)) => {
-                let id = self.next_waiter_id();
-                let waiter = Waiter {
-                    id,
-                    delivery,
-                    verdict,
-                };
-                self.enqueue_when_ready(shard, target, waiter, false);
-            }
-            Err(_) => verdict(self.route_placed(to, delivery, place).map_err(|u| u.error)),
+            Ok((shard, target)) => self.deliver_to_shard(shard, target, msg, from, verdict, Admission::Wait),
+            Err(remote) => self.deliver_remote_when_ready(&remote, msg, from, verdict),
         }
+    }
+
+    /// Delivers `msg` from outside the node to `to`, a worker of this node,
+    /// at once even into a full mailbox ([`Admission::ForceBehind`]), and
+    /// calls `verdict` once it is in (or with why it cannot be).
+    pub(crate) fn deliver_forced(&self, to: &Address, msg: Message, from: Option<WorkerRef>, verdict: Verdict) {
+        match self.local_target(to) {
+            Ok((shard, target)) => {
+                self.deliver_to_shard(shard, target, msg, from, verdict, Admission::ForceBehind)
+            }
+            Err(_) => verdict(Err(Error::NoSuchWorker(to.to_string()))),
+        }
+    }
+
+    /// Takes a waiting send of `msg` from `from` to shard `shard`, where it
+    /// is admitted as `admission` says.
+    fn deliver_to_shard(
+        &self,
+        shard: usize,
+        target: Target,
+        msg: Message,
+        from: Option<WorkerRef>,
+        verdict: Verdict,
+        admission: Admission,
+    ) {
+        let waiter = Waiter {
+            id: self.next_waiter_id(),
+            delivery: Delivery {
+                msg,
+                from,
+                reply: None,
+            },
+            verdict,
+        };
+        self.enqueue_when_ready(shard, target, waiter, admission);
+    }
+
+    /// [`deliver_when_ready`](Self::deliver_when_ready) to the remote worker
+    /// `to`.
+    fn deliver_remote_when_ready(
+        self: &Rc<Self>,
+        to: &RemoteAddress,
+        msg: Message,
+        from: Option<WorkerRef>,
+        verdict: Verdict,
+    ) {
+        let Some(router) = self.remote.get() else {
+            return verdict(Err(Error::NoRoute(to.node.to_string())));
+        };
+        if let Some(sent) = self.send_remote_at_once(router, to, &msg, from) {
+            return verdict(sent);
+        }
+        let shard = self.clone();
+        let counted = Box::new(move |result: Result<()>| {
+            if result.is_ok() {
+                shard.meter.sent_remote();
+            }
+            verdict(result);
+        });
+        router.send_when_ready(to, msg, from, false, counted);
     }
 
     /// Puts `msg` from outside the shards into `to`'s mailbox if that is
@@ -227,21 +371,21 @@ impl Shard {
     }
 
     /// Takes `waiter` to shard `shard`, where [`Shard::admit`] handles it.
-    fn enqueue_when_ready(&self, shard: usize, to: Target, waiter: Waiter, forced: bool) {
+    fn enqueue_when_ready(&self, shard: usize, to: Target, waiter: Waiter, admission: Admission) {
         if shard == self.index {
-            return self.admit(to, waiter, forced);
+            return self.admit(to, waiter, admission);
         }
         if let Err(error) = self.check_shard(shard) {
             return (waiter.verdict)(Err(error));
         }
-        let job = Packet::Run(Box::new(move |s: &Rc<Shard>| s.admit(to, waiter, forced)));
+        let job = Packet::Run(Box::new(move |s: &Rc<Shard>| s.admit(to, waiter, admission)));
         // `post` refuses only this shard and shards that do not exist.
         let _ = self.post(shard, job);
     }
 
     /// On the receiver's shard: puts the waiter's delivery into the mailbox,
-    /// or parks it until there is room (past the capacity if `forced`).
-    fn admit(&self, to: Target, waiter: Waiter, forced: bool) {
+    /// or parks it until there is room, as `admission` says.
+    fn admit(&self, to: Target, waiter: Waiter, admission: Admission) {
         let r = match to {
             Target::Worker(r) => r,
             Target::Key(key) => match self.virtual_worker(&key) {
@@ -261,7 +405,7 @@ impl Shard {
             }
         };
         if r.shard() != self.index {
-            return self.enqueue_when_ready(r.shard(), Target::Worker(r), waiter, forced);
+            return self.enqueue_when_ready(r.shard(), Target::Worker(r), waiter, admission);
         }
         let Waiter {
             id,
@@ -271,10 +415,13 @@ impl Shard {
         // Sends are parked for `r` only while its mailbox is full (see the
         // module doc): then an unforced push fails and this one queues
         // behind them.
-        let capacity = if forced {
-            usize::MAX
-        } else {
-            self.node.mailbox_capacity
+        let capacity = match admission {
+            Admission::Wait => self.node.mailbox_capacity,
+            Admission::Force => usize::MAX,
+            Admission::ForceBehind => {
+                self.release_parked(r, true);
+                usize::MAX
+            }
         };
         let pushed = self.state.borrow_mut().slots.push(r, delivery, capacity);
         let delivery = match pushed {
@@ -338,13 +485,19 @@ impl Shard {
     /// Worker `r` took a message from its full mailbox: parked sends for it
     /// go in while its mailbox has room.
     pub(crate) fn room_made(&self, r: WorkerRef) {
+        self.release_parked(r, false);
+    }
+
+    /// Parked sends for `r` go into its mailbox, oldest first: all of them,
+    /// past its capacity, if `all`, else while it has room.
+    fn release_parked(&self, r: WorkerRef, all: bool) {
         loop {
             let next = {
                 let mut parked = self.waiting.parked.borrow_mut();
                 let Some(queue) = parked.get_mut(&r) else {
                     return;
                 };
-                if self.mailbox_is_full(r) {
+                if !all && self.mailbox_is_full(r) {
                     return;
                 }
                 let next = queue.pop_front();

@@ -244,6 +244,15 @@ impl Shard {
         tracing::debug!(shard = self.index, error = %why, "message dropped");
     }
 
+    /// Counts `sends` plain messages whose fate is unknown (a link closed
+    /// before they were settled).
+    pub(crate) fn count_in_doubt(&self, sends: u64) {
+        let mut dropped = self.dropped.get();
+        dropped.count_in_doubt(sends);
+        self.dropped.set(dropped);
+        tracing::debug!(shard = self.index, sends, "messages in doubt");
+    }
+
     /// Plain messages dropped on this shard, by reason.
     pub(crate) fn dropped(&self) -> Dropped {
         self.dropped.get()

@@ -22,11 +22,12 @@
 //!
 //! Module dependencies point one way: `wire`, `crypto`, `frame` and `cipher`
 //! at the bottom; `keys`, `zone`, `error` and `stats` above them; then
-//! `envelope`, `codec`, `handshake`, `remote_error`, `flow`, `watches`; `link` on top.
+//! `envelope`, `codec`, `handshake`, `remote_error`, `flow`, `backlog`, `watches`; `link` on top.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+pub mod backlog;
 mod cipher;
 pub mod codec;
 mod crypto;

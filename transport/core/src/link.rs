@@ -21,7 +21,8 @@
 //!   and its heartbeat tick;
 //! - delivery flow control (`flow.rs`, protocol version 2): the window this
 //!   node's sends hold at the peer, per worker, and the peer's at this node,
-//!   with the credits and reports of sends settled here.
+//!   with the credits and reports of sends settled here; and the sends that
+//!   wait for room in the window (`backlog.rs`).
 //!
 //! The driver calls [`handle_input`](LinkState::handle_input) with what it
 //! read and then [`poll_input`](LinkState::poll_input) until it returns
@@ -41,6 +42,12 @@
 //! room) or cannot be delivered. Until then it holds its part of the peer's
 //! window, so the peer sends no more to that worker than the window allows
 //! while the driver reads on and serves the other workers.
+//!
+//! This node's plain sends that find their window full are refused
+//! ([`send`](LinkState::send)), or wait for room
+//! ([`send_when_ready`](LinkState::send_when_ready)); those that hold
+//! window when a connection ends are *in doubt*, which
+//! [`disconnected`](LinkState::disconnected) counts.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -52,6 +59,7 @@ use bytes::Bytes;
 use myriad_engine::plugin::WireRef;
 use myriad_engine::{Error, ExitReason, Message, RemoteAddress, Replier, Result, WorkerRef};
 
+use crate::backlog::{Backlog, Ready, Waiting};
 use crate::codec::{Decoder, Encoder};
 use crate::envelope::{ControlOp, Envelope, ErrorCode, Kind, WorkerAddr};
 use crate::error::{EncodeError, ProtocolError};
@@ -190,34 +198,53 @@ enum Waiter<A> {
 /// An answer for someone of this node: hand it over with
 /// [`deliver`](Self::deliver), outside any borrow of the link.
 #[must_use = "an answer does nothing until delivered"]
-pub struct Answer<A> {
-    waiter: Waiter<A>,
-    result: Result<Message>,
+pub struct Answer<A>(Answered<A>);
+
+enum Answered<A> {
+    /// The answer to an ask, a request or a watch.
+    Reply(Waiter<A>, Result<Message>),
+    /// The verdict of a waiting send ([`LinkState::send_when_ready`]).
+    Taken(Ready, Result<()>),
+}
+
+impl<A> Answer<A> {
+    fn reply(waiter: Waiter<A>, result: Result<Message>) -> Self {
+        Answer(Answered::Reply(waiter, result))
+    }
 }
 
 impl<A: Asker> Answer<A> {
     /// Hands the answer to whoever waits for it.
     pub fn deliver(self) {
-        match self.waiter {
-            Waiter::Ask { asker, .. } => asker.complete(self.result),
-            // The requester may have given up.
-            Waiter::Request { reply, .. } | Waiter::Watch { reply, .. } => {
-                drop(reply.send(self.result))
-            }
+        match self.0 {
+            Answered::Reply(waiter, result) => match waiter {
+                Waiter::Ask { asker, .. } => asker.complete(result),
+                // The requester may have given up.
+                Waiter::Request { reply, .. } | Waiter::Watch { reply, .. } => {
+                    drop(reply.send(result))
+                }
+            },
+            Answered::Taken(ready, result) => ready(result),
         }
     }
 }
 
 impl<A> fmt::Debug for Answer<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let to = match &self.waiter {
-            Waiter::Ask { to, .. } => to.to_string(),
-            Waiter::Request { worker, .. } => format!("request for {worker:?}"),
-            Waiter::Watch { to, .. } => format!("watch of {to}"),
+        let (to, result) = match &self.0 {
+            Answered::Reply(waiter, result) => {
+                let to = match waiter {
+                    Waiter::Ask { to, .. } => to.to_string(),
+                    Waiter::Request { worker, .. } => format!("request for {worker:?}"),
+                    Waiter::Watch { to, .. } => format!("watch of {to}"),
+                };
+                (to, format!("{result:?}"))
+            }
+            Answered::Taken(_, result) => ("a waiting send".to_owned(), format!("{result:?}")),
         };
         f.debug_struct("Answer")
             .field("to", &to)
-            .field("result", &self.result)
+            .field("result", &result)
             .finish()
     }
 }
@@ -247,6 +274,9 @@ pub enum Incoming<A> {
         /// On a flow-controlled connection: settle the send with it, exactly
         /// once. Without one (a version 1 peer), the peer cannot be told.
         receipt: Option<Receipt>,
+        /// It came in the link window's reserve (`flow.rs`): its sender
+        /// must not wait, deliver it at once, even into a full mailbox.
+        forced: bool,
     },
     /// An ask for a worker of this node: answer it with [`LinkState::reply`].
     Ask {
@@ -307,6 +337,20 @@ pub enum Incoming<A> {
         /// Why, as the engine error about `node/worker`.
         error: Error,
     },
+}
+
+/// The plain sends of this node that a connection (or an attempt to make
+/// one) left unsettled when it ended, each accepted (its sender was told
+/// `Ok`): see [`LinkState::disconnected`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Unsettled {
+    /// Kept for a connection that never came up: never sent, so never
+    /// delivered.
+    pub unsent: u64,
+    /// Written (or about to be) on a flow-controlled connection and neither
+    /// credited nor reported by the peer: delivered or not, nobody knows
+    /// (none on a version 1 connection, which keeps no window).
+    pub in_doubt: u64,
 }
 
 /// What the driver must do after a call into the link.
@@ -415,6 +459,8 @@ pub struct LinkState<A = Replier> {
     unsettled: u64,
     /// Credits and reports for the peer, written before anything else.
     settlements: Settlements,
+    /// This node's plain sends waiting for room.
+    backlog: Backlog,
     /// The link protocol version of the current (or last) connection;
     /// `None` before the first.
     version: Option<u16>,
@@ -465,6 +511,7 @@ impl<A: Asker> LinkState<A> {
             sent: Window::default(),
             unsettled: 0,
             settlements: Settlements::default(),
+            backlog: Backlog::default(),
             version: None,
             watches: Watches::default(),
             exits: VecDeque::new(),
@@ -501,6 +548,18 @@ impl<A: Asker> LinkState<A> {
 
     /// Checks that a message of `size` bytes may be sent now.
     fn admit(&self, size: usize) -> Result<()> {
+        self.check(size)?;
+        if !self.has_buffer_room() {
+            let peer = self.peer_label();
+            return Err(Error::MailboxFull(format!("link to node {peer}")));
+        }
+        Ok(())
+    }
+
+    /// Checks that a message of `size` bytes may ever be sent on this
+    /// connection (or attempt): the link is not down, the message not too
+    /// large.
+    fn check(&self, size: usize) -> Result<()> {
         match self.phase {
             Phase::Connecting | Phase::Up => {}
             Phase::Backoff | Phase::Closed => return Err(Error::ConnectionLost(self.peer_label())),
@@ -512,11 +571,12 @@ impl<A: Asker> LinkState<A> {
                 max: max as usize,
             });
         }
-        if self.out.buffered() + self.writing >= self.settings.buffer_limit {
-            let peer = self.peer_label();
-            return Err(Error::MailboxFull(format!("link to node {peer}")));
-        }
         Ok(())
+    }
+
+    /// Whether the outbound buffer takes more.
+    fn has_buffer_room(&self) -> bool {
+        self.out.buffered() + self.writing < self.settings.buffer_limit
     }
 
     /// The wire address of worker `name`.
@@ -647,7 +707,7 @@ impl<A: Asker> LinkState<A> {
             }
             let pushed = self.push_checked(envelope(Kind::Send));
             if pushed.is_err() && self.flow {
-                self.sent.give_back(&window, cost);
+                self.sent.forget(&window, cost);
             }
             return pushed;
         };
@@ -663,6 +723,110 @@ impl<A: Asker> LinkState<A> {
                 Err(error)
             }
         }
+    }
+
+    /// Sends the plain message `msg` from worker `from` of this node (if a
+    /// worker sent it) to worker `to` as [`send`](Self::send) does, but
+    /// where `send` would refuse it for want of room — its worker's
+    /// delivery window or the outbound buffer is full — keeps it until there
+    /// is room, behind the sends to that worker waiting already; the sends
+    /// to other workers go on meanwhile. `ready` is told once, through
+    /// [`poll_answer`](Self::poll_answer): `Ok` when the link took it (as an
+    /// `Ok` of `send` means), or why not (the connection ended first:
+    /// `ConnectionLost`). Returns its id while it waits, for
+    /// [`force`](Self::force).
+    ///
+    /// A `forced` send is one whose sender must not wait, a worker whose
+    /// own mailbox is full: it ignores its worker's window and needs only
+    /// room in the link's, its reserve included (`flow.rs`).
+    pub fn send_when_ready(
+        &mut self,
+        to: &RemoteAddress,
+        msg: Message,
+        from: Option<WireRef>,
+        forced: bool,
+        ready: Ready,
+    ) -> Option<u64> {
+        let target = match self.check(msg.len()).and_then(|()| self.target(&to.worker)) {
+            Ok(target) => Some(target),
+            Err(error) => {
+                self.queue(Some(Answer(Answered::Taken(ready, Err(error)))));
+                return None;
+            }
+        };
+        let sender = from
+            .filter(|_| self.speaks_version_2())
+            .map(WorkerAddr::Ref);
+        let waiting = Waiting {
+            id: self.backlog.next_id(),
+            cost: flow::cost(msg.len()),
+            envelope: Envelope {
+                sender,
+                ..Envelope::new(Kind::Send, target.clone(), msg)
+            },
+            target,
+            ready,
+        };
+        if !self.backlog.must_queue(&waiting.target, forced) && self.take_room(&waiting, forced) {
+            self.go(waiting);
+            return None;
+        }
+        let id = waiting.id;
+        self.backlog.push(waiting, forced);
+        Some(id)
+    }
+
+    /// The sender of waiting send `id` must not wait any more (its own
+    /// mailbox filled up): it becomes a forced send (see
+    /// [`send_when_ready`](Self::send_when_ready)). Nothing happens if it
+    /// is no longer waiting.
+    pub fn force(&mut self, id: u64) {
+        if self.backlog.force(id) {
+            self.release_backlog();
+        }
+    }
+
+    /// Takes room for `waiting` in the outbound buffer and its window (on a
+    /// flow-controlled connection), forced or not; `false` if there is none.
+    fn take_room(&mut self, waiting: &Waiting, forced: bool) -> bool {
+        if !self.has_buffer_room() {
+            return false;
+        }
+        match (self.flow, forced) {
+            (false, _) => true,
+            (true, false) => self.sent.take(&waiting.target, waiting.cost),
+            (true, true) => self.sent.take_forced(&waiting.target, waiting.cost),
+        }
+    }
+
+    /// Sends the waiting sends there is room for now (see `backlog.rs`).
+    fn release_backlog(&mut self) {
+        let mut backlog = std::mem::take(&mut self.backlog);
+        let released = backlog.release(|waiting, forced| self.take_room(waiting, forced));
+        self.backlog = backlog;
+        for waiting in released {
+            self.go(waiting);
+        }
+    }
+
+    /// Encodes a waiting send that has its room, and tells its sender.
+    fn go(&mut self, waiting: Waiting) {
+        let Waiting {
+            target,
+            mut envelope,
+            cost,
+            ready,
+            ..
+        } = waiting;
+        // A send kept before the handshake may meet a version 1 peer.
+        let pushed = match self.need_version_2() {
+            Err(error) if !version_1_compatible(&mut envelope) => Err(error),
+            _ => self.push_checked(envelope),
+        };
+        if pushed.is_err() && self.flow {
+            self.sent.forget(&target, cost);
+        }
+        self.queue(Some(Answer(Answered::Taken(ready, pushed))));
     }
 
     /// Sends remote operation `op` at `now`; its answer (or its failure,
@@ -852,6 +1016,10 @@ impl<A: Asker> LinkState<A> {
                 conn.last_tx = now;
             }
         }
+        // Sends may wait for room in the buffer.
+        if !self.backlog.is_empty() {
+            self.release_backlog();
+        }
     }
 
     /// Encodes the credits and reports gathered since the last write, ahead
@@ -947,6 +1115,7 @@ impl<A: Asker> LinkState<A> {
                         from,
                         body,
                         receipt,
+                        forced: receipt.is_some() && flow::in_reserve(self.unsettled),
                     });
                 }
                 Kind::Ask { id } => {
@@ -1006,6 +1175,9 @@ impl<A: Asker> LinkState<A> {
                         let violation = "a credit for more than this node sent";
                         self.close(LinkError::Protocol(ProtocolError::Malformed(violation)));
                         return None;
+                    }
+                    if !self.backlog.is_empty() {
+                        self.release_backlog();
                     }
                     None
                 }
@@ -1073,7 +1245,7 @@ impl<A: Asker> LinkState<A> {
             return Ok(None);
         }
         let cost = flow::cost(body.len());
-        if !flow::fits(self.unsettled, cost, flow::LINK_WINDOW) {
+        if !flow::fits_forced(self.unsettled, cost) {
             return Err(ProtocolError::Malformed(
                 "a send beyond the link's delivery window",
             ));
@@ -1175,7 +1347,7 @@ impl<A: Asker> LinkState<A> {
             self.send_unwatch(id);
         }
         let result = Ok(Message::from(who.to_string()));
-        Some((Answer { waiter, result }, fresh))
+        Some((Answer::reply(waiter, result), fresh))
     }
 
     /// The peer's notice that the worker of its watch `id` ended (it may
@@ -1227,7 +1399,7 @@ impl<A: Asker> LinkState<A> {
     /// The answer `result` for the ask or request `id`, if it is waiting.
     fn answer(&mut self, id: u64, result: Result<Message>) -> Option<Answer<A>> {
         let waiter = self.waiting.remove(&id)?;
-        Some(Answer { waiter, result })
+        Some(Answer::reply(waiter, result))
     }
 
     /// The answer for a `reply err` with `code` and `text` for `id`.
@@ -1342,7 +1514,7 @@ impl<A: Asker> LinkState<A> {
             if let Some(Waiter::Ask { asker, to }) = self.waiting.remove(&id) {
                 let result = Err(Error::NoReply(to.to_string()));
                 let waiter = Waiter::Ask { asker, to };
-                self.queue(Some(Answer { waiter, result }));
+                self.queue(Some(Answer::reply(waiter, result)));
             }
         }
         abandoned.len()
@@ -1369,8 +1541,10 @@ impl<A: Asker> LinkState<A> {
 
     /// Connection `seq` to `peer` is established at `now`, with `encoder`
     /// and `decoder` from its handshake: the link is up, and the messages
-    /// accepted meanwhile are encoded (any the encoder refuses fail their
-    /// askers).
+    /// accepted meanwhile are encoded. Any the encoder (or the peer's
+    /// version) refuses fail their askers; the plain sends among them give
+    /// their window back and are returned, with why, to be counted as
+    /// dropped (their senders were told `Ok`).
     pub fn connected(
         &mut self,
         now: Instant,
@@ -1378,7 +1552,7 @@ impl<A: Asker> LinkState<A> {
         peer: &PeerInfo,
         encoder: Encoder,
         decoder: Decoder,
-    ) {
+    ) -> Vec<Error> {
         self.peer = Some(peer.name.clone());
         self.version = Some(peer.version);
         self.send_limit = self.settings.max_message_size.min(peer.max_message_size);
@@ -1401,21 +1575,36 @@ impl<A: Asker> LinkState<A> {
         }
         self.out.encoder = Some(encoder);
         self.out.early_bytes = 0;
+        let mut refused = Vec::new();
         for mut envelope in std::mem::take(&mut self.out.early) {
-            let kind = envelope.kind;
+            let (kind, target, cost) = (
+                envelope.kind,
+                envelope.target.clone(),
+                flow::cost(envelope.body.len()),
+            );
             let pushed = match self.need_version_2() {
                 Err(error) if !version_1_compatible(&mut envelope) => Err(error),
                 _ => self.push(envelope).map_err(|error| self.refusal(error)),
             };
-            if let Err(error) = pushed {
-                if let Kind::Ask { id } | Kind::Control { id, .. } = kind {
+            let Err(error) = pushed else { continue };
+            match kind {
+                Kind::Ask { id } | Kind::Control { id, .. } => {
                     let answer = self.answer(id, Err(error));
                     self.queue(answer);
                 }
+                Kind::Send => {
+                    if self.flow {
+                        self.sent.forget(&target, cost);
+                    }
+                    refused.push(error);
+                }
+                _ => {}
             }
         }
+        self.release_backlog();
         self.wake.transmit = true;
         self.wake.timer = true;
+        refused
     }
 
     /// Ends the current connection for `reason` (the first reason given
@@ -1443,14 +1632,31 @@ impl<A: Asker> LinkState<A> {
     }
 
     /// The connection (or the attempt to make one) is over and the link
-    /// goes to phase `next`: every waiting ask and request fails with
-    /// `ConnectionLost` (see [`poll_answer`](Self::poll_answer)), and unsent
-    /// messages are dropped. Returns how many plain sends had waited for the
-    /// link to come up.
-    pub fn disconnected(&mut self, next: Phase) -> usize {
+    /// goes to phase `next`: every waiting ask and request, and every send
+    /// waiting for room, fails with `ConnectionLost` (see
+    /// [`poll_answer`](Self::poll_answer)), and unsent messages are dropped.
+    /// Returns what became of the plain sends this node's senders were told
+    /// `Ok` for, and that were not settled.
+    pub fn disconnected(&mut self, next: Phase) -> Unsettled {
         for (watcher, who) in self.watches.drain() {
             self.fired(watcher, who, ExitReason::NodeLost);
         }
+        let was_up = self.out.encoder.is_some();
+        let unsettled = Unsettled {
+            unsent: self
+                .out
+                .early
+                .iter()
+                .filter(|e| e.kind == Kind::Send)
+                .count() as u64,
+            // The sends kept before a connection came up hold window too;
+            // they are the unsent ones.
+            in_doubt: if self.flow && was_up {
+                self.sent.unsettled_sends()
+            } else {
+                0
+            },
+        };
         self.phase = next;
         self.conn = None;
         self.writing = 0;
@@ -1458,16 +1664,19 @@ impl<A: Asker> LinkState<A> {
         self.sent.clear();
         self.unsettled = 0;
         self.settlements.clear();
-        let early = std::mem::take(&mut self.out).early;
-        let dropped = early.iter().filter(|e| e.kind == Kind::Send).count();
+        self.out = Outbox::default();
         self.deadlines.clear();
         let lost = Error::ConnectionLost(self.peer_label());
         let waiting: Vec<Waiter<A>> = self.waiting.drain().map(|(_, w)| w).collect();
         for waiter in waiting {
             let result = Err(lost.clone());
-            self.queue(Some(Answer { waiter, result }));
+            self.queue(Some(Answer::reply(waiter, result)));
         }
-        dropped
+        for waiting in self.backlog.drain() {
+            let result = Err(lost.clone());
+            self.queue(Some(Answer(Answered::Taken(waiting.ready, result))));
+        }
+        unsettled
     }
 }
 

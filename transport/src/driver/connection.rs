@@ -144,7 +144,8 @@ pub(crate) async fn run(
         shard.zone_member_up(name.as_str(), &peer.virtual_kinds)
     });
     let conn = Rc::new(Conn::new(st.next_seq(), peer, peer_addr));
-    link.connected(conn.clone(), encoder, decoder);
+    let refused = link.connected(conn.clone(), encoder, decoder);
+    st.count_unsent(refused);
     let _up = Up {
         st: st.clone(),
         link: link.clone(),

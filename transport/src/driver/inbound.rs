@@ -10,6 +10,10 @@
 //! its window back to the peer, and reports what failed. The reader never
 //! waits for a worker, so a slow worker slows down only the sends to itself
 //! (its window at the peer fills up), and two busy nodes cannot deadlock.
+//! A send that came in the window's reserve was forced by its sender
+//! (`flow.rs`): it goes in at once, past the mailbox's capacity, behind the
+//! sends waiting there (`ShardHandle::deliver_forced`), so the reserve never
+//! waits for a worker.
 //!
 //! The answer to an ask, or the verdict of a waiting delivery, may come on
 //! any shard of this node; it comes back to the link's shard through the
@@ -157,15 +161,17 @@ impl Inbound {
                 from,
                 body,
                 receipt: Some(receipt),
+                forced,
             } => {
                 let from = self.sender(from);
-                self.deliver(receipt, target, from, body);
+                self.deliver(receipt, target, from, body, forced);
             }
             Incoming::Send {
                 target,
                 from,
                 body,
                 receipt: None,
+                ..
             } => {
                 // A version 1 peer cannot be told: counted here only.
                 let from = self.sender(from);
@@ -233,13 +239,15 @@ impl Inbound {
     }
 
     /// Puts the peer's send into its worker's mailbox, waiting for room if
-    /// need be, and settles it on the link when it is in or cannot be.
+    /// need be (unless `forced`), and settles it on the link when it is in
+    /// or cannot be.
     fn deliver(
         &mut self,
         receipt: Receipt,
         target: Option<WorkerAddr>,
         from: Option<WorkerRef>,
         body: Message,
+        forced: bool,
     ) {
         let to = match self.target(&target) {
             Ok(to) => to,
@@ -260,7 +268,11 @@ impl Inbound {
             // The shard is gone only when the node stops.
             let _ = completions.send(Completion { link, done });
         });
-        self.shard.deliver_when_ready(&to, body, from, verdict);
+        if forced {
+            self.shard.deliver_forced(&to, body, from, verdict);
+        } else {
+            self.shard.deliver_when_ready(&to, body, from, verdict);
+        }
     }
 
     /// Watches the worker `target` means for the peer's worker `watcher`,

@@ -21,8 +21,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures_lite::future::or;
-use myriad_engine::{ExitReason, Message, RemoteAddress, Replier, Result, WorkerRef};
-use myriad_link::link::{Incoming, LinkError, LinkSettings, LinkState, Receipt, Wake};
+use myriad_engine::{Error, ExitReason, Message, RemoteAddress, Replier, Result, WorkerRef};
+use myriad_link::backlog::Ready;
+use myriad_link::link::{Incoming, LinkError, LinkSettings, LinkState, Receipt, Unsettled, Wake};
 use myriad_link::Exit;
 
 use myriad_engine::plugin::{ShardHandle, Signal, WireRef};
@@ -159,6 +160,23 @@ impl Link {
         self.with(|s| s.send(to, msg, from, reply))
     }
 
+    /// See [`LinkState::send_when_ready`].
+    pub(crate) fn send_when_ready(
+        &self,
+        to: &RemoteAddress,
+        msg: Message,
+        from: Option<WireRef>,
+        forced: bool,
+        ready: Ready,
+    ) -> Option<u64> {
+        self.with(|s| s.send_when_ready(to, msg, from, forced, ready))
+    }
+
+    /// See [`LinkState::force`].
+    pub(crate) fn force(&self, id: u64) {
+        self.with(|s| s.force(id));
+    }
+
     /// See [`LinkState::watch`].
     pub(crate) fn watch(
         &self,
@@ -257,11 +275,18 @@ impl Link {
 
     // ----- connection changes -------------------------------------------------
 
-    /// `conn` is established, `encoder` and `decoder` serve it: the link is up.
-    pub(crate) fn connected(&self, conn: Rc<Conn>, encoder: Encoder, decoder: Decoder) {
+    /// `conn` is established, `encoder` and `decoder` serve it: the link is
+    /// up. Returns why each plain send kept meanwhile was refused, if any
+    /// was (see [`LinkState::connected`]).
+    pub(crate) fn connected(
+        &self,
+        conn: Rc<Conn>,
+        encoder: Encoder,
+        decoder: Decoder,
+    ) -> Vec<Error> {
         let (seq, peer) = (conn.seq, conn.peer.clone());
         *self.conn.borrow_mut() = Some(conn);
-        self.with(|s| s.connected(Instant::now(), seq, &peer, encoder, decoder));
+        self.with(|s| s.connected(Instant::now(), seq, &peer, encoder, decoder))
     }
 
     /// Ends the current connection for `reason` (the first reason wins).
@@ -275,7 +300,7 @@ impl Link {
     }
 
     /// See [`LinkState::disconnected`]; its askers get their answers here.
-    pub(crate) fn disconnected(&self, next: Phase) -> usize {
+    pub(crate) fn disconnected(&self, next: Phase) -> Unsettled {
         self.conn.borrow_mut().take();
         self.with(|s| s.disconnected(next))
     }

@@ -108,22 +108,45 @@ impl ShardTransport {
     }
 
     /// Ends `link`'s connection or connection attempt (see
-    /// [`Link::disconnected`]), counting the sends that never left: in the
-    /// transport's `undeliverable`, and in the engine's dropped messages of
-    /// this node, whose workers sent them (`NodeHandle::dropped`).
+    /// [`Link::disconnected`]), counting the sends it left unsettled in the
+    /// engine's dropped messages of this node, whose workers (or threads)
+    /// sent them (`NodeHandle::dropped`): those that never left as lost
+    /// (and in the transport's `undeliverable`), those in flight as in doubt.
     pub(crate) fn drop_unsent(&self, link: &Link, next: link::Phase) {
-        let unsent = link.disconnected(next);
-        if unsent == 0 {
-            return;
+        let unsettled = link.disconnected(next);
+        let lost = Error::ConnectionLost(format!("link {}", link.id));
+        self.count_unsent((0..unsettled.unsent).map(|_| lost.clone()));
+        if unsettled.in_doubt > 0 {
+            tracing::debug!(
+                link = link.id,
+                sends = unsettled.in_doubt,
+                "sends in doubt: the link closed before they were settled"
+            );
+            // Called on this shard's thread, which is always a shard.
+            if let Some(shard) = ShardHandle::current() {
+                shard.count_in_doubt(unsettled.in_doubt);
+            }
         }
-        // Called on this shard's thread, which is always a shard.
+    }
+
+    /// Counts accepted plain sends that never left this node, each with why:
+    /// in the transport's `undeliverable`, and in the engine's dropped
+    /// messages.
+    pub(crate) fn count_unsent(&self, unsent: impl IntoIterator<Item = Error>) {
         let shard = ShardHandle::current();
-        let lost = myriad_engine::Error::ConnectionLost(format!("link {}", link.id));
-        for _ in 0..unsent {
+        for why in unsent {
             self.shared.counters.undeliverable.bump();
             if let Some(shard) = &shard {
-                shard.count_dropped(&lost);
+                shard.count_dropped(&why);
             }
+        }
+    }
+
+    /// The link's waiting send `id` (to `node`) must not wait any more.
+    fn force_waiting(&self, node: &str, id: u64) {
+        let link = self.outbound.borrow().get(node).cloned();
+        if let Some(link) = link {
+            link.force(id);
         }
     }
 
@@ -274,6 +297,28 @@ impl RemoteRouter for Router {
     ) -> Result<()> {
         let from = from.filter(|r| !r.is_remote()).map(WireRef::of);
         self.link(&to.node)?.send(to, msg, from, reply)
+    }
+
+    fn send_when_ready(
+        &self,
+        to: &RemoteAddress,
+        msg: Message,
+        from: Option<WorkerRef>,
+        forced: bool,
+        verdict: Box<dyn FnOnce(Result<()>)>,
+    ) -> Option<u64> {
+        let from = from.filter(|r| !r.is_remote()).map(WireRef::of);
+        match self.link(&to.node) {
+            Ok(link) => link.send_when_ready(to, msg, from, forced, verdict),
+            Err(error) => {
+                verdict(Err(error));
+                None
+            }
+        }
+    }
+
+    fn force_waiting(&self, node: &str, id: u64) {
+        self.st.force_waiting(node, id);
     }
 
     fn watch(

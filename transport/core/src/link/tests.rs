@@ -94,8 +94,19 @@ fn pair(now: Instant) -> (Link, Link) {
 
 /// Runs a handshake between `alpha` (initiator) and `beta` at `now`.
 fn connect(alpha: &mut Link, beta: &mut Link, seq: u64, now: Instant) {
+    connect_as(alpha, beta, seq, now, &config("beta"));
+}
+
+/// [`connect`], with `beta`'s configuration.
+fn connect_as(
+    alpha: &mut Link,
+    beta: &mut Link,
+    seq: u64,
+    now: Instant,
+    beta_config: &LinkConfig,
+) -> Vec<Error> {
     let (mut initiator, first) = Handshake::initiator(&config("alpha")).unwrap();
-    let mut responder = Handshake::responder(&config("beta")).unwrap();
+    let mut responder = Handshake::responder(beta_config).unwrap();
     let second = sent(responder.feed(&first).unwrap());
     let third = sent(initiator.feed(&second).unwrap());
     let b = done(responder.feed(&third).unwrap());
@@ -103,7 +114,7 @@ fn connect(alpha: &mut Link, beta: &mut Link, seq: u64, now: Instant) {
     let confirmation = beta.poll_transmit().expect("the confirmation");
     beta.transmitted(now);
     let a = done(initiator.feed(&confirmation).unwrap());
-    alpha.connected(now, seq, &a.peer, a.encoder, a.decoder);
+    alpha.connected(now, seq, &a.peer, a.encoder, a.decoder)
 }
 
 /// Moves everything `from` has to write to `to`, at `now`.
@@ -378,7 +389,7 @@ fn a_silent_peer_closes_the_link_and_its_asks_fail_with_connection_lost() {
         "the asks wait until the link is down"
     );
 
-    assert_eq!(alpha.disconnected(Phase::Backoff), 0);
+    assert_eq!(alpha.disconnected(Phase::Backoff), Unsettled::default());
     assert!(alpha.take_wake().answers);
     answers(&mut alpha).into_iter().for_each(Answer::deliver);
     let lost = Error::ConnectionLost("beta".to_owned());
@@ -565,7 +576,10 @@ fn a_failed_attempt_drops_the_waiting_sends_and_fails_the_asks() {
         .unwrap();
     assert_eq!(
         alpha.disconnected(Phase::Backoff),
-        2,
+        Unsettled {
+            unsent: 2,
+            in_doubt: 0
+        },
         "two plain sends dropped"
     );
     answers(&mut alpha).into_iter().for_each(Answer::deliver);
@@ -677,7 +691,11 @@ fn sends_before_the_handshake_hold_their_window_too() {
     let mut alpha = Link::new(Some(name("beta")), settings());
     fill(&mut alpha, "w");
     // A failed attempt forgets the window with the sends it drops.
-    assert_eq!(alpha.disconnected(Phase::Connecting), 4);
+    let unsent = Unsettled {
+        unsent: 4,
+        in_doubt: 0,
+    };
+    assert_eq!(alpha.disconnected(Phase::Connecting), unsent);
     alpha.send(&to("w"), quarter(), None, &mut None).unwrap();
 }
 
@@ -890,6 +908,223 @@ fn a_receipt_of_an_earlier_connection_is_ignored() {
         beta.poll_transmit().is_none(),
         "no credit for a forgotten send"
     );
+}
+
+// ----- waiting sends, forced sends, sends in doubt -------------------------------
+
+/// What a waiting send's sender is told, once.
+type Told = Rc<RefCell<Vec<Result<()>>>>;
+
+fn ready(told: &Told) -> Ready {
+    let told = told.clone();
+    Box::new(move |result| told.borrow_mut().push(result))
+}
+
+/// Hands out `link`'s answers, waiting sends' verdicts included.
+fn deliver_all(link: &mut Link) {
+    answers(link).into_iter().for_each(Answer::deliver);
+}
+
+/// Settles every plain send `beta` received as delivered, and carries the
+/// credits back to `alpha`; returns how many were forced.
+fn settle_all(alpha: &mut Link, beta: &mut Link, now: Instant) -> usize {
+    carry(alpha, beta, now);
+    let mut forced = 0;
+    for i in incoming(beta) {
+        let Incoming::Send {
+            target,
+            receipt: Some(receipt),
+            forced: f,
+            ..
+        } = i
+        else {
+            panic!("expected a send with a receipt, got {i:?}")
+        };
+        forced += usize::from(f);
+        beta.settle(receipt, &target, Ok(()));
+    }
+    carry(beta, alpha, now);
+    assert!(incoming(alpha).is_empty(), "credits stay inside");
+    forced
+}
+
+#[test]
+fn a_waiting_send_waits_for_its_workers_credit_while_others_go() {
+    let now = Instant::now();
+    let (mut alpha, mut beta) = pair(now);
+    let told = Told::default();
+    fill(&mut alpha, "slow");
+    let id = alpha.send_when_ready(&to("slow"), quarter(), None, false, ready(&told));
+    assert!(id.is_some(), "it waits");
+    // A later one to the same worker queues behind it; others go at once.
+    assert!(alpha
+        .send_when_ready(
+            &to("slow"),
+            Message::from("second"),
+            None,
+            false,
+            ready(&told)
+        )
+        .is_some());
+    assert_eq!(
+        alpha.send_when_ready(&to("fast"), quarter(), None, false, ready(&told)),
+        None
+    );
+    deliver_all(&mut alpha);
+    assert_eq!(*told.borrow(), [Ok(())], "only the send to fast was taken");
+
+    // Beta settles what it has: the credits let both waiting sends go, in order.
+    assert_eq!(settle_all(&mut alpha, &mut beta, now), 0);
+    deliver_all(&mut alpha);
+    assert_eq!(*told.borrow(), [Ok(()), Ok(()), Ok(())]);
+    carry(&mut alpha, &mut beta, now);
+    assert_eq!(bodies(&incoming(&mut beta))[1], "second");
+}
+
+#[test]
+fn a_waiting_send_waits_for_room_in_the_outbound_buffer() {
+    let now = Instant::now();
+    let limit = 2 << 20;
+    let (mut alpha, _beta) = pair_with(
+        LinkSettings {
+            buffer_limit: limit,
+            ..settings()
+        },
+        now,
+    );
+    let told = Told::default();
+    alpha.send(&to("a"), quarter(), None, &mut None).unwrap();
+    alpha.send(&to("b"), quarter(), None, &mut None).unwrap();
+    assert!(alpha
+        .send_when_ready(&to("c"), Message::from("c"), None, false, ready(&told))
+        .is_some());
+    while alpha.poll_transmit().is_some() {
+        alpha.transmitted(now);
+    }
+    deliver_all(&mut alpha);
+    assert_eq!(*told.borrow(), [Ok(())]);
+}
+
+/// Fills alpha's plain link window: a full window for each of `slow` and
+/// two others.
+fn fill_link(alpha: &mut Link) {
+    fill(alpha, "slow");
+    for other in ["x", "y"] {
+        fill(alpha, other);
+    }
+    assert!(matches!(
+        alpha.send(&to("z"), Message::from("z"), None, &mut None),
+        Err(Error::MailboxFull(_))
+    ));
+}
+
+#[test]
+fn a_forced_send_takes_the_reserve_and_arrives_forced() {
+    let now = Instant::now();
+    let (mut alpha, mut beta) = pair(now);
+    let told = Told::default();
+    fill_link(&mut alpha);
+    let id = alpha
+        .send_when_ready(
+            &to("slow"),
+            Message::from("waits"),
+            None,
+            false,
+            ready(&told),
+        )
+        .expect("no room: it waits");
+    // Its sender's mailbox fills up: forced, it goes into the reserve.
+    alpha.force(id);
+    assert_eq!(
+        alpha.send_when_ready(&to("slow"), quarter(), None, true, ready(&told)),
+        None,
+        "a forced send goes at once while the reserve has room"
+    );
+    deliver_all(&mut alpha);
+    assert_eq!(*told.borrow(), [Ok(()), Ok(())]);
+    // The reserve bounds forced sends too.
+    for _ in 0..2 {
+        alpha.send_when_ready(&to("slow"), quarter(), None, true, ready(&told));
+    }
+    let waits = alpha.send_when_ready(&to("slow"), quarter(), None, true, ready(&told));
+    assert!(waits.is_some(), "the whole link window is full");
+    deliver_all(&mut alpha);
+    assert_eq!(told.borrow().len(), 4);
+
+    // Beta sees which sends came in the reserve: the four forced ones.
+    assert_eq!(settle_all(&mut alpha, &mut beta, now), 4);
+    deliver_all(&mut alpha);
+    assert_eq!(told.borrow().len(), 5, "the credits let the last one go");
+    assert!(!alpha.is_closed() && !beta.is_closed());
+}
+
+#[test]
+fn sends_unsettled_when_the_connection_ends_are_in_doubt_and_waiting_ones_fail() {
+    let now = Instant::now();
+    let (mut alpha, mut beta) = pair(now);
+    let told = Told::default();
+    for _ in 0..3 {
+        alpha.send(&to("w"), quarter(), None, &mut None).unwrap();
+    }
+    alpha
+        .send(&to("v"), Message::from("v"), None, &mut None)
+        .unwrap();
+    carry(&mut alpha, &mut beta, now);
+    let got = receipts(incoming(&mut beta));
+    // Two of the sends to `w` are settled; one to `w` and the one to `v` not.
+    for (target, receipt) in &got[..2] {
+        beta.settle(*receipt, target, Ok(()));
+    }
+    carry(&mut beta, &mut alpha, now);
+    assert!(incoming(&mut alpha).is_empty());
+    for _ in 0..3 {
+        alpha.send(&to("w"), quarter(), None, &mut None).unwrap();
+    }
+    assert!(alpha
+        .send_when_ready(&to("w"), quarter(), None, false, ready(&told))
+        .is_some());
+    let unsettled = alpha.disconnected(Phase::Backoff);
+    assert_eq!(
+        unsettled,
+        Unsettled {
+            unsent: 0,
+            in_doubt: 2 + 3
+        },
+        "one each to w and v from before, three sent since"
+    );
+    deliver_all(&mut alpha);
+    let lost = Error::ConnectionLost("beta".to_owned());
+    assert_eq!(*told.borrow(), [Err(lost)]);
+}
+
+#[test]
+fn a_send_kept_for_the_handshake_and_then_refused_gives_its_window_back() {
+    let now = Instant::now();
+    let mut alpha = Link::new(Some(name("beta")), settings());
+    let mut beta = Link::new(None, settings());
+    // Before the handshake only this node's limit is known.
+    let big = Message::from("b".repeat(2000));
+    for _ in 0..3 {
+        alpha.send(&to("w"), big.clone(), None, &mut None).unwrap();
+    }
+    alpha
+        .send(&to("w"), Message::from("small"), None, &mut None)
+        .unwrap();
+    let small_peer = config("beta").with_max_message_size(1000);
+    let refused = connect_as(&mut alpha, &mut beta, 1, now, &small_peer);
+    let too_large = Error::MessageTooLarge {
+        size: 2000,
+        max: 1000,
+    };
+    assert_eq!(refused, vec![too_large; 3]);
+    assert_eq!(
+        alpha.sent.total(),
+        flow::cost(5),
+        "only the small one holds window"
+    );
+    assert_eq!(alpha.sent.unsettled_sends(), 1);
+    carry(&mut alpha, &mut beta, now);
+    assert_eq!(bodies(&incoming(&mut beta)), ["small"]);
 }
 
 // ----- senders and remote watches (protocol version 2) -------------------------
