@@ -89,6 +89,7 @@ impl Node {
     pub fn spawn(config: NodeConfig) -> Result<NodeHandle> {
         let shards = config.validate()?;
         crate::host::check_memlock().map_err(Error::Startup)?;
+        crate::meter::calibrate_clock();
         let (inboxes, mut inbox_receivers): (Vec<_>, Vec<_>) =
             (0..shards).map(|_| flume::bounded(INBOX_CAPACITY)).unzip();
         let liveness = Arc::new(Liveness::new(inbox_receivers.clone()));
