@@ -67,9 +67,9 @@ pub struct Cli {
     #[arg(long, short)]
     pub quiet: bool,
 
-    /// Once a second during a workload, also show each shard's rate, the
-    /// latency p99 and the resident memory (default when stderr is a
-    /// terminal).
+    /// Once a second during a workload, also show each shard's messages/s
+    /// and the mailbox wait p99 (from the node's metrics), the latency p99
+    /// and the resident memory (default when stderr is a terminal).
     #[arg(long, overrides_with = "no_live", conflicts_with = "quiet")]
     pub live: bool,
 

@@ -20,6 +20,7 @@ use myriad::{
 use crate::cli::Settings;
 use crate::memory;
 use crate::monitor;
+use crate::node_metrics;
 use crate::progress;
 use crate::report::{Outcome, Row};
 use crate::workloads::Workload;
@@ -165,7 +166,13 @@ where
     take_panic();
     memory::release_free_heap();
     memory::reset_peak();
-    let outcome = Node::start(config, main);
+    let node = Node::spawn(config)?;
+    let watched = node_metrics::watch(&node);
+    let outcome = node.run_main(main);
+    // The node's last metrics, while it still runs.
+    monitor::sample_now();
+    drop(watched);
+    node.shutdown();
     // The node's threads have ended and handed over their latencies.
     monitor::sample_now();
     let outcome = outcome??;

@@ -15,6 +15,7 @@ mod logging;
 mod machine;
 mod memory;
 mod monitor;
+mod node_metrics;
 mod progress;
 mod report;
 mod sampler;

@@ -1,8 +1,10 @@
 //! The monitor of a running workload: a thread that reads a
 //! [`Source`] every [`sampler::EVERY`], keeps the samples for `--report`,
 //! and once a second prints a line on stderr: the phase, percent done and
-//! rate, and with `--live` the rate of each shard, the latency p99 and the
-//! resident memory.
+//! rate, and with `--live` what the running nodes' metrics say of that
+//! second (messages handled per second by each shard, the mailbox wait
+//! p99), the workload's latency p99 if it measures one, and the resident
+//! memory.
 
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Mutex;
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::latency_feed;
+use crate::node_metrics::{EngineInterval, EngineSource};
 use crate::progress::{self, PhaseInfo};
 use crate::report::{bytes, nanos, si};
 use crate::sampler::{self, Reading, Series, Source};
@@ -31,7 +34,7 @@ pub struct Options {
 }
 
 impl Options {
-    /// Whether the monitor needs the latency feed.
+    /// Whether the monitor needs the latency feed and the nodes' metrics.
     fn feeds(self) -> bool {
         self.keep || (self.progress && self.live)
     }
@@ -75,7 +78,12 @@ impl Monitor {
         *REQUESTS.lock().unwrap_or_else(|p| p.into_inner()) = Some(requests);
         let thread = std::thread::Builder::new()
             .name("bench-monitor".into())
-            .spawn(move || watch(workload, options, sampler::HarnessSource, &received))
+            .spawn(move || {
+                let source = sampler::HarnessSource {
+                    engine: options.feeds().then(EngineSource::default),
+                };
+                watch(workload, options, source, &received)
+            })
             .expect("a thread for the monitor");
         Monitor { thread, workload }
     }
@@ -147,6 +155,8 @@ struct Printer {
     last: (Instant, Vec<u64>),
     /// Latencies since the last line.
     latency: Histogram<u64>,
+    /// What the nodes' metrics said since the last line.
+    engine: Option<EngineInterval>,
 }
 
 impl Printer {
@@ -155,14 +165,19 @@ impl Printer {
             workload,
             last: (start, progress::per_shard()),
             latency: latency_feed::sample_histogram(),
+            engine: None,
         }
     }
 
-    /// Keeps the latencies of `reading` for the next line.
+    /// Keeps the latencies and the nodes' metrics of `reading` for the next
+    /// line.
     fn absorb(&mut self, reading: &Reading) {
         self.latency
             .add(&reading.latency)
             .expect("sample histograms share their bounds");
+        if let Some(engine) = &reading.engine {
+            self.engine.get_or_insert_default().add(engine);
+        }
     }
 
     /// The line to print at `now`, if one is due: once a second while a
@@ -197,14 +212,23 @@ impl Printer {
             progress: phase.map(|p| (p.done(all), p.total)),
             elapsed: now - phase.map_or(self.last.0, |p| p.started),
             rate: per_shard.iter().sum(),
-            live: live.then(|| Live {
-                per_shard,
-                p99: (!self.latency.is_empty()).then(|| self.latency.value_at_quantile(0.99)),
-                rss: reading.rss,
+            live: live.then(|| {
+                let engine = self.engine.take().unwrap_or_default();
+                Live {
+                    messages: engine
+                        .handled
+                        .iter()
+                        .map(|(_, n)| *n as f64 / secs)
+                        .collect(),
+                    wait_p99: engine.waits.quantile(0.99),
+                    p99: (!self.latency.is_empty()).then(|| self.latency.value_at_quantile(0.99)),
+                    rss: reading.rss,
+                }
             }),
         };
         self.last = (now, reading.per_shard.clone());
         self.latency.reset();
+        self.engine = None;
         Some(line.to_string())
     }
 }
@@ -225,7 +249,11 @@ struct Line<'a> {
 /// What the live view adds.
 #[derive(Debug)]
 struct Live {
-    per_shard: Vec<f64>,
+    /// Messages handled per second by each shard (the nodes' metrics).
+    messages: Vec<f64>,
+    /// The mailbox wait p99 of the nodes' sampled waits.
+    wait_p99: Option<u64>,
+    /// The workload's own latency p99, if it measures one.
     p99: Option<u64>,
     rss: u64,
 }
@@ -247,11 +275,18 @@ impl std::fmt::Display for Line<'_> {
             write!(f, ", {:.0} s", self.elapsed.as_secs_f64())?;
         }
         if let Some(live) = &self.live {
-            let shards: Vec<String> = live.per_shard.iter().map(|r| si(*r)).collect();
-            write!(f, " | per shard {}/s", shards.join(" "))?;
-            match live.p99 {
-                Some(p99) => write!(f, " | p99 {}", nanos(p99))?,
-                None => f.write_str(" | p99 -")?,
+            if live.messages.is_empty() {
+                f.write_str(" | per shard - msgs/s")?;
+            } else {
+                let shards: Vec<String> = live.messages.iter().map(|r| si(*r)).collect();
+                write!(f, " | per shard {} msgs/s", shards.join(" "))?;
+            }
+            match live.wait_p99 {
+                Some(p99) => write!(f, " | mailbox wait p99 {}", nanos(p99))?,
+                None => f.write_str(" | mailbox wait p99 -")?,
+            }
+            if let Some(p99) = live.p99 {
+                write!(f, " | latency p99 {}", nanos(p99))?;
             }
             write!(f, " | RSS {}", bytes(live.rss))?;
         }
@@ -274,6 +309,23 @@ mod tests {
             per_shard: per_shard.to_vec(),
             rss: 96 << 20,
             latency,
+            engine: None,
+        }
+    }
+
+    /// What the nodes' metrics say of an interval: messages handled per
+    /// shard, and mailbox waits per bucket of 1 µs and 2 µs (and above).
+    fn engine(handled: &[u64], waits: [u64; 3]) -> EngineInterval {
+        EngineInterval {
+            handled: handled
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (format!("shard {i}"), *n))
+                .collect(),
+            waits: crate::node_metrics::Buckets {
+                bounds: vec![1_000, 2_000],
+                counts: waits.to_vec(),
+            },
         }
     }
 
@@ -293,21 +345,34 @@ mod tests {
     }
 
     #[test]
-    fn the_live_view_adds_shards_p99_and_memory() {
-        let line = Line {
+    fn the_live_view_adds_shards_waits_p99_and_memory() {
+        let mut line = Line {
             label: "remote",
             progress: None,
             elapsed: Duration::from_secs(1),
             rate: 3_000.0,
             live: Some(Live {
-                per_shard: vec![1_000.0, 2_000.0],
+                messages: vec![1_000.0, 2_000.0],
+                wait_p99: Some(4_500),
                 p99: Some(12_300),
                 rss: 96 << 20,
             }),
         };
         assert_eq!(
             line.to_string(),
-            "  remote: 3.00k/s | per shard 1.00k 2.00k/s | p99 12.3 µs | RSS 96 MiB"
+            "  remote: 3.00k/s | per shard 1.00k 2.00k msgs/s | mailbox wait p99 4.50 µs \
+             | latency p99 12.3 µs | RSS 96 MiB"
+        );
+        line.live = Some(Live {
+            messages: Vec::new(),
+            wait_p99: None,
+            p99: None,
+            rss: 96 << 20,
+        });
+        assert_eq!(
+            line.to_string(),
+            "  remote: 3.00k/s | per shard - msgs/s | mailbox wait p99 - | RSS 96 MiB",
+            "no node read, no latency measured"
         );
     }
 
@@ -319,6 +384,7 @@ mod tests {
             workload: "counting",
             last: (start, vec![0, 0]),
             latency: latency_feed::sample_histogram(),
+            engine: None,
         };
         let phase = PhaseInfo {
             label: Arc::from("counting"),
@@ -334,13 +400,17 @@ mod tests {
             line.as_deref(),
             Some("  counting:  25% (1.00k/4.00k) 1.00k/s, 1 s")
         );
-        let r = reading(&[1_000, 1_500], &[50, 100]);
+        let mut r = reading(&[1_000, 1_500], &[50, 100]);
+        r.engine = Some(engine(&[400, 1_000], [98, 0, 0]));
         assert_eq!(printer.next_line(at(1_500), &r, Some(&phase), true), None);
-        let r = reading(&[1_000, 1_500], &[]);
+        let mut r = reading(&[1_000, 1_500], &[]);
+        r.engine = Some(engine(&[100, 1_000], [0, 2, 0]));
         let line = printer.next_line(at(2_000), &r, None, true).unwrap();
         assert_eq!(
-            line, "  counting: 1.50k/s | per shard 500 1.00k/s | p99 100 ns | RSS 96 MiB",
-            "latencies of the whole second, counts since the last line"
+            line,
+            "  counting: 1.50k/s | per shard 500 2.00k msgs/s | mailbox wait p99 1.50 µs \
+             | latency p99 100 ns | RSS 96 MiB",
+            "latencies, messages and waits of the whole second, steps since the last line"
         );
     }
 

@@ -2,11 +2,12 @@
 //! [`EVERY`] becomes one [`Sample`] of the workload's [`Series`].
 //!
 //! A source gives counts that only grow (steps per shard), the resident
-//! memory, and the latencies recorded since its previous reading; the
-//! series turns consecutive readings into rates. The harness's own source
-//! ([`HarnessSource`]) reads the workloads' progress counts, `VmRSS` and the
-//! latency feed; a source reading the engine's per-shard metrics would give
-//! messages handled per shard and mailbox waits the same way.
+//! memory, the latencies recorded since its previous reading and what the
+//! engine's metrics of the running nodes say about that interval (messages
+//! handled per shard, sampled mailbox waits); the series turns consecutive
+//! readings into rates. The harness's own source ([`HarnessSource`]) reads
+//! the workloads' progress counts, `VmRSS`, the latency feed and the
+//! nodes' metrics ([`node_metrics`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use hdrhistogram::Histogram;
 
 use crate::latency_feed;
 use crate::memory;
+use crate::node_metrics::{EngineInterval, EngineSource};
 use crate::progress;
 use crate::report::Latency;
 
@@ -30,6 +32,9 @@ pub struct Reading {
     pub rss: u64,
     /// Latencies (ns) recorded since the previous reading.
     pub latency: Histogram<u64>,
+    /// What the running nodes' metrics say about the interval since the
+    /// previous reading, if they were read.
+    pub engine: Option<EngineInterval>,
 }
 
 /// Where readings come from.
@@ -39,9 +44,13 @@ pub trait Source {
 }
 
 /// The harness's own observations: the workloads' progress counts
-/// ([`progress::tick`]), `VmRSS`, and the latencies they feed
-/// ([`latency_feed`]).
-pub struct HarnessSource;
+/// ([`progress::tick`]), `VmRSS`, the latencies they feed
+/// ([`latency_feed`]), and, when `engine` is there, the running nodes'
+/// metrics.
+pub struct HarnessSource {
+    /// Reads the nodes' metrics (`None`: they are not read).
+    pub engine: Option<EngineSource>,
+}
 
 impl Source for HarnessSource {
     fn read(&mut self) -> Reading {
@@ -49,6 +58,7 @@ impl Source for HarnessSource {
             per_shard: progress::per_shard(),
             rss: memory::resident(),
             latency: latency_feed::take(),
+            engine: self.engine.as_mut().and_then(EngineSource::read),
         }
     }
 }
@@ -64,6 +74,12 @@ pub struct Sample {
     pub rss: u64,
     /// Latency percentiles of the interval before `t`, if any was recorded.
     pub latency: Option<Latency>,
+    /// Messages handled per second by each shard of the running nodes over
+    /// the interval before `t`, from their metrics (empty if not read).
+    pub messages: Vec<(String, f64)>,
+    /// Mailbox waits of the interval before `t`, from the nodes' sampled
+    /// histograms, if any was sampled.
+    pub mailbox_wait: Option<Waits>,
     /// The phase running at `t`.
     pub phase: Option<Arc<str>>,
 }
@@ -72,6 +88,26 @@ impl Sample {
     /// Steps per second of all shards.
     pub fn total(&self) -> f64 {
         self.per_shard.iter().sum()
+    }
+}
+
+/// Percentiles of the mailbox waits of an interval (ns), read from the
+/// engine's buckets ([`crate::node_metrics::Buckets::quantile`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waits {
+    /// Median.
+    pub p50: u64,
+    /// 99th percentile.
+    pub p99: u64,
+}
+
+impl Waits {
+    /// The percentiles of `engine`'s waits; `None` when none was sampled.
+    pub fn of(engine: &EngineInterval) -> Option<Waits> {
+        Some(Waits {
+            p50: engine.waits.quantile(0.5)?,
+            p99: engine.waits.quantile(0.99)?,
+        })
     }
 }
 
@@ -112,8 +148,8 @@ impl Series {
         phase: Option<Arc<str>>,
         variant: Option<&str>,
     ) {
-        let (per_shard, latency) = match &self.last {
-            None => (vec![0.0; reading.per_shard.len()], None),
+        let (per_shard, latency, messages, mailbox_wait) = match &self.last {
+            None => (vec![0.0; reading.per_shard.len()], None, Vec::new(), None),
             Some((before, counts)) => {
                 let secs = t.saturating_sub(*before).as_secs_f64();
                 let rates = reading
@@ -126,7 +162,19 @@ impl Series {
                     })
                     .collect();
                 self.add_to_distribution(variant, &reading.latency);
-                (rates, Latency::of(&reading.latency))
+                let engine = reading.engine.as_ref();
+                let messages = engine.map_or_else(Vec::new, |e| {
+                    e.handled
+                        .iter()
+                        .map(|(label, n)| (label.clone(), rate(*n, secs)))
+                        .collect()
+                });
+                (
+                    rates,
+                    Latency::of(&reading.latency),
+                    messages,
+                    engine.and_then(Waits::of),
+                )
             }
         };
         self.samples.push(Sample {
@@ -134,6 +182,8 @@ impl Series {
             per_shard,
             rss: reading.rss,
             latency,
+            messages,
+            mailbox_wait,
             phase,
         });
         self.last = Some((t, reading.per_shard));
@@ -178,6 +228,23 @@ impl Series {
     pub fn has_latency(&self) -> bool {
         self.samples.iter().any(|s| s.latency.is_some())
     }
+
+    /// The engine's shards seen in any sample, by label, in the order they
+    /// first appear.
+    pub fn engine_shards(&self) -> Vec<&str> {
+        let mut labels: Vec<&str> = Vec::new();
+        for (label, _) in self.samples.iter().flat_map(|s| &s.messages) {
+            if !labels.contains(&label.as_str()) {
+                labels.push(label);
+            }
+        }
+        labels
+    }
+
+    /// Whether any sample has mailbox waits.
+    pub fn has_mailbox_wait(&self) -> bool {
+        self.samples.iter().any(|s| s.mailbox_wait.is_some())
+    }
 }
 
 /// `steps` in `secs` seconds, per second (0 over no time).
@@ -202,6 +269,7 @@ mod tests {
             per_shard: per_shard.to_vec(),
             rss,
             latency,
+            engine: None,
         }
     }
 
@@ -275,6 +343,48 @@ mod tests {
             ("ask across", 2),
             "late latencies go to the variant that just ended"
         );
+    }
+
+    #[test]
+    fn the_engine_interval_becomes_messages_per_second_and_wait_percentiles() {
+        use crate::node_metrics::Buckets;
+        let engine = |handled: &[(&str, u64)], waits: &[u64]| EngineInterval {
+            handled: handled.iter().map(|(l, n)| (l.to_string(), *n)).collect(),
+            waits: Buckets {
+                bounds: vec![1_000, 2_000],
+                counts: waits.to_vec(),
+            },
+        };
+        let mut series = Series::new("pingpong");
+        let mut first = reading(&[0], 0, &[]);
+        first.engine = Some(engine(&[("shard 0", 500)], &[1, 0, 0]));
+        series.push(ms(0), first, None, None);
+        let mut second = reading(&[10], 0, &[]);
+        second.engine = Some(engine(
+            &[("shard 0", 2_000), ("shard 1", 100)],
+            &[0, 100, 0],
+        ));
+        series.push(ms(100), second, None, None);
+        series.push(ms(200), reading(&[20], 0, &[]), None, None);
+        let s = &series.samples;
+        assert!(
+            s[0].messages.is_empty() && s[0].mailbox_wait.is_none(),
+            "only the start"
+        );
+        assert_eq!(
+            s[1].messages,
+            [("shard 0".into(), 20_000.0), ("shard 1".into(), 1_000.0)]
+        );
+        assert_eq!(
+            s[1].mailbox_wait,
+            Some(Waits {
+                p50: 1_500,
+                p99: 1_990
+            })
+        );
+        assert!(s[2].messages.is_empty(), "no node read");
+        assert_eq!(series.engine_shards(), ["shard 0", "shard 1"]);
+        assert!(series.has_mailbox_wait());
     }
 
     #[test]

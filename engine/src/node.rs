@@ -80,26 +80,16 @@ impl Node {
         T: Send + 'static,
     {
         let node = Node::spawn(config)?;
-        let outcome = node.call_async("start", 0, move |shard| async move {
-            let inbox = Rc::new(Inbox::default());
-            let me = shard.insert_worker(Box::new(MainWorker(inbox.clone())), None, true);
-            let ctx = Context::main(shard, me, inbox);
-            AssertUnwindSafe(main(ctx))
-                .catch_unwind()
-                .await
-                .map_err(|panic| panic_text(&panic))
-        });
+        let outcome = node.run_main(main);
         node.shutdown();
-        outcome?.map_err(|reason| Error::WorkerFailed {
-            worker: "main".to_owned(),
-            reason,
-        })
+        outcome
     }
 
     /// Starts a node in the background and returns a handle to it.
     pub fn spawn(config: NodeConfig) -> Result<NodeHandle> {
         let shards = config.validate()?;
         crate::host::check_memlock().map_err(Error::Startup)?;
+        crate::meter::calibrate_clock();
         let (inboxes, mut inbox_receivers): (Vec<_>, Vec<_>) =
             (0..shards).map(|_| flume::bounded(INBOX_CAPACITY)).unzip();
         let liveness = Arc::new(Liveness::new(inbox_receivers.clone()));
@@ -666,6 +656,32 @@ impl NodeHandle {
             node: self.name().to_owned(),
             shards,
             links,
+        })
+    }
+
+    /// Runs `main` on shard 0 as [`Node::start`] does, on this running
+    /// node, and returns what it returned (or [`Error::WorkerFailed`] if it
+    /// panicked); the node keeps running. This lets a thread hold the
+    /// node's handle (to read [`metrics`](Self::metrics), say) while `main`
+    /// runs. Fails with [`Error::BlockingOnShard`] on a shard thread.
+    pub fn run_main<F, Fut, T>(&self, main: F) -> Result<T>
+    where
+        F: FnOnce(Context) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        let outcome = self.call_async("run_main", 0, move |shard| async move {
+            let inbox = Rc::new(Inbox::default());
+            let me = shard.insert_worker(Box::new(MainWorker(inbox.clone())), None, true);
+            let ctx = Context::main(shard, me, inbox);
+            AssertUnwindSafe(main(ctx))
+                .catch_unwind()
+                .await
+                .map_err(|panic| panic_text(&panic))
+        });
+        outcome?.map_err(|reason| Error::WorkerFailed {
+            worker: "main".to_owned(),
+            reason,
         })
     }
 

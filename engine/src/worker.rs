@@ -11,9 +11,10 @@
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task;
+use std::task::{self, Poll};
 
 use futures_lite::FutureExt;
 
@@ -121,7 +122,7 @@ impl<W: Worker> Runnable for W {
         first: bool,
         cx: &mut task::Context<'_>,
     ) -> Option<Run> {
-        let run = || watched(shard.clone(), me, run_worker(self, shard.clone(), me, first));
+        let run = || Watched::new(shard, me, run_worker(self, shard.clone(), me, first));
         shard.spares().poll_in_place(run, cx)
     }
 
@@ -131,7 +132,7 @@ impl<W: Worker> Runnable for W {
         me: WorkerRef,
         cx: &mut task::Context<'_>,
     ) -> Option<Run> {
-        let run = || watched(shard.clone(), me, stop_worker(self, shard.clone(), me));
+        let run = || Watched::new(shard, me, stop_worker(self, shard.clone(), me));
         shard.spares().poll_in_place(run, cx)
     }
 
@@ -140,23 +141,59 @@ impl<W: Worker> Runnable for W {
     }
 }
 
-/// `run`, telling the shard's stall watch whose poll each of its polls is
-/// (`stall.rs`), so that a stall names its worker.
-///
-/// Each poll is also a `trace`-level span `run` with fields `worker` and
-/// `shard` (its messages' `handle` events carry their size): with `trace`
-/// off for this crate, a span costs one check of the level per poll, and
-/// nothing is kept in the run.
-async fn watched(shard: Rc<Shard>, me: WorkerRef, run: impl Future<Output = ()>) {
-    let mut run = std::pin::pin!(run);
-    std::future::poll_fn(move |cx| {
-        let _span = tracing::trace_span!("run", worker = %me, shard = me.shard()).entered();
-        shard.stall_watch().enter(me);
-        let polled = run.as_mut().poll(cx);
-        shard.stall_watch().leave();
+pin_project_lite::pin_project! {
+    /// A run, telling the shard's stall watch whose poll each of its polls
+    /// is (`stall.rs`), so that a stall names its worker. The run is polled
+    /// where it was built (an `async fn` taking it would move it into its
+    /// own state on the first poll, a copy of the whole run per run).
+    ///
+    /// Each poll is also a `trace`-level span `run` with fields `worker` and
+    /// `shard` (its messages' `handle` events carry their size): with `trace`
+    /// off for this crate, a span costs one check of the level per poll, and
+    /// nothing is kept in the run.
+    struct Watched<F> {
+        shard: Rc<Shard>,
+        me: WorkerRef,
+        #[pin]
+        run: F,
+    }
+}
+
+impl<F> Watched<F> {
+    fn new(shard: &Rc<Shard>, me: WorkerRef, run: F) -> Self {
+        Watched {
+            shard: shard.clone(),
+            me,
+            run,
+        }
+    }
+}
+
+impl<F: Future<Output = ()>> Future for Watched<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut task::Context<'_>) -> Poll<()> {
+        let this = self.project();
+        let me = *this.me;
+        let span = trace_enabled()
+            .then(|| tracing::trace_span!("run", worker = %me, shard = me.shard()).entered());
+        this.shard.stall_watch().enter(me);
+        let polled = this.run.poll(cx);
+        this.shard.stall_watch().leave();
+        // Dropped only where there is one: dropping the `Option` itself is
+        // a call per poll.
+        if let Some(span) = span {
+            drop(span);
+        }
         polled
-    })
-    .await
+    }
+}
+
+/// Whether `trace` events may be on: the check `tracing`'s macros make
+/// first, without building a span that would be off anyway.
+fn trace_enabled() -> bool {
+    use tracing::level_filters::{LevelFilter, STATIC_MAX_LEVEL};
+    tracing::Level::TRACE <= STATIC_MAX_LEVEL && tracing::Level::TRACE <= LevelFilter::current()
 }
 
 /// Runs a worker's `on_stop`, drops it and frees its slot.
@@ -216,18 +253,35 @@ async fn run_worker<W: Worker>(mut worker: Box<W>, shard: Rc<Shard>, me: WorkerR
     }
     let mut handled = 0;
     let mut budget = RUN_BUDGET;
-    // Taken apart at once, so that no whole delivery is kept in the run's
-    // state across the handler's `.await`.
-    while let Some((back, Delivery { msg, from, reply })) =
-        ctx.shard_handle()
-            .next_or_park(me, handled, budget > 0, worker)
-    {
+    loop {
+        // Taken apart at once, in a statement of its own, so that no whole
+        // delivery is kept in the run's state across the handler's
+        // `.await` (a `while let` would keep its scrutinee there, and copy
+        // it in and out of the state once per message).
+        let Some((back, Delivery { msg, from, reply })) =
+            ctx.shard_handle()
+                .next_or_park(me, handled, budget > 0, worker)
+        else {
+            return;
+        };
         worker = back;
         handled = 1;
         budget -= 1;
-        let outcome = match reply {
+        // The reply channel goes into the context before any `.await`, so
+        // that it is not also kept (and copied) in the run's state.
+        let notice = match reply {
             Some(ReplyTo::Notice(reason)) => {
                 ctx.begin(None, None);
+                Some(reason)
+            }
+            reply => {
+                tracing::trace!(size = msg.len(), ask = reply.is_some(), "handle");
+                ctx.begin(from, reply);
+                None
+            }
+        };
+        let outcome = match notice {
+            Some(reason) => {
                 // A notice always names who terminated.
                 let who = from.unwrap_or(me);
                 let notice = async {
@@ -236,9 +290,7 @@ async fn run_worker<W: Worker>(mut worker: Box<W>, shard: Rc<Shard>, me: WorkerR
                 };
                 AssertUnwindSafe(notice).catch_unwind().await
             }
-            reply => {
-                tracing::trace!(size = msg.len(), ask = reply.is_some(), "handle");
-                ctx.begin(from, reply);
+            None => {
                 AssertUnwindSafe(worker.handle_message(&mut ctx, msg))
                     .catch_unwind()
                     .await

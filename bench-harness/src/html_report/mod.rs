@@ -1,8 +1,10 @@
 //! `--report PATH`: one self-contained HTML file (no script, style or image
 //! from anywhere else) to look at after a run: the machine and settings,
 //! the results table, and for each workload its charts over time, drawn as
-//! inline SVG ([`chart`]): throughput, per-shard load, memory, latency
-//! percentiles and the latency distribution where it measures latency.
+//! inline SVG ([`chart`]): throughput, per-shard load (messages handled, from
+//! the nodes' metrics), memory, mailbox waits (from the nodes' metrics),
+//! latency percentiles and the latency distribution where it measures
+//! latency.
 //!
 //! A small inline script checks, in the browser, that every chart drew and
 //! marks the page (`<body data-charts="ok N">`); `scripts/check-report.sh`
@@ -212,21 +214,40 @@ impl Report<'_> {
                 vec![total],
             )?,
         );
-        let shards = (0..series.shards())
-            .map(|i| {
-                let name = format!("shard {i}");
-                line(&name, samples, |s| {
-                    Some(s.per_shard.get(i).copied().unwrap_or(0.0))
+        let engine_shards = series.engine_shards();
+        let (shards, caption, unit): (Vec<Line>, _, _) = if engine_shards.is_empty() {
+            let steps = (0..series.shards())
+                .map(|i| {
+                    line(&format!("shard {i}"), samples, |s| {
+                        Some(s.per_shard.get(i).copied().unwrap_or(0.0))
+                    })
                 })
-            })
-            .collect();
+                .collect();
+            (
+                steps,
+                "Steps per second of each shard: how the load spreads.",
+                "steps/s",
+            )
+        } else {
+            let messages = engine_shards
+                .iter()
+                .map(|&shard| {
+                    line(shard, samples, |s| {
+                        s.messages.iter().find(|(l, _)| l == shard).map(|(_, r)| *r)
+                    })
+                })
+                .collect();
+            let caption = "Messages handled per second by each shard, from the nodes' metrics \
+                 (handled): how the load spreads.";
+            (messages, caption, "messages/s")
+        };
         figure(
             html,
             name,
             "shards",
-            "Steps per second of each shard: how the load spreads.",
+            caption,
             &time(
-                format!("{name}: per-shard load (steps/s)"),
+                format!("{name}: per-shard load ({unit})"),
                 Unit::PerSecond,
                 false,
                 shards,
@@ -240,6 +261,31 @@ impl Report<'_> {
             "Resident memory of the process (VmRSS).",
             &time(format!("{name}: memory"), Unit::Bytes, false, vec![rss])?,
         );
+        if series.has_mailbox_wait() {
+            let waits = [("p50", false), ("p99", true)].map(|(label, p99)| {
+                line(label, samples, |s| {
+                    s.mailbox_wait
+                        .map(|w| if p99 { w.p99 } else { w.p50 } as f64)
+                })
+            });
+            figure(
+                html,
+                name,
+                "mailbox-wait",
+                &format!(
+                    "Time a message waited in its mailbox, from the nodes' metrics (one message \
+                     in 64 sampled), percentiles of each {} ms interval interpolated within \
+                     the metric's buckets (as Prometheus's histogram_quantile).",
+                    EVERY.as_millis()
+                ),
+                &time(
+                    format!("{name}: mailbox wait over time"),
+                    Unit::Nanos,
+                    true,
+                    waits.to_vec(),
+                )?,
+            );
+        }
         if series.has_latency() {
             let what = latency_meaning(name);
             let percentiles =
@@ -356,6 +402,7 @@ mod tests {
 
     use super::*;
     use crate::cli::Cli;
+    use crate::node_metrics::{Buckets, EngineInterval};
     use crate::report::ask_row;
     use crate::sampler::Reading;
 
@@ -375,7 +422,7 @@ mod tests {
     }
 
     /// A series of `workload` of four samples over two shards; with
-    /// latencies when `latency`.
+    /// latencies and the nodes' metrics when `latency`.
     fn series(workload: &'static str, latency: bool) -> Series {
         let mut series = Series::new(workload);
         for i in 0..4u64 {
@@ -387,6 +434,13 @@ mod tests {
                 per_shard: vec![i * 1_000, i * 500],
                 rss: (90 + i) << 20,
                 latency: h,
+                engine: latency.then(|| EngineInterval {
+                    handled: vec![("shard 0".into(), 100 * i), ("shard 1".into(), 50 * i)],
+                    waits: Buckets {
+                        bounds: vec![1_000, 10_000],
+                        counts: vec![10, i, 0],
+                    },
+                }),
             };
             let phase = (i > 0).then(|| "asks (same shard)".into());
             let t = Duration::from_millis(100 * i);
@@ -416,14 +470,15 @@ mod tests {
         assert!(html.starts_with("<!DOCTYPE html>"));
         assert!(html.trim_end().ends_with("</html>"));
         let figures = html.matches("<figure class=\"chart\"").count();
-        // counting: throughput, shards, memory; ask: those and latency
-        // over time and its distribution.
-        assert_eq!(figures, 3 + 5, "{html}");
+        // counting: throughput, shards, memory; ask: those, mailbox wait,
+        // latency over time and its distribution.
+        assert_eq!(figures, 3 + 6, "{html}");
         assert_eq!(html.matches("<svg").count(), figures, "one <svg> per chart");
         assert_eq!(html.matches("</svg>").count(), figures);
         for id in [
             "fig-counting-throughput",
             "fig-ask-shards",
+            "fig-ask-mailbox-wait",
             "fig-ask-distribution",
         ] {
             assert!(html.contains(&format!("id=\"{id}\"")), "{id}");
@@ -431,6 +486,14 @@ mod tests {
         assert!(
             !html.contains("fig-counting-latency"),
             "no latency, no chart"
+        );
+        assert!(
+            html.contains("per-shard load (messages/s)"),
+            "the nodes' metrics"
+        );
+        assert!(
+            html.contains("per-shard load (steps/s)"),
+            "without them, steps"
         );
         assert!(html.contains("<td>AMD EPYC</td>") && html.contains("<td>unlimited</td>"));
         assert!(html.contains("data-charts"), "the check script is there");

@@ -13,6 +13,7 @@ use crate::harness::{self, BenchError};
 use crate::latency_feed;
 use crate::memory;
 use crate::monitor;
+use crate::node_metrics;
 use crate::progress;
 use crate::report::{latency_histogram, Latency, Outcome, Row};
 use crate::workloads::Workload;
@@ -216,6 +217,7 @@ pub fn run(settings: &Settings) -> Result<Vec<Row>, BenchError> {
         std::thread::sleep(Duration::from_millis(5));
     }
     b.start_worker("echo", Echo)?;
+    let watched = [node_metrics::watch(&b), node_metrics::watch(&a)];
     one_way(&a, &b, "warm-up", 10_000, 64)?;
     let row = |variant: &str, outcome: Outcome| {
         Row::new(Workload::Remote, variant.into(), 1, outcome, memory::peak())
@@ -263,6 +265,7 @@ pub fn run(settings: &Settings) -> Result<Vec<Row>, BenchError> {
             },
         ),
     ];
+    drop(watched);
     a.shutdown();
     b.shutdown();
     Ok(rows)
