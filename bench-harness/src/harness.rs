@@ -291,11 +291,21 @@ pub async fn send_or_wait(
 }
 
 /// Asks `to` and waits for the answer; a failed ask is a bug of the workload.
-pub async fn ask(ctx: &Context, to: WorkerRef, msg: impl Into<Message>) -> Message {
-    match ctx.send_and_receive(to, msg, PATIENCE).await {
-        Ok(answer) => answer,
-        Err(e) => panic!("ask failed: {e}"),
-    }
+///
+/// Neither an `async fn` nor an `async` block, which would keep the ask's
+/// future twice (as an argument or capture, and as what they await): the
+/// agents workload counts the bytes a handler suspended in an ask keeps.
+pub fn ask<'a>(
+    ctx: &'a Context,
+    to: WorkerRef,
+    msg: impl Into<Message>,
+) -> impl Future<Output = Message> + 'a {
+    let mut answer = ctx.send_and_receive(to, msg, PATIENCE);
+    std::future::poll_fn(move |cx| {
+        std::pin::Pin::new(&mut answer)
+            .poll(cx)
+            .map(|answer| answer.unwrap_or_else(|e| panic!("ask failed: {e}")))
+    })
 }
 
 /// The worker that sent the current message.

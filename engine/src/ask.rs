@@ -16,8 +16,7 @@
 //! one tick late.
 
 use std::cell::{Cell, RefCell};
-use std::future::poll_fn;
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use slab::Slab;
@@ -36,29 +35,38 @@ const BUCKETS: usize = 16384;
 
 const NIL: u32 = u32::MAX;
 
-/// Where an ask stands.
-enum Outcome {
+/// Where an entry stands.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
     Waiting,
-    Answered(Result<Message, Error>),
+    /// Answered: the answer is `Table::answers[key]`, kept out of the
+    /// entry so that an entry (one per sleeping worker) stays small.
+    Answered(u32),
     Expired,
 }
 
+/// An open ask or sleep: 48 bytes, of which the waker is a third.
 struct Entry {
-    generation: u32,
-    outcome: Outcome,
     waker: Option<Waker>,
-    /// The tick at which the ask expires.
+    /// The tick at which the entry expires.
     deadline: u64,
+    generation: u32,
     /// Links of the wheel bucket the entry is in (`NIL` at the ends).
     prev: u32,
     next: u32,
+    phase: Phase,
     /// Whether the entry is in a bucket.
     armed: bool,
 }
 
+// The size docs/performance.md quotes for a sleeping worker's entry.
+const _: () = assert!(std::mem::size_of::<Entry>() <= 48);
+
 #[derive(Default)]
 struct Table {
     entries: Slab<Entry>,
+    /// Answers that arrived and wait for their asker's next poll.
+    answers: Slab<Result<Message, Error>>,
     /// First entry of each bucket (`NIL` if empty).
     buckets: Vec<u32>,
     /// Entries in buckets.
@@ -111,12 +119,12 @@ impl AskTable {
         let deadline = self.ticks_at(Instant::now() + timeout + TICK);
         let mut table = self.table.borrow_mut();
         let key = table.entries.insert(Entry {
-            generation,
-            outcome: Outcome::Waiting,
             waker: None,
             deadline,
+            generation,
             prev: NIL,
             next: NIL,
+            phase: Phase::Waiting,
             armed: false,
         });
         let slot = u32::try_from(key).expect("more than 2^32 asks pending on one shard");
@@ -136,17 +144,23 @@ impl AskTable {
 
     /// Delivers the answer to an ask, if it is still waiting.
     pub(crate) fn fulfil(&self, slot: u32, generation: u32, result: Result<Message, Error>) {
-        let mut table = self.table.borrow_mut();
-        let Some(entry) = table.entries.get_mut(slot as usize) else {
-            return;
+        let waker = {
+            let mut table = self.table.borrow_mut();
+            let table = &mut *table;
+            let Some(entry) = table.entries.get_mut(slot as usize) else {
+                return;
+            };
+            if entry.generation != generation || entry.phase != Phase::Waiting {
+                return;
+            }
+            let answer = table.answers.insert(result);
+            let answer =
+                u32::try_from(answer).expect("more than 2^32 answers waiting on one shard");
+            entry.phase = Phase::Answered(answer);
+            let waker = entry.waker.take();
+            table.disarm(slot);
+            waker
         };
-        if entry.generation != generation || !matches!(entry.outcome, Outcome::Waiting) {
-            return;
-        }
-        entry.outcome = Outcome::Answered(result);
-        let waker = entry.waker.take();
-        table.disarm(slot);
-        drop(table);
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -159,7 +173,7 @@ impl AskTable {
             .borrow()
             .entries
             .get(slot as usize)
-            .is_some_and(|e| e.generation == generation && matches!(e.outcome, Outcome::Waiting))
+            .is_some_and(|e| e.generation == generation && e.phase == Phase::Waiting)
     }
 
     /// Expires the asks whose deadline has passed by `now`, waking their
@@ -182,7 +196,7 @@ impl AskTable {
                 let entry = &mut table.entries[cursor as usize];
                 let next = entry.next;
                 if entry.deadline <= now_tick {
-                    entry.outcome = Outcome::Expired;
+                    entry.phase = Phase::Expired;
                     wakers.extend(entry.waker.take());
                     table.disarm(cursor);
                 }
@@ -292,37 +306,50 @@ fn bucket(tick: u64) -> usize {
 }
 
 impl PendingAsk<'_> {
-    /// Waits for the answer; `None` if the ask expired first.
-    pub(crate) async fn answer(&self) -> Option<Result<Message, Error>> {
-        poll_fn(|cx| {
-            let mut table = self.table.table.borrow_mut();
-            let Some(entry) = table.entries.get_mut(self.slot as usize) else {
-                return Poll::Ready(Some(Err(Error::NodeStopped)));
-            };
-            match std::mem::replace(&mut entry.outcome, Outcome::Waiting) {
-                Outcome::Answered(result) => Poll::Ready(Some(result)),
-                Outcome::Expired => Poll::Ready(None),
-                Outcome::Waiting => {
-                    entry.waker = Some(cx.waker().clone());
-                    Poll::Pending
+    /// The answer, `None` if the ask expired first; or `Pending`, and `cx`'s
+    /// waker is woken when it comes.
+    pub(crate) fn poll_answer(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        let mut table = self.table.table.borrow_mut();
+        let table = &mut *table;
+        let Some(entry) = table.entries.get_mut(self.slot as usize) else {
+            return Poll::Ready(Some(Err(Error::NodeStopped)));
+        };
+        match std::mem::replace(&mut entry.phase, Phase::Waiting) {
+            Phase::Answered(answer) => Poll::Ready(Some(table.answers.remove(answer as usize))),
+            Phase::Expired => Poll::Ready(None),
+            Phase::Waiting => {
+                match &mut entry.waker {
+                    Some(waker) => waker.clone_from(cx.waker()),
+                    none => *none = Some(cx.waker().clone()),
                 }
+                Poll::Pending
             }
-        })
-        .await
+        }
+    }
+
+    /// Waits for the answer; `None` if the ask expired first.
+    #[cfg(test)]
+    async fn answer(&self) -> Option<Result<Message, Error>> {
+        std::future::poll_fn(|cx| self.poll_answer(cx)).await
     }
 }
 
 impl Drop for PendingAsk<'_> {
     fn drop(&mut self) {
         let mut table = self.table.table.borrow_mut();
-        if table
-            .entries
-            .get(self.slot as usize)
-            .is_some_and(|e| e.generation == self.generation)
-        {
-            table.disarm(self.slot);
-            table.entries.remove(self.slot as usize);
+        let table = &mut *table;
+        let Some(entry) = table.entries.get(self.slot as usize) else {
+            return;
+        };
+        if entry.generation != self.generation {
+            return;
         }
+        if let Phase::Answered(answer) = entry.phase {
+            // Answered, but its asker went away before it looked.
+            drop(table.answers.remove(answer as usize));
+        }
+        table.disarm(self.slot);
+        table.entries.remove(self.slot as usize);
     }
 }
 

@@ -1,6 +1,7 @@
 //! `Context`: what a worker (or `main`) can do: send, ask, reply, start and
 //! stop workers, list them.
 
+use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -182,22 +183,28 @@ impl Context {
     /// Fails with [`Error::Timeout`] (whose text says "timeout"), at once
     /// with [`Error::NoSuchWorker`] for an unknown worker, and with
     /// [`Error::WorkerFailed`] if the worker panics or returns an error.
-    pub async fn send_and_receive(
+    ///
+    /// The ask is sent when the future is first polled. While it waits, the
+    /// future holds the target, the timeout and an entry in the shard's
+    /// table of asks: a handler suspended in it keeps about a hundred bytes
+    /// for it.
+    pub fn send_and_receive(
         &self,
         to: impl Into<Address>,
         msg: impl Into<Message>,
         timeout: Duration,
-    ) -> Result<Message> {
-        self.shard
-            .ask(self.me, to.into(), msg.into(), timeout)
-            .await
+    ) -> impl Future<Output = Result<Message>> + '_ {
+        self.shard.ask(self.me, to.into(), msg.into(), timeout)
     }
 
     /// [`send_and_receive`](Self::send_and_receive) with the node's default
     /// timeout.
-    pub async fn ask(&self, to: impl Into<Address>, msg: impl Into<Message>) -> Result<Message> {
-        let timeout = self.shard.default_timeout();
-        self.send_and_receive(to, msg, timeout).await
+    pub fn ask(
+        &self,
+        to: impl Into<Address>,
+        msg: impl Into<Message>,
+    ) -> impl Future<Output = Result<Message>> + '_ {
+        self.send_and_receive(to, msg, self.shard.default_timeout())
     }
 
     /// Waits `duration` without holding up the shard: only this worker
@@ -206,7 +213,9 @@ impl Context {
     /// Cheaper than `glommio::timer::sleep` when many workers sleep at once
     /// (an agent simulation): a sleep costs O(1) with no allocation in the
     /// shard's deadline wheel, where a glommio timer is a B-tree entry. It
-    /// never ends early and has a granularity of 250 µs.
+    /// never ends early and has a granularity of 250 µs. The wait starts
+    /// when the future is first polled; a handler suspended in it keeps
+    /// 32 bytes for it, and the shard a 48-byte entry.
     ///
     /// ```no_run
     /// # use std::time::Duration;
@@ -221,8 +230,8 @@ impl Context {
     ///     }
     /// }
     /// ```
-    pub async fn sleep(&self, duration: Duration) {
-        self.shard.sleep_for(duration).await;
+    pub fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + '_ {
+        self.shard.sleep_for(duration)
     }
 
     /// Answers the current ask. Fails with [`Error::NothingToReplyTo`] if the

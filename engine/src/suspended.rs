@@ -2,42 +2,55 @@
 //! when woken, instead of each becoming a glommio task.
 //!
 //! A handler that awaits (an ask, a sleep) suspends its run. The shard keeps
-//! the run in a slab; its key names it in a waker made once per key and
-//! reused. Waking pushes the key on a ready list and tells the scheduler:
-//! on the shard's own thread through a plain queue and the shard's work
-//! signal, from any other thread through a lock-free queue and the shard's
-//! doorbell (the one its cross-shard rings use). A glommio task per
-//! suspension cost an allocation, a second poll right after spawning (to
-//! pick up the task's own waker) and the executor's bookkeeping (about 12%
-//! of a million-agent profile), and glommio looked at a wake from another
-//! thread only at its next preemption, up to ~100 ms later on a busy shard.
+//! the run in a slab; its key names it in its waker. Waking pushes the key
+//! on a ready list and tells the scheduler: on the shard's own thread
+//! through a plain queue and the shard's work signal, from any other thread
+//! through a lock-free queue and the shard's doorbell (the one its
+//! cross-shard rings use). A glommio task per suspension cost an
+//! allocation, a second poll right after spawning (to pick up the task's
+//! own waker) and the executor's bookkeeping (about 12% of a million-agent
+//! profile), and glommio looked at a wake from another thread only at its
+//! next preemption, up to ~100 ms later on a busy shard.
 //!
-//! A stale wake (a waker clone kept by something that outlived its run) at
-//! worst polls whichever run has that key now: a spurious poll, which every
-//! future tolerates.
+//! A waker is two numbers, not an allocation: its table's token and the
+//! run's key, packed into the waker's data word. Cloning and dropping it
+//! cost nothing; a wake on the table's own thread marks the key queued in
+//! the slab (so it is queued once however often it is woken); a wake from
+//! another thread finds the table through a process-wide registry of tokens
+//! and queues the key without that mark. With one `Arc` waker per key, a
+//! million suspended runs kept a million 48-byte wakers, and each poll of a
+//! woken run paid an atomic increment on a cold cache line (14 % of a
+//! million-agent profile).
+//!
+//! A stale wake (a waker kept by something that outlived its run) at worst
+//! polls whichever run has that key now: a spurious poll, which every
+//! future tolerates; a stale waker of a table that is gone does nothing.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
-use std::sync::Arc;
-use std::task::{Context, Wake, Waker};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::task::{Context, RawWaker, RawWakerVTable, Waker};
 
 use slab::Slab;
 
 use crate::doorbell::Doorbell;
 use crate::spare::Run;
-use crate::sync::{AtomicBool, Ordering, Queue};
+use crate::sync::Queue;
 
 /// Most woken runs polled per call of [`Suspended::poll_ready`], so that
 /// they take turns with the run queue.
 const POLL_BUDGET: usize = 128;
 
+// A waker packs a 32-bit token and a 32-bit key into its data word.
+const _: () = assert!(usize::BITS >= 64, "wakers pack two u32 into a usize");
+
 /// Takes the wakes of runs made on its own thread: the shard, which queues
 /// the run if the table is its own and tells its scheduler.
 pub(crate) trait WakeHere {
-    /// Queues run `key` of `table` if `table` is this thread's; `false`
-    /// sends the wake the foreign way.
-    fn wake_here(&self, table: &Arc<Shared>, key: u32) -> bool;
+    /// Queues run `key` of the table with token `table` if that table is
+    /// this thread's; `false` sends the wake the foreign way.
+    fn wake_here(&self, table: u32, key: u32) -> bool;
 }
 
 thread_local! {
@@ -58,49 +71,91 @@ pub(crate) fn leave() {
     HERE.with(|h| h.borrow_mut().take());
 }
 
-/// What a waker needs to reach its shard from any thread.
-pub(crate) struct Shared {
+/// What a wake from another thread needs to reach its shard.
+struct Shared {
     /// Keys woken from other threads.
     foreign: Queue<u32>,
     /// Wakes the shard if it sleeps.
     doorbell: Arc<Doorbell>,
 }
 
-/// The waker of the run with key `key`.
-struct RunWaker {
-    key: u32,
-    /// Whether the key is on a ready list already.
-    queued: AtomicBool,
-    shared: Arc<Shared>,
+/// The tables alive in the process, by token, for wakes from other threads.
+fn registry() -> &'static RwLock<HashMap<u32, Arc<Shared>>> {
+    static REGISTRY: OnceLock<RwLock<HashMap<u32, Arc<Shared>>>> = OnceLock::new();
+    REGISTRY.get_or_init(RwLock::default)
 }
 
-impl Wake for RunWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
+/// Gives a new table a token no live table has.
+fn register(shared: Arc<Shared>) -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let mut tables = registry().write().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let token = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let std::collections::hash_map::Entry::Vacant(free) = tables.entry(token) {
+            free.insert(shared);
+            return token;
+        }
     }
+}
 
-    fn wake_by_ref(self: &Arc<Self>) {
-        if self.queued.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let local = HERE.with(|here| {
+static VTABLE: RawWakerVTable = RawWakerVTable::new(clone_raw, wake_raw, wake_raw, drop_raw);
+
+/// The waker of run `key` of table `table`.
+fn waker(table: u32, key: u32) -> Waker {
+    let data = ((table as usize) << 32) | key as usize;
+    // SAFETY: the vtable's functions never dereference `data` (it is two
+    // numbers, not a pointer), own nothing (clone copies the word, drop does
+    // nothing), and are safe to call from any thread (`wake_packed` uses a
+    // thread-local and a locked registry), as `Waker` requires.
+    unsafe { Waker::from_raw(RawWaker::new(data as *const (), &VTABLE)) }
+}
+
+fn clone_raw(data: *const ()) -> RawWaker {
+    RawWaker::new(data, &VTABLE)
+}
+
+fn wake_raw(data: *const ()) {
+    wake_packed(data as usize);
+}
+
+fn drop_raw(_: *const ()) {}
+
+/// Wakes the run that `data` (token and key) names.
+fn wake_packed(data: usize) {
+    let (table, key) = ((data >> 32) as u32, data as u32);
+    let here = HERE
+        .try_with(|here| {
             let here = here.try_borrow().ok()?;
-            here.as_ref()?
-                .wake_here(&self.shared, self.key)
-                .then_some(())
-        });
-        if local.is_none() {
-            self.shared.foreign.push(self.key);
-            self.shared.doorbell.ring();
-        }
+            here.as_ref()?.wake_here(table, key).then_some(())
+        })
+        .ok()
+        .flatten();
+    if here.is_some() {
+        return;
     }
+    let shared = registry()
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&table)
+        .cloned();
+    if let Some(shared) = shared {
+        shared.foreign.push(key);
+        shared.doorbell.ring();
+    }
+}
+
+/// A suspended run and whether its key waits on the local ready list.
+struct Entry {
+    /// `None` while it is being polled.
+    run: Option<Run>,
+    queued: bool,
 }
 
 /// One shard's suspended runs.
 pub(crate) struct Suspended {
-    runs: RefCell<Slab<Option<Run>>>,
-    /// One waker per key, made on first use.
-    wakers: RefCell<Vec<Arc<RunWaker>>>,
+    /// This table's name in its wakers.
+    token: u32,
+    runs: RefCell<Slab<Entry>>,
     /// Keys woken on this shard's thread.
     local: RefCell<VecDeque<u32>>,
     shared: Arc<Shared>,
@@ -109,14 +164,15 @@ pub(crate) struct Suspended {
 impl Suspended {
     /// An empty table whose foreign wakes ring `doorbell`.
     pub(crate) fn new(doorbell: Arc<Doorbell>) -> Self {
+        let shared = Arc::new(Shared {
+            foreign: Queue::new(),
+            doorbell,
+        });
         Suspended {
+            token: register(shared.clone()),
             runs: RefCell::default(),
-            wakers: RefCell::default(),
             local: RefCell::default(),
-            shared: Arc::new(Shared {
-                foreign: Queue::new(),
-                doorbell,
-            }),
+            shared,
         }
     }
 
@@ -124,13 +180,16 @@ impl Suspended {
     /// with it the first time, so a run that suspends needs no second poll.
     pub(crate) fn next_waker(&self) -> Waker {
         let key = self.runs.borrow().vacant_key();
-        self.waker(key)
+        waker(self.token, key_u32(key))
     }
 
     /// Keeps a run that suspended while polled with [`Self::next_waker`]
     /// (no other run was kept since).
     pub(crate) fn keep(&self, run: Run) {
-        self.runs.borrow_mut().insert(Some(run));
+        self.runs.borrow_mut().insert(Entry {
+            run: Some(run),
+            queued: false,
+        });
     }
 
     /// Polls the runs woken since the last call (up to a budget); drops
@@ -143,21 +202,20 @@ impl Suspended {
                 break;
             };
             polled += 1;
-            let waker = self.waker_arc(key);
-            // From here on a wake queues the run again. A swap, not a
-            // store: a wake that found the flag still up and queued nothing
-            // must happen-before the poll below, or the poll may miss what
-            // that wake announced (found by loom: `loom_tests`).
-            waker.queued.swap(false, Ordering::AcqRel);
+            self.prefetch_next();
+            // From here on a wake queues the run again.
             let taken = self
                 .runs
                 .borrow_mut()
                 .get_mut(key as usize)
-                .and_then(Option::take);
+                .and_then(|entry| {
+                    entry.queued = false;
+                    entry.run.take()
+                });
             let Some(mut run) = taken else {
-                continue; // finished already: a stale wake
+                continue; // finished already, or a second wake: stale
             };
-            let waker = Waker::from(waker);
+            let waker = waker(self.token, key);
             let ready = run
                 .as_mut()
                 .poll(&mut Context::from_waker(&waker))
@@ -165,11 +223,29 @@ impl Suspended {
             let mut runs = self.runs.borrow_mut();
             if ready {
                 runs.remove(key as usize);
-            } else if let Some(slot) = runs.get_mut(key as usize) {
-                *slot = Some(run);
+            } else if let Some(entry) = runs.get_mut(key as usize) {
+                entry.run = Some(run);
             }
         }
         polled
+    }
+
+    /// Starts loading the block of the next woken run into the cache, so
+    /// that its poll does not wait for memory: a run woken after a second's
+    /// sleep is cold, and at a million agents the first read of a woken
+    /// run's block was a third of the samples of its poll.
+    fn prefetch_next(&self) {
+        let Some(&next) = self.local.borrow().front() else {
+            return;
+        };
+        let runs = self.runs.borrow();
+        let Some(Entry { run: Some(run), .. }) = runs.get(next as usize) else {
+            return;
+        };
+        let block = std::ptr::from_ref::<dyn std::future::Future<Output = ()>>(&**run).cast::<u8>();
+        for offset in (0..std::mem::size_of_val(&**run)).step_by(64) {
+            prefetch(block.wrapping_add(offset));
+        }
     }
 
     /// Whether woken runs wait to be polled.
@@ -183,54 +259,78 @@ impl Suspended {
         !self.shared.foreign.is_empty()
     }
 
-    /// On this shard's thread: queues `key` if `shared` is this table's.
-    pub(crate) fn wake_local(&self, shared: &Arc<Shared>, key: u32) -> bool {
-        if !Arc::ptr_eq(shared, &self.shared) {
+    /// On this shard's thread: queues `key` if `table` is this table's
+    /// token. A key already queued is not queued twice; a key with no run
+    /// yet (one being polled the first time) is queued.
+    pub(crate) fn wake_local(&self, table: u32, key: u32) -> bool {
+        if table != self.token {
             return false;
         }
-        match self.local.try_borrow_mut() {
-            Ok(mut local) => {
-                local.push_back(key);
-                true
+        let (Ok(mut runs), Ok(mut local)) =
+            (self.runs.try_borrow_mut(), self.local.try_borrow_mut())
+        else {
+            return false;
+        };
+        if let Some(entry) = runs.get_mut(key as usize) {
+            if std::mem::replace(&mut entry.queued, true) {
+                return true;
             }
-            Err(_) => false,
         }
+        local.push_back(key);
+        true
     }
 
     /// Takes every suspended run out, to be dropped (the shard stops).
     pub(crate) fn take_all(&self) -> Vec<Run> {
         let runs = std::mem::take(&mut *self.runs.borrow_mut());
-        runs.into_iter().filter_map(|(_, run)| run).collect()
+        runs.into_iter()
+            .filter_map(|(_, entry)| entry.run)
+            .collect()
     }
 
     /// How many runs are suspended.
     pub(crate) fn len(&self) -> usize {
         self.runs.borrow().len()
     }
+}
 
-    fn waker(&self, key: usize) -> Waker {
-        Waker::from(self.waker_arc(key as u32))
+impl Drop for Suspended {
+    fn drop(&mut self) {
+        // Wakers that outlive the table now find nothing.
+        registry()
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.token);
     }
+}
 
-    fn waker_arc(&self, key: u32) -> Arc<RunWaker> {
-        let mut wakers = self.wakers.borrow_mut();
-        while wakers.len() <= key as usize {
-            let key = wakers.len() as u32;
-            wakers.push(Arc::new(RunWaker {
-                key,
-                queued: AtomicBool::new(false),
-                shared: self.shared.clone(),
-            }));
-        }
-        wakers[key as usize].clone()
+/// Asks the CPU to load the cache line at `at` (a hint: it never faults).
+fn prefetch(at: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch only hints the cache; it reads nothing the program
+    // sees and does not fault on any address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(at.cast::<i8>());
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
+}
+
+fn key_u32(key: usize) -> u32 {
+    u32::try_from(key).expect("more than 2^32 runs suspended on one shard")
 }
 
 #[cfg(test)]
 mod tests {
     //! Without a shard on the thread, every wake takes the foreign path (the
-    //! lock-free queue and the doorbell); the local path is covered by the
-    //! engine's integration tests, where every ask and sleep suspends.
+    //! registry, the lock-free queue and the doorbell); `Here` stands in for
+    //! a shard where a test needs the local path. The engine's integration
+    //! tests cover both, as every ask and sleep suspends.
+    //!
+    //! These tests use no glommio, so that they also run under a sanitizer
+    //! (the wakers are built with `unsafe`): `RUSTFLAGS=-Zsanitizer=address
+    //! cargo +nightly test -p myriad-engine --lib suspended --target
+    //! x86_64-unknown-linux-gnu`.
 
     use super::*;
     use crate::sync::CountingWaker;
@@ -241,7 +341,7 @@ mod tests {
 
     /// A run that finishes on its `polls_needed`-th poll, and hands out the
     /// waker it was last polled with.
-    fn run(polls: &Rc<Cell<usize>>, polls_needed: usize, waker: &Arc<Mutex<Option<Waker>>>) -> Run {
+    fn run(polls: &Rc<Cell<usize>>, polls_needed: usize, waker: &LastWaker) -> Run {
         let (polls, waker) = (polls.clone(), waker.clone());
         Box::pin(std::future::poll_fn(move |cx| {
             polls.set(polls.get() + 1);
@@ -267,6 +367,41 @@ mod tests {
         }
     }
 
+    /// Where a test's run hands out the waker it was last polled with.
+    type LastWaker = Arc<Mutex<Option<Waker>>>;
+
+    /// A table ringing `doorbell`, holding one run (see [`run`]) that
+    /// finishes on its second poll.
+    fn one_run(doorbell: &Arc<Doorbell>) -> (Suspended, Rc<Cell<usize>>, LastWaker) {
+        let table = Suspended::new(doorbell.clone());
+        let (polls, waker) = (Rc::default(), Arc::default());
+        start(&table, run(&polls, 2, &waker));
+        (table, polls, waker)
+    }
+
+    /// Arms `doorbell` as a shard about to sleep does; counts its wakes.
+    fn park(doorbell: &Doorbell) -> Arc<CountingWaker> {
+        let (waker_of_shard, sleeper) = CountingWaker::new();
+        doorbell.arm(&waker_of_shard);
+        sleeper
+    }
+
+    /// The shard's part on this thread: takes the wakes of `table`.
+    struct Here(Rc<Suspended>);
+
+    impl WakeHere for Here {
+        fn wake_here(&self, table: u32, key: u32) -> bool {
+            self.0.wake_local(table, key)
+        }
+    }
+
+    /// Runs `test` with `table` taking this thread's wakes.
+    fn on_its_thread(table: &Rc<Suspended>, test: impl FnOnce()) {
+        enter(Rc::new(Here(table.clone())));
+        test();
+        leave();
+    }
+
     #[test]
     fn a_woken_run_is_polled_again_until_it_finishes() {
         let table = Suspended::new(Arc::default());
@@ -275,19 +410,60 @@ mod tests {
         assert_eq!((table.len(), polls.get()), (1, 1));
         assert!(!table.has_ready());
         assert_eq!(table.poll_ready(), 0, "not woken: not polled");
-        // Woken twice before the scheduler looks: polled once.
         let first = waker.lock().unwrap().clone().unwrap();
-        first.wake_by_ref();
         first.wake_by_ref();
         assert!(table.has_ready());
         assert_eq!(table.poll_ready(), 1);
         assert_eq!(polls.get(), 2);
-        // The run kept the same waker across polls.
+        // The run was polled with a waker of the same key.
         let second = waker.lock().unwrap().clone().unwrap();
         assert!(second.will_wake(&first));
         second.wake();
         assert_eq!(table.poll_ready(), 1);
         assert_eq!((table.len(), polls.get()), (0, 3), "finished and dropped");
+    }
+
+    #[test]
+    fn wakes_on_the_shards_thread_queue_a_run_once() {
+        let table = Rc::new(Suspended::new(Arc::default()));
+        let (polls, waker) = (Rc::default(), Arc::default());
+        start(&table, run(&polls, 3, &waker));
+        on_its_thread(&table, || {
+            let waker = waker.lock().unwrap().clone().unwrap();
+            waker.wake_by_ref();
+            waker.wake_by_ref();
+            // A clone is the same waker.
+            let clone = waker.clone();
+            clone.wake();
+            assert!(!table.has_foreign_ready(), "the local path took them");
+            assert_eq!(table.poll_ready(), 1, "queued once");
+            assert_eq!(polls.get(), 2);
+            waker.wake();
+            assert_eq!(table.poll_ready(), 1);
+        });
+        assert_eq!((table.len(), polls.get()), (0, 3));
+    }
+
+    #[test]
+    fn a_run_that_wakes_itself_in_its_first_poll_is_polled_again() {
+        let table = Rc::new(Suspended::new(Arc::default()));
+        let polls = Rc::new(Cell::new(0));
+        let counted = polls.clone();
+        // As `yield_now` does: wakes itself, then suspends.
+        let yielding: Run = Box::pin(std::future::poll_fn(move |cx| {
+            counted.set(counted.get() + 1);
+            if counted.get() == 1 {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Poll::Ready(())
+        }));
+        on_its_thread(&table, || {
+            start(&table, yielding);
+            assert!(table.has_ready(), "woken before it was kept");
+            assert_eq!(table.poll_ready(), 1);
+        });
+        assert_eq!((table.len(), polls.get()), (0, 2));
     }
 
     #[test]
@@ -305,13 +481,28 @@ mod tests {
     }
 
     #[test]
+    fn a_waker_that_outlives_its_table_does_nothing() {
+        let doorbell = Arc::new(Doorbell::default());
+        let (table, polls, waker) = one_run(&doorbell);
+        let orphan = waker.lock().unwrap().clone().unwrap();
+        drop(table.take_all());
+        drop(table);
+        let sleeper = park(&doorbell);
+        orphan.wake_by_ref();
+        assert_eq!(sleeper.wakes(), 0, "no shard to wake");
+        // Another table's token is another: its runs are not woken either.
+        let other = Suspended::new(doorbell.clone());
+        start(&other, run(&polls, 5, &waker));
+        let theirs = waker.lock().unwrap().clone().unwrap();
+        assert!(!theirs.will_wake(&orphan), "tokens are not reused");
+        doorbell.disarm();
+    }
+
+    #[test]
     fn a_wake_from_another_thread_rings_the_sleeping_shard() {
         let doorbell = Arc::new(Doorbell::default());
-        let table = Suspended::new(doorbell.clone());
-        let (polls, waker) = (Rc::default(), Arc::default());
-        start(&table, run(&polls, 2, &waker));
-        let (waker_of_shard, sleeper) = CountingWaker::new();
-        doorbell.arm(&waker_of_shard);
+        let (table, polls, waker) = one_run(&doorbell);
+        let sleeper = park(&doorbell);
         assert!(!table.has_foreign_ready());
         let remote = waker.lock().unwrap().clone().unwrap();
         std::thread::spawn(move || remote.wake()).join().unwrap();
@@ -336,12 +527,11 @@ mod tests {
 
 #[cfg(all(test, loom))]
 mod loom_tests {
-    //! The wake flag of a suspended run under loom: a wake from another
-    //! thread is never lost, even when it finds the run queued already and
-    //! the scheduler is about to poll it.
+    //! Wakes from another thread under loom: never lost, even when the run
+    //! is queued already and the scheduler is about to poll it.
 
     use super::*;
-    use crate::sync::CountingWaker;
+    use crate::sync::{CountingWaker, Ordering};
     use loom::sync::atomic::AtomicUsize;
     use std::future::poll_fn;
     use std::task::Poll;

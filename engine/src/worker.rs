@@ -237,77 +237,91 @@ pub(crate) fn drop_contained<T>(value: T, me: impl std::fmt::Display) -> Option<
     Some(reason)
 }
 
-async fn run_worker<W: Worker>(mut worker: Box<W>, shard: Rc<Shard>, me: WorkerRef, first: bool) {
+/// A worker's run: `on_start` first if `first`, then its messages one at a
+/// time until its mailbox is empty or [`RUN_BUDGET`] is spent.
+///
+/// Not an `async fn`: an `async fn` keeps its arguments for its whole life
+/// beside the locals they are moved into, and a run that suspends keeps
+/// all of it (rust-lang/rust#62958); an `async` block uses what it
+/// captures in place.
+fn run_worker<W: Worker>(
+    mut worker: Box<W>,
+    shard: Rc<Shard>,
+    me: WorkerRef,
+    first: bool,
+) -> impl Future<Output = ()> {
     // One context serves the whole run; each message sets its sender and
     // reply channel.
     let mut ctx = Context::new(shard, me, None, None);
-    if first {
-        if let Err(panic) = AssertUnwindSafe(worker.on_start(&mut ctx))
-            .catch_unwind()
-            .await
-        {
-            ctx.shard_handle().worker_panicked(me, panic_text(&panic));
-            drop_contained(worker, me);
-            return;
-        }
-    }
-    let mut handled = 0;
-    let mut budget = RUN_BUDGET;
-    loop {
-        // Taken apart at once, in a statement of its own, so that no whole
-        // delivery is kept in the run's state across the handler's
-        // `.await` (a `while let` would keep its scrutinee there, and copy
-        // it in and out of the state once per message).
-        let Some((back, Delivery { msg, from, reply })) =
-            ctx.shard_handle()
-                .next_or_park(me, handled, budget > 0, worker)
-        else {
-            return;
-        };
-        worker = back;
-        handled = 1;
-        budget -= 1;
-        // The reply channel goes into the context before any `.await`, so
-        // that it is not also kept (and copied) in the run's state.
-        let notice = match reply {
-            Some(ReplyTo::Notice(reason)) => {
-                ctx.begin(None, None);
-                Some(reason)
-            }
-            reply => {
-                tracing::trace!(size = msg.len(), ask = reply.is_some(), "handle");
-                ctx.begin(from, reply);
-                None
-            }
-        };
-        let outcome = match notice {
-            Some(reason) => {
-                // A notice always names who terminated.
-                let who = from.unwrap_or(me);
-                let notice = async {
-                    worker.on_terminated(&mut ctx, who, reason).await;
-                    Ok(())
-                };
-                AssertUnwindSafe(notice).catch_unwind().await
-            }
-            None => {
-                AssertUnwindSafe(worker.handle_message(&mut ctx, msg))
-                    .catch_unwind()
-                    .await
-            }
-        };
-        match outcome {
-            Ok(Ok(())) => ctx.finish(),
-            Ok(Err(error)) => {
-                tracing::warn!(worker = %me, %error, "handler returned an error");
-                ctx.fail(error.to_string());
-            }
-            Err(panic) => {
-                let reason = panic_text(&panic);
-                ctx.fail(reason.clone());
-                ctx.shard_handle().worker_panicked(me, reason);
+    async move {
+        if first {
+            if let Err(panic) = AssertUnwindSafe(worker.on_start(&mut ctx))
+                .catch_unwind()
+                .await
+            {
+                ctx.shard_handle().worker_panicked(me, panic_text(&panic));
                 drop_contained(worker, me);
                 return;
+            }
+        }
+        let mut handled = 0;
+        let mut budget = RUN_BUDGET;
+        loop {
+            // Taken apart at once, in a statement of its own, so that no whole
+            // delivery is kept in the run's state across the handler's
+            // `.await` (a `while let` would keep its scrutinee there, and copy
+            // it in and out of the state once per message).
+            let Some((back, Delivery { msg, from, reply })) =
+                ctx.shard_handle()
+                    .next_or_park(me, handled, budget > 0, worker)
+            else {
+                return;
+            };
+            worker = back;
+            handled = 1;
+            budget -= 1;
+            // The reply channel goes into the context before any `.await`, so
+            // that it is not also kept (and copied) in the run's state.
+            let notice = match reply {
+                Some(ReplyTo::Notice(reason)) => {
+                    ctx.begin(None, None);
+                    Some(reason)
+                }
+                reply => {
+                    tracing::trace!(size = msg.len(), ask = reply.is_some(), "handle");
+                    ctx.begin(from, reply);
+                    None
+                }
+            };
+            let outcome = match notice {
+                Some(reason) => {
+                    // A notice always names who terminated.
+                    let who = from.unwrap_or(me);
+                    let notice = async {
+                        worker.on_terminated(&mut ctx, who, reason).await;
+                        Ok(())
+                    };
+                    AssertUnwindSafe(notice).catch_unwind().await
+                }
+                None => {
+                    AssertUnwindSafe(worker.handle_message(&mut ctx, msg))
+                        .catch_unwind()
+                        .await
+                }
+            };
+            match outcome {
+                Ok(Ok(())) => ctx.finish(),
+                Ok(Err(error)) => {
+                    tracing::warn!(worker = %me, %error, "handler returned an error");
+                    ctx.fail(error.to_string());
+                }
+                Err(panic) => {
+                    let reason = panic_text(&panic);
+                    ctx.fail(reason.clone());
+                    ctx.shard_handle().worker_panicked(me, reason);
+                    drop_contained(worker, me);
+                    return;
+                }
             }
         }
     }

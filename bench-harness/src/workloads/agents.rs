@@ -230,9 +230,15 @@ pub fn run(settings: &Settings) -> Result<Vec<Row>, BenchError> {
         }
         glommio::timer::sleep(SETTLE).await;
         let empty = memory::resident();
-        let (spawn, time) = spawn_then_go(&ctx, tally, &users, n, turns, "agents").await?;
+        let rounds = spawn_then_go(&ctx, tally, &users, n, turns, "agents").await?;
         let total = n * turns;
         let peak = memory::peak();
+        let per_agent = |bytes: u64| bytes as f64 / n as f64;
+        // An idle agent (its state, slot and the user's reference to it),
+        // and what thinking adds to it at the peak: its suspended run, the
+        // entry of its sleep or ask, its messages.
+        let idle = per_agent(rounds.idle_resident.saturating_sub(empty));
+        let thinking = per_agent(peak.saturating_sub(rounds.idle_resident));
         let totals = totals.lock().unwrap_or_else(|p| p.into_inner());
         let latency = totals.added.as_ref().and_then(Latency::of);
         let mean_think_s = totals.think_ns as f64 / 1e9 / total as f64;
@@ -250,17 +256,19 @@ pub fn run(settings: &Settings) -> Result<Vec<Row>, BenchError> {
             messages: 4 * total + 4 * shards as u64 + totals.clock_messages,
             ops: total,
             op: "turns",
-            phases: vec![("agents", time)],
+            phases: vec![("agents", rounds.time)],
             latency,
-            bytes_per_worker: Some(peak.saturating_sub(empty) as f64 / n as f64),
+            bytes_per_worker: Some(per_agent(peak.saturating_sub(empty))),
             check: format!(
-                "{total} turns; {verdict} (think {:.0} ms mean)",
+                "{total} turns; {verdict} (think {:.0} ms mean); {idle:.0} B/agent idle, +{thinking:.0} thinking",
                 mean_think_s * 1e3
             ),
             extra: vec![
                 ("agents_sustained", if sustained { n as f64 } else { 0.0 }),
                 ("think_mean_ms", mean_think_s * 1e3),
-                ("spawn_s", spawn.as_secs_f64()),
+                ("spawn_s", rounds.spawn.as_secs_f64()),
+                ("idle_bytes_per_agent", idle),
+                ("thinking_bytes_per_agent", thinking),
             ],
         })
     })?;

@@ -317,7 +317,9 @@ pub fn run(settings: &Settings) -> Result<Vec<Row>, BenchError> {
                 };
                 users.push(harness::spawn_at(&ctx, shard, user).await?);
             }
-            let (_, time) = spawn_then_go(&ctx, tally, &users, n, turns, "agents-http").await?;
+            let time = spawn_then_go(&ctx, tally, &users, n, turns, "agents-http")
+                .await?
+                .time;
             let total = n * turns;
             let totals = totals.lock().unwrap_or_else(|p| p.into_inner());
             let failed: u64 = totals.errors.values().sum();

@@ -166,7 +166,7 @@ pub async fn spawn_then_go(
     n: u64,
     turns: u64,
     label: &str,
-) -> Result<(std::time::Duration, std::time::Duration), BenchError> {
+) -> Result<AgentRounds, BenchError> {
     let shards = users.len();
     let orders = users.iter().enumerate().map(|(i, &u)| {
         let order = format!("spawn {}", share(n, shards, i));
@@ -175,11 +175,26 @@ pub async fn spawn_then_go(
     let (spawn, spawned) =
         crate::harness::round(ctx, tally, "agents spawn", n, orders, shards).await?;
     crate::harness::check("agents started", n, spawned)?;
+    let idle_resident = crate::memory::resident();
     let orders = users.iter().map(|&u| (u, "go".into()));
     let total = n * turns;
     let (time, answered) = crate::harness::round(ctx, tally, label, total, orders, shards).await?;
     crate::harness::check("agent turns answered", total, answered)?;
-    Ok((spawn, time))
+    Ok(AgentRounds {
+        spawn,
+        idle_resident,
+        time,
+    })
+}
+
+/// What [`spawn_then_go`] measured.
+pub struct AgentRounds {
+    /// How long the agents took to start.
+    pub spawn: std::time::Duration,
+    /// Resident bytes with every agent started and idle, before the turns.
+    pub idle_resident: u64,
+    /// How long the turns took.
+    pub time: std::time::Duration,
 }
 
 /// Part `i` of `total` split into `parts` nearly equal parts.

@@ -5,12 +5,11 @@
 
 use std::future::poll_fn;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::slots::Next;
-use crate::suspended::{self, WakeHere};
+use crate::suspended::WakeHere;
 
 use super::Shard;
 
@@ -135,7 +134,7 @@ impl Shard {
 impl WakeHere for Shard {
     /// Queues the suspended run `key` of `table` if that table is this
     /// shard's, and tells the scheduler.
-    fn wake_here(&self, table: &Arc<suspended::Shared>, key: u32) -> bool {
+    fn wake_here(&self, table: u32, key: u32) -> bool {
         let queued = self.suspended.wake_local(table, key);
         if queued {
             self.work.notify();
