@@ -357,6 +357,15 @@ fn notices_after_barrier(
     notices.try_iter().collect()
 }
 
+/// Asks `target` to panic and checks that the ask failed because it did
+/// (not, say, because no worker had that name yet).
+fn crash(node: &myriad::NodeHandle, target: impl Into<myriad::Address>) {
+    match node.send_and_receive(target, "panic", LONG) {
+        Err(Error::WorkerFailed { reason, .. }) => assert!(reason.contains("panic"), "{reason}"),
+        other => panic!("the ask should fail with the worker's panic: {other:?}"),
+    }
+}
+
 /// How a test ends a target worker.
 type Terminate = fn(&myriad::NodeHandle, myriad::WorkerRef);
 
@@ -365,9 +374,7 @@ fn a_watch_fires_once_for_each_reason() {
     let node = common::node(2);
     let cases: [(&str, Terminate); 2] = [
         ("Stopped", |node, target| node.stop_worker(target).unwrap()),
-        ("Panicked", |node, target| {
-            assert!(node.send_and_receive(target, "panic", LONG).is_err());
-        }),
+        ("Panicked", |node, target| crash(node, target)),
     ];
     // The target on the watcher's shard, then on another.
     for (shard, (reason, terminate)) in [0, 1].into_iter().zip(cases) {
@@ -556,7 +563,7 @@ fn rest_for_one_and_one_for_all_restart_in_order() {
             .find(|w| w.id.to_string() == before[1])
             .unwrap()
             .id;
-        assert!(node.send_and_receive(b, "panic", LONG).is_err());
+        crash(&node, b);
         let restarted = events(&rx, stops.len() + starts.len());
         let (got_stops, got_starts): (Vec<_>, Vec<_>) =
             restarted.iter().partition(|e| e.starts_with("stop"));
@@ -587,11 +594,13 @@ fn a_named_child_is_restarted_under_its_name_until_the_intensity_escalates() {
     node.start_worker("outer", outer).unwrap();
     assert_eq!(events(&rx, 1), ["start crash"]);
     let first_inner = children_of(&node, "outer");
+    // Once inner answers, its `on_start` has started (and named) the child.
+    children_of(&node, "inner");
     let (watcher, notices) = Watcher::new("inner");
     let watcher = node.spawn_on(0, watcher).unwrap();
     node.send_and_receive(watcher, "watch", LONG).unwrap();
     for _ in 0..2 {
-        assert!(node.send_and_receive("crash", "panic", LONG).is_err());
+        crash(&node, "crash");
         assert_eq!(events(&rx, 1), ["start crash"]);
         children_of(&node, "inner");
         // The restarted child answers under its name.
@@ -599,7 +608,7 @@ fn a_named_child_is_restarted_under_its_name_until_the_intensity_escalates() {
     }
     // The third failure is one too many: inner stops its child and fails,
     // outer restarts inner, which starts a new child.
-    assert!(node.send_and_receive("crash", "panic", LONG).is_err());
+    crash(&node, "crash");
     let notice = notices.recv_timeout(LONG).expect("inner's end");
     assert!(
         notice.contains("Panicked") && notice.contains("more than 2 restarts"),
