@@ -140,11 +140,23 @@ async fn sync_from_worker(ctx: &Context, to: Address) -> Result<(), Error> {
 /// [`sync_from_worker`] from a plain thread.
 fn sync(node: &NodeHandle, to: impl Into<Address>) {
     let to = to.into();
+    if let Err(e) = ask_until_taken(node, to.clone(), "sync") {
+        panic!("sync with {to}: {e}");
+    }
+}
+
+/// Asks `to` for `msg` until its mailbox takes the ask (a flood may keep it
+/// full for a while), and returns the answer.
+fn ask_until_taken(
+    node: &NodeHandle,
+    to: impl Into<Address>,
+    msg: &'static str,
+) -> Result<Message, Error> {
+    let to = to.into();
     loop {
-        match node.send_and_receive(to.clone(), "sync", LONG) {
-            Ok(_) => return,
+        match node.send_and_receive(to.clone(), msg, LONG) {
             Err(Error::MailboxFull(_)) => std::thread::yield_now(),
-            Err(e) => panic!("sync with {to}: {e}"),
+            answer => return answer,
         }
     }
 }
@@ -374,22 +386,18 @@ fn two_workers_flood_each_other_with_waiting_sends(shards: usize) {
         .iter()
         .map(|me| {
             let node = node.clone();
-            std::thread::spawn(move || loop {
-                // The other flood may have filled this worker's mailbox
-                // already: the ask is refused until it takes a message.
-                match node.send_and_receive(*me, "go", LONG) {
-                    Err(Error::MailboxFull(_)) => std::thread::yield_now(),
-                    done => break done,
-                }
-            })
+            // The other flood may have filled this worker's mailbox
+            // already: the ask is refused until it takes a message.
+            std::thread::spawn(move || ask_until_taken(&node, *me, "go"))
         })
         .collect();
     for flood in floods {
         let done = flood.join().unwrap();
         assert_eq!(done.expect("the flood ends: no deadlock"), "done");
     }
+    // The other flood's last messages may still fill this worker's mailbox.
     for me in name {
-        node.send_and_receive(me, "sync-target", LONG).unwrap();
+        ask_until_taken(&node, me, "sync-target").unwrap();
     }
     for i in 0..2 {
         assert_eq!(accepted[i].load(Ordering::Relaxed), COUNT);
@@ -997,22 +1005,18 @@ fn two_nodes_whose_workers_flood_each_other_with_waiting_sends_neither_lose_nor_
         .iter()
         .map(|&(node, me, _)| {
             let node = node.clone();
-            std::thread::spawn(move || loop {
-                // The other flood may have filled this worker's mailbox
-                // already: the ask is refused until it takes a message.
-                match node.send_and_receive(me, "go", LONG) {
-                    Err(Error::MailboxFull(_)) => std::thread::yield_now(),
-                    done => break done,
-                }
-            })
+            // The other flood may have filled this worker's mailbox
+            // already: the ask is refused until it takes a message.
+            std::thread::spawn(move || ask_until_taken(&node, me, "go"))
         })
         .collect();
     for flood in floods {
         let done = flood.join().unwrap();
         assert_eq!(done.expect("the flood ends: no deadlock"), "done");
     }
+    // The other flood's last messages may still fill this worker's mailbox.
     for (node, me, _) in nodes {
-        node.send_and_receive(me, "sync-target", LONG).unwrap();
+        ask_until_taken(node, me, "sync-target").unwrap();
     }
     for i in 0..2 {
         assert_eq!(accepted[i].load(Ordering::Relaxed), COUNT);
