@@ -227,7 +227,7 @@ impl Client {
         loop {
             let (mut sender, reused) = match Self::ready_idle(&mut slot).await {
                 Some(sender) => (sender, true),
-                None => match self.connect(host).await? {
+                None => match self.dial(host).await? {
                     Conn::H1(sender) => (sender, false),
                     Conn::H2(_) => unreachable_h2(),
                 },
@@ -277,7 +277,7 @@ impl Client {
         if let Some(sender) = host.live_h2() {
             return Ok(Some(sender));
         }
-        match self.connect(host).await? {
+        match self.dial(host).await? {
             Conn::H2(sender) => {
                 *host.h2.borrow_mut() = Some(sender.clone());
                 Ok(Some(sender))
@@ -311,6 +311,15 @@ impl Client {
             Some(Err(e)) => Err(Error::Http(e)),
             Some(Ok(response)) => Response::new(response, None, &self.inner.config),
         }
+    }
+
+    /// [`connect`](Self::connect) in a box of its own. Dialling (DNS, TCP,
+    /// TLS and HTTP handshakes) has far more state than a request on a pooled
+    /// connection; held inline it would make every request's future, and the
+    /// future of every caller that awaits one, that large, to be moved and
+    /// allocated on each request. Boxed, it costs an allocation per dial.
+    async fn dial(&self, host: &HostPool) -> Result<Conn, Error> {
+        Box::pin(self.connect(host)).await
     }
 
     /// Opens a connection to the host's origin and starts its driver task.
@@ -599,6 +608,21 @@ mod tests {
             origin_of(&"/relative".parse().unwrap()),
             Err(Error::Url { .. })
         ));
+    }
+
+    #[test]
+    fn a_request_future_does_not_hold_the_dial_inline() {
+        let client = Client::new(ClientConfig::default());
+        let url = "http://127.0.0.1:9/";
+        let host = client.host(origin_of(&url.parse().unwrap()).unwrap());
+        let send = client.send(http::Request::get(url).body(Bytes::new()).unwrap());
+        let connect = client.connect(&host);
+        assert!(
+            std::mem::size_of_val(&send) < std::mem::size_of_val(&connect),
+            "a request's future ({} bytes) holds the dial's ({} bytes)",
+            std::mem::size_of_val(&send),
+            std::mem::size_of_val(&connect)
+        );
     }
 
     #[test]

@@ -115,10 +115,19 @@ where
 
 /// Runs `fut` for at most `limit` on a glommio timer: `None` if it did not
 /// finish in time (it is then dropped).
+///
+/// The limit counts from the first poll that finds `fut` not ready, and only
+/// then is the timer made: a future ready at once (the body of a response
+/// already read, say) costs no timer, no clock read and no allocation.
 pub async fn with_timeout<F: Future>(limit: Duration, fut: F) -> Option<F::Output> {
-    futures_lite::future::or(async { Some(fut.await) }, async {
-        glommio::timer::Timer::new(limit).await;
-        None
+    let mut fut = std::pin::pin!(fut);
+    let mut timer: Option<glommio::timer::Timer> = None;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(output) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        let timer = timer.get_or_insert_with(|| glommio::timer::Timer::new(limit));
+        Pin::new(timer).poll(cx).map(|_| None)
     })
     .await
 }

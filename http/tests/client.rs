@@ -22,6 +22,30 @@ fn url(addr: std::net::SocketAddr, path: &str) -> String {
 }
 
 #[test]
+fn a_timeout_cuts_only_a_future_that_has_to_wait_past_it() {
+    on_shard(|| async {
+        // Ready when first polled: no timer is made, so even a zero limit
+        // lets it through.
+        assert_eq!(with_timeout(Duration::ZERO, async { 7 }).await, Some(7));
+        assert_eq!(
+            with_timeout(Duration::ZERO, std::future::pending::<()>()).await,
+            None
+        );
+        let mut waited = false;
+        let ready_on_the_second_poll = std::future::poll_fn(|cx| {
+            if std::mem::replace(&mut waited, true) {
+                std::task::Poll::Ready(3)
+            } else {
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            }
+        });
+        let limit = Duration::from_secs(60);
+        assert_eq!(with_timeout(limit, ready_on_the_second_poll).await, Some(3));
+    });
+}
+
+#[test]
 fn a_get_returns_status_headers_and_body() {
     on_shard(|| async {
         let (addr, _) = serve(|request| async move {

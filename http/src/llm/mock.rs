@@ -140,14 +140,27 @@ impl MockLlm {
         let server = server
             .max_concurrent_streams(MAX_STREAMS)
             .connection_window(CONNECTION_WINDOW);
+        let text: Rc<str> = self.answer_text().into();
         let mock = Rc::new(self);
         let rng = Rc::new(RefCell::new(SmallRng::from_os_rng()));
         server
             .serve(hyper::service::service_fn(move |request| {
-                let (mock, rng) = (mock.clone(), rng.clone());
-                async move { Ok::<_, Infallible>(mock.answer(&rng, request).await) }
+                let (mock, rng, text) = (mock.clone(), rng.clone(), text.clone());
+                async move { Ok::<_, Infallible>(mock.answer(&rng, &text, request).await) }
             }))
             .await
+    }
+
+    /// The text of every answer, `w0 w1 … ` ([`tokens`](Self::tokens) words,
+    /// each with its space): the same for every request, so made once.
+    fn answer_text(&self) -> String {
+        use std::fmt::Write;
+        let mut text = String::new();
+        for i in 0..self.tokens {
+            // Writing to a String cannot fail.
+            let _ = write!(text, "w{i} ");
+        }
+        text
     }
 
     /// A delay drawn from the configured distribution.
@@ -166,6 +179,7 @@ impl MockLlm {
     async fn answer(
         &self,
         rng: &RefCell<SmallRng>,
+        text: &str,
         request: http::Request<Incoming>,
     ) -> http::Response<MockBody> {
         if request.method() != http::Method::POST
@@ -188,7 +202,9 @@ impl MockLlm {
             Err(e) => return error(http::StatusCode::BAD_REQUEST, &format!("request JSON: {e}")),
         };
         let delay = self.draw_delay(&mut rng.borrow_mut());
-        glommio::timer::Timer::new(delay).await;
+        if !delay.is_zero() {
+            glommio::timer::Timer::new(delay).await;
+        }
         let prompt_tokens: usize = parsed
             .messages
             .iter()
@@ -199,17 +215,16 @@ impl MockLlm {
             completion_tokens: self.tokens as u32,
             total_tokens: (prompt_tokens + self.tokens) as u32,
         };
-        let tokens = (0..self.tokens).map(|i| format!("w{i} "));
         let stream = parsed.stream.unwrap_or(self.stream_by_default);
-        let response = if stream {
-            sse_answer(tokens, usage)
+        let mut response = if stream {
+            sse_answer(text.split_inclusive(' ').map(str::to_owned), usage)
         } else {
-            json_answer(&parsed.model, tokens.collect(), usage)
+            json_answer(&parsed.model, text.to_owned(), usage)
         };
-        let mut response = response;
-        if let Ok(value) = http::HeaderValue::from_str(&delay.as_micros().to_string()) {
-            response.headers_mut().insert(DELAY_HEADER, value);
-        }
+        let micros = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        response
+            .headers_mut()
+            .insert(DELAY_HEADER, http::HeaderValue::from(micros));
         response
     }
 }
