@@ -203,7 +203,7 @@ async fn stop_worker<W: Worker>(worker: Box<W>, shard: Rc<Shard>, me: WorkerRef)
         Some(text) => ExitReason::Panicked(Arc::from(text)),
         None => ExitReason::Stopped,
     };
-    shard.remove_worker(me, Error::NoSuchWorker(format!("{me} (stopped)")), exit);
+    shard.remove_worker(me, || Error::NoSuchWorker(format!("{me} (stopped)")), exit);
 }
 
 /// Runs a worker's `on_stop` and drops the worker (a panic in either is

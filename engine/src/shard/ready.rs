@@ -517,11 +517,12 @@ impl Shard {
         }
     }
 
-    /// Worker `r` is gone: the sends parked for it fail with `why`.
-    pub(crate) fn fail_parked(&self, r: WorkerRef, why: &Error) {
+    /// Worker `r` is gone: the sends parked for it fail with the error
+    /// `why` makes.
+    pub(crate) fn fail_parked(&self, r: WorkerRef, why: impl Fn() -> Error) {
         let parked = self.waiting.parked.borrow_mut().remove(&r);
         for waiter in parked.into_iter().flatten() {
-            (waiter.verdict)(Err(why.clone()));
+            (waiter.verdict)(Err(why()));
         }
     }
 

@@ -84,7 +84,7 @@ impl Shard {
         if !futures_lite::future::or(stop, late).await {
             tracing::warn!(worker = %self.describe(me), ?deadline, "on_stop did not finish in time");
             drop_contained(run, me);
-            self.remove_worker(me, crate::Error::NodeStopped, crate::ExitReason::Stopped);
+            self.remove_worker(me, || crate::Error::NodeStopped, crate::ExitReason::Stopped);
         }
     }
 }

@@ -55,12 +55,11 @@ impl Shard {
         let Some(node) = self.node.virtuals.as_ref() else {
             return;
         };
-        let k = key.clone();
-        let then = Box::new(move |s: &Rc<Shard>, record: Result<Option<Vec<u8>>, StoreError>| {
+        let then = Box::new(|s: &Rc<Shard>, key: Key, record: Result<Option<Vec<u8>>, StoreError>| {
             let activation = record
                 .map_err(|e| e.to_string())
-                .and_then(|record| s.virtuals.borrow_mut().loaded(&k, record));
-            s.activate_virtual(k, activation);
+                .and_then(|record| s.virtuals.borrow_mut().loaded(&key, record));
+            s.activate_virtual(key, activation);
         });
         node.store.submit(self.index, Op::Load { key, then });
     }
@@ -127,19 +126,18 @@ impl Shard {
         let (Some((key, record, next_due_ms)), Some(node)) = (stopped, self.node.virtuals.as_ref()) else {
             return;
         };
-        let k = key.clone();
-        let then = Box::new(move |s: &Rc<Shard>, saved: Result<(), StoreError>| s.virtual_saved(k, saved));
+        let then = Box::new(|s: &Rc<Shard>, key, record, saved| s.virtual_saved(key, record, saved));
         node.store.submit(self.index, Op::Save { key, record, next_due_ms, then });
     }
 
-    fn virtual_saved(self: &Rc<Self>, key: Key, saved: Result<(), StoreError>) {
+    fn virtual_saved(self: &Rc<Self>, key: Key, record: Vec<u8>, saved: Result<(), StoreError>) {
         if let Err(error) = saved {
             tracing::error!(%key, %error, "the state of a deactivated worker was not saved");
         }
-        let after = self.virtuals.borrow_mut().saved(&key, self.is_stopping());
+        let after = self.virtuals.borrow_mut().saved(&key, record, self.is_stopping());
         match after {
             AfterSave::Done | AfterSave::Unknown => {}
-            AfterSave::Reactivate(key, record) => {
+            AfterSave::Reactivate(record) => {
                 let activation = self.virtuals.borrow_mut().loaded(&key, Some(record));
                 self.activate_virtual(key, activation);
             }
@@ -237,7 +235,7 @@ impl Shard {
             return Err(not_virtual(me));
         };
         let (tx, rx) = flume::bounded(1);
-        let then = Box::new(move |_: &Rc<Shard>, saved: Result<(), StoreError>| {
+        let then = Box::new(move |_: &Rc<Shard>, _, _, saved: Result<(), StoreError>| {
             let _ = tx.send(saved);
         });
         node.store.submit(self.index, Op::Save { key, record, next_due_ms, then });

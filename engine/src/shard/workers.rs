@@ -96,23 +96,28 @@ impl Shard {
         tracing::error!(%worker, %reason, "worker panicked and was stopped");
         self.meter.panicked();
         let exit = ExitReason::Panicked(Arc::from(reason.as_str()));
-        self.remove_worker(me, Error::WorkerFailed { worker, reason }, exit);
+        let why = || Error::WorkerFailed {
+            worker: worker.clone(),
+            reason: reason.clone(),
+        };
+        self.remove_worker(me, why, exit);
     }
 
     /// Frees a worker's slot and name; its queued messages are rejected
-    /// with `why`, its watchers are told `exit`.
-    pub(crate) fn remove_worker(self: &Rc<Self>, me: WorkerRef, why: Error, exit: ExitReason) {
+    /// with the error `why` makes, its watchers are told `exit`. The error
+    /// is made only if something is rejected: most workers leave nothing
+    /// queued, and a stopped worker's error is a `format!`.
+    pub(crate) fn remove_worker(self: &Rc<Self>, me: WorkerRef, why: impl Fn() -> Error, exit: ExitReason) {
         let removed = self.state.borrow_mut().slots.remove(me);
         let Some(freed) = removed else {
             return;
         };
         self.meter.forget(me);
-        self.fail_parked(me, &why);
+        let made = std::cell::OnceCell::new();
+        let why = || made.get_or_init(&why).clone();
+        self.fail_parked(me, why);
         for delivery in self.virtual_removed(me, freed.orphans) {
-            self.reject(Undelivered {
-                error: why.clone(),
-                delivery,
-            });
+            self.reject(Undelivered { error: why(), delivery });
         }
         let notify = move |shard: &Rc<Shard>| {
             for watcher in freed.watchers {

@@ -54,10 +54,10 @@ enum Phase {
     },
     /// Asked to stop; its `on_deactivate` runs.
     Stopping { pending: VecDeque<Delivery> },
-    /// Its record is being written; `worker` until its slot is freed.
+    /// Its record is being written (the save's answer brings it back);
+    /// `worker` until its slot is freed.
     Saving {
         worker: Option<WorkerRef>,
-        record: Vec<u8>,
         pending: VecDeque<Delivery>,
     },
 }
@@ -130,8 +130,9 @@ pub(crate) enum Removed {
 pub(crate) enum AfterSave {
     /// Deactivated; the entry is gone.
     Done,
-    /// Messages came meanwhile: activate again from this record.
-    Reactivate(Key, Vec<u8>),
+    /// Messages came meanwhile: activate again from the record just
+    /// written.
+    Reactivate(Vec<u8>),
     /// The node is stopping: these are not delivered.
     Stopping(Vec<Delivery>),
     /// No such saving entry.
@@ -551,7 +552,6 @@ impl Registry {
         let due = record::next_due(&entry.reminders);
         entry.phase = Phase::Saving {
             worker: Some(worker),
-            record: record.clone(),
             pending,
         };
         Some((entry.key.clone(), record, due))
@@ -566,15 +566,11 @@ impl Registry {
         let entry = &mut self.entries[i as usize];
         let kind = entry.kind;
         let (was_active, mut pending) = match std::mem::replace(&mut entry.phase, Phase::Loading { pending: VecDeque::new() }) {
-            Phase::Saving { record, mut pending, .. } => {
+            Phase::Saving { mut pending, .. } => {
                 for d in orphans.into_iter().rev() {
                     pending.push_front(d);
                 }
-                entry.phase = Phase::Saving {
-                    worker: None,
-                    record,
-                    pending,
-                };
+                entry.phase = Phase::Saving { worker: None, pending };
                 return Removed::Kept;
             }
             Phase::Active { .. } => (true, VecDeque::new()),
@@ -602,13 +598,15 @@ impl Registry {
         Removed::Reload(entry.key.clone())
     }
 
-    /// The save of `key`'s record (at deactivation) finished.
-    pub(crate) fn saved(&mut self, key: &Key, stopping: bool) -> AfterSave {
+    /// The save of `key`'s record (at deactivation) finished; `record` is
+    /// what was written, which a reactivation starts from without reading
+    /// the store.
+    pub(crate) fn saved(&mut self, key: &Key, record: Vec<u8>, stopping: bool) -> AfterSave {
         let Some(i) = self.index(key) else {
             return AfterSave::Unknown;
         };
         let entry = &mut self.entries[i as usize];
-        let Phase::Saving { worker, record, pending } = std::mem::replace(&mut entry.phase, Phase::Loading { pending: VecDeque::new() }) else {
+        let Phase::Saving { worker, pending } = std::mem::replace(&mut entry.phase, Phase::Loading { pending: VecDeque::new() }) else {
             return AfterSave::Unknown;
         };
         if let Some(worker) = worker {
@@ -627,7 +625,7 @@ impl Registry {
         }
         self.entries[i as usize].phase = Phase::Loading { pending };
         self.resident += 1;
-        AfterSave::Reactivate(key.clone(), record)
+        AfterSave::Reactivate(record)
     }
 
     /// Forgets entry `i` (its residence is accounted by the caller).
@@ -785,8 +783,8 @@ mod tests {
         assert!(matches!(r.route(&key, msg("during save"), 10, false), Route::Waits));
         // The mailbox still held one (sent by reference): it goes first.
         assert!(matches!(r.removed(WorkerRef::test(1), vec![msg("orphan")], false), Removed::Kept));
-        let AfterSave::Reactivate(again, saved) = r.saved(&key, false) else { panic!("not reactivated") };
-        assert_eq!((again, &saved), (key.clone(), &record));
+        let AfterSave::Reactivate(saved) = r.saved(&key, record.clone(), false) else { panic!("not reactivated") };
+        assert_eq!(saved, record);
         let activation = r.loaded(&key, Some(saved)).unwrap();
         assert_eq!(activation.state.as_deref(), Some(&b"state"[..]));
         assert_eq!(texts(r.activated(&key, WorkerRef::test(2)).0), ["orphan", "during stop", "during save"]);
@@ -816,9 +814,9 @@ mod tests {
             for text in ["a", "b"] {
                 assert!(matches!(r.route(&key, msg(text), 10, false), Route::Waits));
             }
-            r.stopped(WorkerRef::test(worker), b"s").unwrap();
+            let (_, record, _) = r.stopped(WorkerRef::test(worker), b"s").unwrap();
             assert!(matches!(r.removed(WorkerRef::test(worker), vec![], false), Removed::Kept));
-            let AfterSave::Reactivate(_, record) = r.saved(&key, false) else { panic!("round {round}: not reactivated") };
+            let AfterSave::Reactivate(record) = r.saved(&key, record, false) else { panic!("round {round}: not reactivated") };
             r.loaded(&key, Some(record)).unwrap();
             worker += 1;
             let w = WorkerRef::test(worker);
@@ -833,9 +831,9 @@ mod tests {
         }
         // A worker's own deactivation is not deferred: it comes from a
         // message it handled.
-        r.stopped(WorkerRef::test(worker), b"s").unwrap();
+        let (_, record, _) = r.stopped(WorkerRef::test(worker), b"s").unwrap();
         r.removed(WorkerRef::test(worker), vec![msg("c")], false);
-        let AfterSave::Reactivate(_, record) = r.saved(&key, false) else { panic!("not reactivated") };
+        let AfterSave::Reactivate(record) = r.saved(&key, record, false) else { panic!("not reactivated") };
         r.loaded(&key, Some(record)).unwrap();
         let w = WorkerRef::test(worker + 1);
         assert_eq!(texts(r.activated(&key, w).0), ["c"]);
@@ -864,9 +862,9 @@ mod tests {
     fn a_deactivation_with_nothing_waiting_forgets_the_key() {
         let key = Key::new("agent", "1");
         let mut r = stopping(&key);
-        r.stopped(WorkerRef::test(1), b"s").unwrap();
+        let (_, record, _) = r.stopped(WorkerRef::test(1), b"s").unwrap();
         assert!(matches!(r.removed(WorkerRef::test(1), vec![], false), Removed::Kept));
-        assert!(matches!(r.saved(&key, false), AfterSave::Done));
+        assert!(matches!(r.saved(&key, record, false), AfterSave::Done));
         assert!(r.active_keys("agent").is_empty());
         assert!(matches!(r.route(&key, msg("again"), 10, false), Route::Load { .. }));
     }
@@ -973,7 +971,7 @@ mod tests {
         r.deactivate_key(&key);
         let (_, record, _) = r.stopped(WorkerRef::test(1), b"s").unwrap();
         r.removed(WorkerRef::test(1), vec![], false);
-        assert!(matches!(r.saved(&key, false), AfterSave::Done));
+        assert!(matches!(r.saved(&key, record.clone(), false), AfterSave::Done));
         // Its timer ended without delivering it (the home moved away).
         r.disarm(&key, 1);
         assert!(matches!(r.route(&key, msg("back"), 10, false), Route::Load { .. }));
@@ -994,7 +992,7 @@ mod tests {
         assert_eq!(due, Some(10));
         let record_copy = record.clone();
         r.removed(WorkerRef::test(1), vec![], false);
-        assert!(matches!(r.saved(&key, false), AfterSave::Done));
+        assert!(matches!(r.saved(&key, record.clone(), false), AfterSave::Done));
         // Reminder 1 fires: it wakes the key, whose record still lists it.
         assert!(matches!(r.route(&key, msg("ping"), 10, false), Route::Load { .. }));
         r.reminder_due(&key, 1);
