@@ -366,13 +366,50 @@ fn waiting_sends_from_threads_lose_nothing() {
     node.shutdown();
 }
 
+/// Has the flooding probes `sides` (a node and the name of a probe of
+/// [`Probe::flooding`] on it, each sending `count` waiting sends to the
+/// other) flood each other, and checks that neither flood deadlocked and
+/// that every message of each was accepted and handled.
+fn flood_each_other(
+    sides: [(&NodeHandle, &'static str); 2],
+    handled: &[Arc<AtomicU64>],
+    accepted: &[Arc<AtomicU64>],
+    count: u64,
+) {
+    let floods: Vec<_> = sides
+        .iter()
+        .map(|&(node, me)| {
+            let node = node.clone();
+            // The other flood may have filled this worker's mailbox
+            // already: the ask is refused until it takes a message.
+            std::thread::spawn(move || ask_until_taken(&node, me, "go"))
+        })
+        .collect();
+    for flood in floods {
+        let done = flood.join().unwrap();
+        assert_eq!(done.expect("the flood ends: no deadlock"), "done");
+    }
+    // The other flood's last messages may still fill this worker's mailbox.
+    for (node, me) in sides {
+        ask_until_taken(node, me, "sync-target").unwrap();
+    }
+    for i in 0..2 {
+        assert_eq!(accepted[i].load(Ordering::Relaxed), count);
+        assert_eq!(
+            handled[1 - i].load(Ordering::Relaxed),
+            count,
+            "{} lost some",
+            sides[1 - i].1
+        );
+    }
+}
+
 /// Two workers on `shards` (one each, or both on shard 0) flood each other
 /// with waiting sends while neither handles anything else.
 fn two_workers_flood_each_other_with_waiting_sends(shards: usize) {
     const COUNT: u64 = 20_000;
     let node = node(shards);
-    const NAMES: [&str; 2] = ["left", "right"];
-    let name = NAMES;
+    let name = ["left", "right"];
     let mut handled = Vec::new();
     let mut accepted = Vec::new();
     for (i, me) in name.iter().enumerate() {
@@ -382,32 +419,12 @@ fn two_workers_flood_each_other_with_waiting_sends(shards: usize) {
         handled.push(h);
         accepted.push(a);
     }
-    let floods: Vec<_> = NAMES
-        .iter()
-        .map(|me| {
-            let node = node.clone();
-            // The other flood may have filled this worker's mailbox
-            // already: the ask is refused until it takes a message.
-            std::thread::spawn(move || ask_until_taken(&node, *me, "go"))
-        })
-        .collect();
-    for flood in floods {
-        let done = flood.join().unwrap();
-        assert_eq!(done.expect("the flood ends: no deadlock"), "done");
-    }
-    // The other flood's last messages may still fill this worker's mailbox.
-    for me in name {
-        ask_until_taken(&node, me, "sync-target").unwrap();
-    }
-    for i in 0..2 {
-        assert_eq!(accepted[i].load(Ordering::Relaxed), COUNT);
-        assert_eq!(
-            handled[1 - i].load(Ordering::Relaxed),
-            COUNT,
-            "{} lost some",
-            name[1 - i]
-        );
-    }
+    flood_each_other(
+        [(&node, name[0]), (&node, name[1])],
+        &handled,
+        &accepted,
+        COUNT,
+    );
     assert_eq!(node.dropped_messages().unwrap(), 0);
     node.shutdown();
 }
@@ -1001,32 +1018,8 @@ fn two_nodes_whose_workers_flood_each_other_with_waiting_sends_neither_lose_nor_
         handled.push(h);
         accepted.push(acc);
     }
-    let floods: Vec<_> = nodes
-        .iter()
-        .map(|&(node, me, _)| {
-            let node = node.clone();
-            // The other flood may have filled this worker's mailbox
-            // already: the ask is refused until it takes a message.
-            std::thread::spawn(move || ask_until_taken(&node, me, "go"))
-        })
-        .collect();
-    for flood in floods {
-        let done = flood.join().unwrap();
-        assert_eq!(done.expect("the flood ends: no deadlock"), "done");
-    }
-    // The other flood's last messages may still fill this worker's mailbox.
-    for (node, me, _) in nodes {
-        ask_until_taken(node, me, "sync-target").unwrap();
-    }
-    for i in 0..2 {
-        assert_eq!(accepted[i].load(Ordering::Relaxed), COUNT);
-        assert_eq!(
-            handled[1 - i].load(Ordering::Relaxed),
-            COUNT,
-            "{} lost some",
-            nodes[1 - i].1
-        );
-    }
+    let sides = nodes.map(|(node, me, _)| (node, me));
+    flood_each_other(sides, &handled, &accepted, COUNT);
     stop_having_dropped_nothing([a, b]);
 }
 
