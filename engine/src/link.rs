@@ -12,8 +12,18 @@
 //! queue, used here as SPSC: only the source shard pushes and only the
 //! target shard pops. A consumer about to park is woken through its
 //! [`Doorbell`] (`doorbell.rs`).
+//!
+//! A shard that stops *closes* its incoming rings: it will read them no
+//! more, so what is in them, and whatever a producer pushes later, is
+//! dropped (its senders' answer channels close: they learn that the node
+//! stopped instead of waiting for an answer that never comes). The closing
+//! consumer marks the ring closed and then empties it; a producer pushes and
+//! then looks for the mark, and empties the ring itself if it is there. With
+//! a `SeqCst` fence between the two steps on both sides, at least one of
+//! them sees the other's step (Dekker), so nothing stays behind.
 
 use std::cell::RefCell;
+use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crossbeam::queue::ArrayQueue;
@@ -34,6 +44,8 @@ pub(crate) type Batch = Vec<Packet>;
 pub(crate) struct Ring {
     batches: ArrayQueue<Entry>,
     empties: ArrayQueue<Batch>,
+    /// Set once the consumer reads this ring no more (see the module doc).
+    closed: AtomicBool,
 }
 
 /// One entry of a ring: a lone packet travels inline, so the consumer reads
@@ -50,6 +62,27 @@ impl Ring {
         Ring {
             batches: ArrayQueue::new(capacity),
             empties: ArrayQueue::new(SPARE_BATCHES),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Consumer side, when it stops reading: marks the ring closed, then
+    /// drops what is in it.
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        self.discard();
+    }
+
+    /// Whether the consumer closed the ring.
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Drops every entry in the ring (its consumer is gone).
+    fn discard(&self) {
+        while let Some(entry) = self.batches.pop() {
+            crate::worker::drop_contained(entry, "a packet for a shard that stopped");
         }
     }
 
@@ -132,8 +165,15 @@ impl Outbox {
     }
 
     /// Ships the pending packets as one batch. Returns `false` if the ring
-    /// is full and they stay pending.
+    /// is full and they stay pending. If the peer stopped (closed the ring),
+    /// drops them instead.
     pub(crate) fn flush(&self) -> bool {
+        if self.ring.is_closed() {
+            // Dropped after the borrow ends: a packet's drop may post again.
+            let dropped = std::mem::take(&mut *self.pending.borrow_mut());
+            crate::worker::drop_contained(dropped, "a packet for a shard that stopped");
+            return true;
+        }
         let mut pending = self.pending.borrow_mut();
         let entry = if pending.len() > 1 {
             let next = self.ring.fresh_batch(pending.len());
@@ -146,7 +186,14 @@ impl Outbox {
         match self.ring.batches.push(entry) {
             Ok(()) => {
                 drop(pending);
-                self.peer.ring();
+                // The peer may have closed the ring before it saw this push
+                // (see the module doc).
+                fence(Ordering::SeqCst);
+                if self.ring.is_closed() {
+                    self.ring.discard();
+                } else {
+                    self.peer.ring();
+                }
                 true
             }
             // Nothing was added in between: this borrow is exclusive.
@@ -194,6 +241,14 @@ impl Inbound {
             }
         }
         taken
+    }
+
+    /// This shard reads its rings no more: closes each, dropping what is in
+    /// them and what their producers push later.
+    pub(crate) fn close(&self) {
+        for ring in &self.rings {
+            ring.close();
+        }
     }
 
     /// Whether any ring holds a batch.
@@ -304,5 +359,65 @@ mod tests {
         let mut seen = 0;
         inbound.drain(|_| seen += 1);
         assert_eq!(seen, 2);
+    }
+
+    /// A packet whose drop the test can see: its channel disconnects.
+    fn watched_packet() -> (Packet, flume::Receiver<()>) {
+        let (tx, rx) = flume::bounded::<()>(1);
+        (Packet::Run(Box::new(move |_| drop(tx))), rx)
+    }
+
+    fn dropped(rx: &flume::Receiver<()>) -> bool {
+        matches!(rx.try_recv(), Err(flume::TryRecvError::Disconnected))
+    }
+
+    #[test]
+    fn closing_a_ring_drops_what_is_in_it_and_what_comes_later() {
+        let ring = Arc::new(Ring::new(4));
+        let bell = Arc::new(Doorbell::default());
+        let outbox = Outbox::new(ring.clone(), bell.clone());
+        let inbound = Inbound::new(vec![ring.clone()], bell);
+
+        // Shipped before the consumer closes: dropped by the close.
+        let (before, before_rx) = watched_packet();
+        outbox.push(before);
+        assert!(outbox.flush());
+        assert!(!dropped(&before_rx));
+        inbound.close();
+        assert!(dropped(&before_rx), "the close drops what the ring held");
+        assert!(ring.batches.is_empty());
+
+        // Pushed after the close: dropped by the producer's flush.
+        let (after, after_rx) = watched_packet();
+        outbox.push(after);
+        assert!(outbox.flush(), "nothing waits for a closed ring");
+        assert!(dropped(&after_rx), "the producer drops what a closed ring will never take");
+        assert!(ring.batches.is_empty() && outbox.pending.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_push_racing_the_close_is_dropped_by_one_side() {
+        // The close may land between a producer's closed-check and its push:
+        // then the producer's check after the push finds it.
+        for _ in 0..200 {
+            let ring = Arc::new(Ring::new(RING_CAPACITY));
+            let bell = Arc::new(Doorbell::default());
+            let outbox = Outbox::new(ring.clone(), bell.clone());
+            let inbound = Inbound::new(vec![ring.clone()], bell);
+            let closer = std::thread::spawn(move || inbound.close());
+            let mut watched = Vec::new();
+            for _ in 0..64 {
+                let (packet, rx) = watched_packet();
+                watched.push(rx);
+                outbox.push(packet);
+                outbox.flush();
+            }
+            closer.join().unwrap();
+            // The producer's next flush finds the ring closed, if the last
+            // one did not.
+            assert!(outbox.flush());
+            assert!(ring.batches.is_empty(), "nothing stays in a closed ring");
+            assert!(watched.iter().all(dropped), "every packet was dropped");
+        }
     }
 }

@@ -26,6 +26,10 @@ use myriad_engine::{Key, MemoryStore, Node, StateStore, StoreError, Write};
 mod counter;
 use counter::counter_node;
 
+#[path = "support/shutdown.rs"]
+mod shutdown;
+use shutdown::shuts_down_within;
+
 /// More than a shard's inbox holds (`INBOX_CAPACITY`, 65,536).
 const KEYS: u64 = 70_000;
 
@@ -106,13 +110,8 @@ fn shutdown_ends_when_the_store_answers_more_saves_than_an_inbox_holds_after_the
     assert!(shard_threads() > 0, "the node's shard threads are seen");
 
     hold.store(true, Ordering::SeqCst);
-    let (done, ended) = flume::bounded(1);
-    std::thread::spawn(move || {
-        node.shutdown();
-        let _ = done.send(());
-    });
     assert!(
-        ended.recv_timeout(LONG).is_ok(),
+        shuts_down_within(node, LONG),
         "the node's shutdown hung: the store thread waits on an inbox nobody drains"
     );
 }

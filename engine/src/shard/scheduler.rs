@@ -21,7 +21,7 @@ const SCHEDULER_BATCH: usize = 128;
 const RING_SPIN: Duration = Duration::from_micros(20);
 
 /// How soon a shard whose outbox found a full ring tries again.
-const FULL_RING_RETRY: Duration = Duration::from_micros(50);
+pub(super) const FULL_RING_RETRY: Duration = Duration::from_micros(50);
 
 impl Shard {
     /// The scheduler: runs until the shard is asked to stop.
@@ -72,7 +72,7 @@ impl Shard {
     }
 
     /// Ships every outbox; `false` if a ring was full and something waits.
-    fn flush_outboxes(&self) -> bool {
+    pub(super) fn flush_outboxes(&self) -> bool {
         let mut all_shipped = true;
         for outbox in self.outboxes.iter().flatten() {
             // Flush every outbox, even after one found its ring full.

@@ -5,10 +5,12 @@
 //! everything the shard still holds is freed.
 
 use std::rc::Rc;
+use std::time::Instant;
 
 use crate::worker::{drop_contained, Runnable};
 use crate::WorkerRef;
 
+use super::scheduler::FULL_RING_RETRY;
 use super::{Shard, State};
 
 impl Shard {
@@ -65,6 +67,22 @@ impl Shard {
         // at shutdown keeps this shard alive through its `Rc`.
         let state = std::mem::replace(&mut *self.state.borrow_mut(), State::new(self.shard_id()));
         drop_contained(state, "a worker left at shutdown");
+        // Nothing reads this shard's rings from now on: what other shards
+        // put there, now or later, is dropped, and its senders learn that
+        // the node stopped (see `link.rs`).
+        self.inbound.close();
+        self.ship_remaining().await;
+    }
+
+    /// Ships what the outboxes still hold (answers from `on_stop`s, say) to
+    /// the shards still running, retrying while a ring is full, for at most
+    /// the node's stop deadline. A shard that stopped takes nothing: its
+    /// packets are dropped.
+    async fn ship_remaining(&self) {
+        let deadline = Instant::now() + self.node.stop_timeout;
+        while !self.flush_outboxes() && Instant::now() < deadline {
+            glommio::timer::sleep(FULL_RING_RETRY).await;
+        }
     }
 
     /// Stops `worker` (`on_stop`, then its slot is freed), giving up after
