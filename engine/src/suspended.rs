@@ -37,6 +37,7 @@ use slab::Slab;
 use crate::doorbell::Doorbell;
 use crate::spare::Run;
 use crate::sync::Queue;
+use crate::WorkerRef;
 
 /// Most woken runs polled per call of [`Suspended::poll_ready`], so that
 /// they take turns with the run queue.
@@ -144,11 +145,21 @@ fn wake_packed(data: usize) {
     }
 }
 
-/// A suspended run and whether its key waits on the local ready list.
+/// A suspended run, the worker whose run it is, and whether its key waits
+/// on the local ready list.
 struct Entry {
     /// `None` while it is being polled.
     run: Option<Run>,
+    owner: WorkerRef,
     queued: bool,
+}
+
+/// What polls the woken runs: the shard, which tells its stall watch whose
+/// poll each is (`stall.rs`).
+pub(crate) trait Poller {
+    /// Runs `poll`, a poll of a run of worker `owner`, and returns what it
+    /// returned (whether the run finished).
+    fn poll_run(&self, owner: WorkerRef, poll: impl FnOnce() -> bool) -> bool;
 }
 
 /// One shard's suspended runs.
@@ -183,18 +194,20 @@ impl Suspended {
         waker(self.token, key_u32(key))
     }
 
-    /// Keeps a run that suspended while polled with [`Self::next_waker`]
-    /// (no other run was kept since).
-    pub(crate) fn keep(&self, run: Run) {
+    /// Keeps a run of worker `owner` that suspended while polled with
+    /// [`Self::next_waker`] (no other run was kept since).
+    pub(crate) fn keep(&self, run: Run, owner: WorkerRef) {
         self.runs.borrow_mut().insert(Entry {
             run: Some(run),
+            owner,
             queued: false,
         });
     }
 
-    /// Polls the runs woken since the last call (up to a budget); drops
-    /// those that finish. Returns how many were polled.
-    pub(crate) fn poll_ready(&self) -> usize {
+    /// Polls the runs woken since the last call (up to a budget), each
+    /// through `poller`; drops those that finish. Returns how many were
+    /// polled.
+    pub(crate) fn poll_ready(&self, poller: &impl Poller) -> usize {
         let mut polled = 0;
         while polled < POLL_BUDGET {
             let next = self.local.borrow_mut().pop_front();
@@ -210,16 +223,17 @@ impl Suspended {
                 .get_mut(key as usize)
                 .and_then(|entry| {
                     entry.queued = false;
-                    entry.run.take()
+                    Some((entry.run.take()?, entry.owner))
                 });
-            let Some(mut run) = taken else {
+            let Some((mut run, owner)) = taken else {
                 continue; // finished already, or a second wake: stale
             };
             let waker = waker(self.token, key);
-            let ready = run
-                .as_mut()
-                .poll(&mut Context::from_waker(&waker))
-                .is_ready();
+            let ready = poller.poll_run(owner, || {
+                run.as_mut()
+                    .poll(&mut Context::from_waker(&waker))
+                    .is_ready()
+            });
             let mut runs = self.runs.borrow_mut();
             if ready {
                 runs.remove(key as usize);
@@ -334,6 +348,20 @@ mod tests {
 
     use super::*;
     use crate::sync::CountingWaker;
+
+    /// Polls each run as it is: no shard watches the polls.
+    pub(super) struct Plain;
+
+    impl Poller for Plain {
+        fn poll_run(&self, _: WorkerRef, poll: impl FnOnce() -> bool) -> bool {
+            poll()
+        }
+    }
+
+    /// The worker the tests' runs stand for.
+    pub(super) fn owner() -> WorkerRef {
+        WorkerRef::from_bits(7, 0)
+    }
     use std::cell::Cell;
     use std::rc::Rc;
     use std::sync::Mutex;
@@ -363,7 +391,7 @@ mod tests {
             .poll(&mut Context::from_waker(&waker))
             .is_pending()
         {
-            table.keep(run);
+            table.keep(run, owner());
         }
     }
 
@@ -409,17 +437,17 @@ mod tests {
         start(&table, run(&polls, 3, &waker));
         assert_eq!((table.len(), polls.get()), (1, 1));
         assert!(!table.has_ready());
-        assert_eq!(table.poll_ready(), 0, "not woken: not polled");
+        assert_eq!(table.poll_ready(&Plain), 0, "not woken: not polled");
         let first = waker.lock().unwrap().clone().unwrap();
         first.wake_by_ref();
         assert!(table.has_ready());
-        assert_eq!(table.poll_ready(), 1);
+        assert_eq!(table.poll_ready(&Plain), 1);
         assert_eq!(polls.get(), 2);
         // The run was polled with a waker of the same key.
         let second = waker.lock().unwrap().clone().unwrap();
         assert!(second.will_wake(&first));
         second.wake();
-        assert_eq!(table.poll_ready(), 1);
+        assert_eq!(table.poll_ready(&Plain), 1);
         assert_eq!((table.len(), polls.get()), (0, 3), "finished and dropped");
     }
 
@@ -436,10 +464,10 @@ mod tests {
             let clone = waker.clone();
             clone.wake();
             assert!(!table.has_foreign_ready(), "the local path took them");
-            assert_eq!(table.poll_ready(), 1, "queued once");
+            assert_eq!(table.poll_ready(&Plain), 1, "queued once");
             assert_eq!(polls.get(), 2);
             waker.wake();
-            assert_eq!(table.poll_ready(), 1);
+            assert_eq!(table.poll_ready(&Plain), 1);
         });
         assert_eq!((table.len(), polls.get()), (0, 3));
     }
@@ -461,7 +489,7 @@ mod tests {
         on_its_thread(&table, || {
             start(&table, yielding);
             assert!(table.has_ready(), "woken before it was kept");
-            assert_eq!(table.poll_ready(), 1);
+            assert_eq!(table.poll_ready(&Plain), 1);
         });
         assert_eq!((table.len(), polls.get()), (0, 2));
     }
@@ -473,10 +501,10 @@ mod tests {
         start(&table, run(&polls, 2, &waker));
         let stale = waker.lock().unwrap().clone().unwrap();
         stale.wake_by_ref();
-        assert_eq!(table.poll_ready(), 1);
+        assert_eq!(table.poll_ready(&Plain), 1);
         assert_eq!(table.len(), 0);
         stale.wake();
-        assert_eq!(table.poll_ready(), 1, "the stale key is looked at");
+        assert_eq!(table.poll_ready(&Plain), 1, "the stale key is looked at");
         assert_eq!(polls.get(), 2, "but nothing runs");
     }
 
@@ -509,7 +537,7 @@ mod tests {
         assert_eq!(sleeper.wakes(), 1, "the shard was woken");
         assert!(table.has_foreign_ready());
         doorbell.disarm();
-        assert_eq!(table.poll_ready(), 1);
+        assert_eq!(table.poll_ready(&Plain), 1);
         assert_eq!((table.len(), polls.get()), (0, 2));
     }
 
@@ -530,6 +558,7 @@ mod loom_tests {
     //! Wakes from another thread under loom: never lost, even when the run
     //! is queued already and the scheduler is about to poll it.
 
+    use super::tests::{owner, Plain};
     use super::*;
     use crate::sync::{CountingWaker, Ordering};
     use loom::sync::atomic::AtomicUsize;
@@ -553,7 +582,7 @@ mod loom_tests {
                     }
                 }))
             };
-            table.keep(run);
+            table.keep(run, owner());
             // Woken once already: its key waits on the ready list.
             waker.wake_by_ref();
             let answer = {
@@ -563,10 +592,10 @@ mod loom_tests {
                     waker.wake();
                 })
             };
-            table.poll_ready();
+            table.poll_ready(&Plain);
             answer.join().unwrap();
             // The scheduler polls whatever was woken since.
-            table.poll_ready();
+            table.poll_ready(&Plain);
             assert_eq!(table.len(), 0, "the run saw its answer or was woken again");
         });
     }
@@ -580,7 +609,7 @@ mod loom_tests {
             let doorbell = Arc::new(Doorbell::default());
             let table = Suspended::new(doorbell.clone());
             let waker = table.next_waker();
-            table.keep(Box::pin(std::future::pending()));
+            table.keep(Box::pin(std::future::pending()), owner());
             let remote = loom::thread::spawn(move || waker.wake());
             let (waker_of_scheduler, scheduler) = CountingWaker::new();
             doorbell.arm(&waker_of_scheduler);

@@ -11,10 +11,9 @@
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{self, Poll};
+use std::task;
 
 use futures_lite::FutureExt;
 
@@ -122,7 +121,7 @@ impl<W: Worker> Runnable for W {
         first: bool,
         cx: &mut task::Context<'_>,
     ) -> Option<Run> {
-        let run = || Watched::new(shard, me, run_worker(self, shard.clone(), me, first));
+        let run = || run_worker(self, shard.clone(), me, first);
         shard.spares().poll_in_place(run, cx)
     }
 
@@ -132,68 +131,13 @@ impl<W: Worker> Runnable for W {
         me: WorkerRef,
         cx: &mut task::Context<'_>,
     ) -> Option<Run> {
-        let run = || Watched::new(shard, me, stop_worker(self, shard.clone(), me));
+        let run = || stop_worker(self, shard.clone(), me);
         shard.spares().poll_in_place(run, cx)
     }
 
     fn shut_down(self: Box<Self>, shard: Rc<Shard>, me: WorkerRef) -> Run {
         Box::pin(stop_worker(self, shard, me))
     }
-}
-
-pin_project_lite::pin_project! {
-    /// A run, telling the shard's stall watch whose poll each of its polls
-    /// is (`stall.rs`), so that a stall names its worker. The run is polled
-    /// where it was built (an `async fn` taking it would move it into its
-    /// own state on the first poll, a copy of the whole run per run).
-    ///
-    /// Each poll is also a `trace`-level span `run` with fields `worker` and
-    /// `shard` (its messages' `handle` events carry their size): with `trace`
-    /// off for this crate, a span costs one check of the level per poll, and
-    /// nothing is kept in the run.
-    struct Watched<F> {
-        shard: Rc<Shard>,
-        me: WorkerRef,
-        #[pin]
-        run: F,
-    }
-}
-
-impl<F> Watched<F> {
-    fn new(shard: &Rc<Shard>, me: WorkerRef, run: F) -> Self {
-        Watched {
-            shard: shard.clone(),
-            me,
-            run,
-        }
-    }
-}
-
-impl<F: Future<Output = ()>> Future for Watched<F> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut task::Context<'_>) -> Poll<()> {
-        let this = self.project();
-        let me = *this.me;
-        let span = trace_enabled()
-            .then(|| tracing::trace_span!("run", worker = %me, shard = me.shard()).entered());
-        this.shard.stall_watch().enter(me);
-        let polled = this.run.poll(cx);
-        this.shard.stall_watch().leave();
-        // Dropped only where there is one: dropping the `Option` itself is
-        // a call per poll.
-        if let Some(span) = span {
-            drop(span);
-        }
-        polled
-    }
-}
-
-/// Whether `trace` events may be on: the check `tracing`'s macros make
-/// first, without building a span that would be off anyway.
-fn trace_enabled() -> bool {
-    use tracing::level_filters::{LevelFilter, STATIC_MAX_LEVEL};
-    tracing::Level::TRACE <= STATIC_MAX_LEVEL && tracing::Level::TRACE <= LevelFilter::current()
 }
 
 /// Runs a worker's `on_stop`, drops it and frees its slot.

@@ -195,11 +195,6 @@ impl Shard {
         self.node.default_timeout
     }
 
-    /// What this shard tells the stall watchdog.
-    pub(crate) fn stall_watch(&self) -> &StallWatch {
-        &self.stall
-    }
-
     /// The memory this shard's runs are polled in.
     pub(crate) fn spares(&self) -> &Spares {
         &self.spares

@@ -9,7 +9,8 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::slots::Next;
-use crate::suspended::WakeHere;
+use crate::suspended::{Poller, WakeHere};
+use crate::WorkerRef;
 
 use super::Shard;
 
@@ -31,7 +32,7 @@ impl Shard {
             // Everything a notification can stand for is looked at below.
             self.work.clear();
             let received = self.inbound.drain(|packet| self.accept(packet));
-            let resumed = self.suspended.poll_ready();
+            let resumed = self.suspended.poll_ready(&*self);
             let ran = self.run_some();
             let shipped = self.flush_outboxes();
             if received + resumed + ran > 0 {
@@ -59,12 +60,14 @@ impl Shard {
             ran += 1;
             let waker = waker.get_or_insert_with(|| self.suspended.next_waker());
             let mut cx = std::task::Context::from_waker(waker);
-            let suspended = match next {
-                Next::Run { worker, me, first } => worker.run(self, me, first, &mut cx),
-                Next::Stop { worker, me } => worker.stop(self, me, &mut cx),
+            let (me, suspended) = match next {
+                Next::Run { worker, me, first } => {
+                    (me, self.watched(me, || worker.run(self, me, first, &mut cx)))
+                }
+                Next::Stop { worker, me } => (me, self.watched(me, || worker.stop(self, me, &mut cx))),
             };
             if let Some(run) = suspended {
-                self.suspended.keep(run);
+                self.suspended.keep(run, me);
                 *waker = self.suspended.next_waker();
             }
         }
@@ -128,6 +131,49 @@ impl Shard {
         }
         self.inbound.doorbell().disarm();
         self.stall.parked(false);
+    }
+}
+
+impl Shard {
+    /// Runs `poll`, a poll of a run of worker `me`, telling the stall watch
+    /// whose poll it is (so that a stall names its worker; `stall.rs`).
+    /// Each poll is also a `trace`-level span `run` with fields `worker` and
+    /// `shard` (its messages' `handle` events carry their size): with
+    /// `trace` off for this crate, a span costs one check of the level.
+    ///
+    /// The scheduler does this around each poll, rather than a wrapper
+    /// future in each run: a wrapper holding the shard and the worker made
+    /// every run 24 bytes bigger, and they were copied into its block with
+    /// the rest of the run, once per run.
+    fn watched<R>(&self, me: WorkerRef, poll: impl FnOnce() -> R) -> R {
+        // Under the target of the `handle` events inside it, the one
+        // docs/operations.md tells to switch on.
+        let span = trace_enabled().then(|| {
+            tracing::trace_span!(target: "myriad_engine::worker", "run", worker = %me, shard = me.shard())
+                .entered()
+        });
+        self.stall.enter(me);
+        let polled = poll();
+        self.stall.leave();
+        // Dropped only where there is one: dropping the `Option` itself is
+        // a call per poll.
+        if let Some(span) = span {
+            drop(span);
+        }
+        polled
+    }
+}
+
+/// Whether `trace` events may be on: the check `tracing`'s macros make
+/// first, without building a span that would be off anyway.
+fn trace_enabled() -> bool {
+    use tracing::level_filters::{LevelFilter, STATIC_MAX_LEVEL};
+    tracing::Level::TRACE <= STATIC_MAX_LEVEL && tracing::Level::TRACE <= LevelFilter::current()
+}
+
+impl Poller for Shard {
+    fn poll_run(&self, owner: WorkerRef, poll: impl FnOnce() -> bool) -> bool {
+        self.watched(owner, poll)
     }
 }
 
