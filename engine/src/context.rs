@@ -76,6 +76,17 @@ impl Context {
         self.me
     }
 
+    /// Counts the `handled` messages of this context's worker and gives it
+    /// its next one, with the worker back (see [`Shard::next_or_park`]).
+    pub(crate) fn next_or_park<W: crate::worker::Runnable>(
+        &self,
+        handled: u64,
+        more: bool,
+        worker: Box<W>,
+    ) -> Option<(Box<W>, crate::envelope::Delivery)> {
+        self.shard.next_or_park(&self.me, handled, more, worker)
+    }
+
     /// The worker that sent the current message, if a worker sent it (not
     /// a thread outside the node). A message from a worker of another node
     /// has that worker for its sender ([`WorkerRef::is_remote`]): a plain

@@ -271,18 +271,22 @@ impl Meter {
     }
 
     /// `worker`'s handler is given its next message.
-    pub(crate) fn taken(&self, worker: WorkerRef) {
+    ///
+    /// By reference, as [`Meter::handler_done`]: the worker's reference is
+    /// read whole only when a sample ends or starts (see
+    /// `Shard::next_or_park`).
+    pub(crate) fn taken(&self, worker: &WorkerRef) {
         if self.wait_slot.get() == worker.index {
             // A slot's worker is forgotten when it goes: the sample is its.
             match self.wait_ahead.get() {
-                0 => self.end_wait_sample(worker),
+                0 => self.end_wait_sample(*worker),
                 ahead => self.wait_ahead.set(ahead - 1),
             }
         }
         let takes = self.takes.get().wrapping_add(1);
         self.takes.set(takes);
         if takes % SAMPLE_EVERY == 0 {
-            self.sample_handler(worker);
+            self.sample_handler(*worker);
         }
     }
 
@@ -305,9 +309,9 @@ impl Meter {
 
     /// `worker` is done with its current message (it asks for the next, or
     /// its run ends).
-    pub(crate) fn handler_done(&self, worker: WorkerRef) {
+    pub(crate) fn handler_done(&self, worker: &WorkerRef) {
         if self.handler_slot.get() == worker.index {
-            self.end_handler_sample(worker);
+            self.end_handler_sample(*worker);
         }
     }
 
@@ -429,16 +433,16 @@ mod tests {
             meter.pushed(other, 0);
         }
         meter.pushed(w, 3);
-        meter.taken(other);
-        meter.taken(w);
-        meter.taken(w);
+        meter.taken(&other);
+        meter.taken(&w);
+        meter.taken(&w);
         assert_eq!(meter.read().mailbox_wait.count, 0, "two were ahead of it");
-        meter.taken(w);
+        meter.taken(&w);
         let read = meter.read();
         assert_eq!(read.mailbox_wait.count, 1);
         assert_eq!(read.mailbox_depth.count, 1);
         assert_eq!(read.mailbox_depth.max, 3);
-        meter.taken(w);
+        meter.taken(&w);
         assert_eq!(meter.read().mailbox_wait.count, 1, "the sample is over");
     }
 
@@ -447,12 +451,12 @@ mod tests {
         let meter = Meter::default();
         let (w, other) = (WorkerRef::test(1), WorkerRef::test(2));
         for _ in 1..SAMPLE_EVERY {
-            meter.taken(other);
+            meter.taken(&other);
         }
-        meter.taken(w);
-        meter.handler_done(other);
+        meter.taken(&w);
+        meter.handler_done(&other);
         assert_eq!(meter.read().handler_time.count, 0);
-        meter.handler_done(w);
+        meter.handler_done(&w);
         let read = meter.read();
         assert_eq!(read.handler_time.count, 1);
         assert_eq!(read.handler_time.buckets.len(), TIME_BUCKETS.len());
@@ -467,7 +471,7 @@ mod tests {
         }
         meter.pushed(w, 1);
         meter.forget(w);
-        meter.taken(w);
+        meter.taken(&w);
         assert_eq!(meter.read().mailbox_wait.count, 0);
     }
 
@@ -488,12 +492,12 @@ mod tests {
         for _ in SAMPLE_EVERY..look - 1 {
             meter.pushed(other, 1);
         }
-        meter.taken(other);
+        meter.taken(&other);
         assert_eq!(meter.read().mailbox_wait.count, 0, "still following `stuck`'s");
         // The look gives it up and follows this push's message instead.
         meter.pushed(other, 1);
         time.increment(Duration::from_micros(3));
-        meter.taken(other);
+        meter.taken(&other);
         let waits = meter.read().mailbox_wait;
         assert_eq!((waits.count, waits.max / 1_000), (1, 3), "{waits:?}");
     }

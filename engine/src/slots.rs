@@ -117,7 +117,7 @@ pub(crate) struct Slots<T> {
     shard: u16,
     slots: Slab<Slot<T>>,
     pool: MailboxPool,
-    run_queue: VecDeque<(u32, u32)>,
+    run_queue: VecDeque<u64>,
     /// Names of the named workers of this shard, by slot.
     names: HashMap<u32, Arc<str>>,
     /// Who watches the watched workers of this shard, by slot: an
@@ -181,7 +181,7 @@ impl<T> Slots<T> {
         match self.slots.get_mut(r.index as usize) {
             Some(slot) if slot.generation == r.generation && slot.run == RunState::Idle => {
                 slot.run = RunState::Queued;
-                self.run_queue.push_back((r.index, r.generation));
+                self.run_queue.push_back(r.to_bits());
                 true
             }
             _ => false,
@@ -217,30 +217,24 @@ impl<T> Slots<T> {
             return Ok(Pushed { queued: false, len });
         }
         slot.run = RunState::Queued;
-        self.run_queue.push_back((r.index, r.generation));
+        self.run_queue.push_back(r.to_bits());
         Ok(Pushed { queued: true, len })
     }
 
     /// Takes the next queued worker out of its slot.
     pub(crate) fn next_run(&mut self) -> Option<Next<T>> {
         loop {
-            let (index, generation) = self.run_queue.pop_front()?;
-            let Some(slot) = self.slots.get_mut(index as usize) else {
+            let me = WorkerRef::from_bits(self.run_queue.pop_front()?, self.shard.into());
+            let Some(slot) = self.slots.get_mut(me.index as usize) else {
                 continue;
             };
-            if slot.generation != generation || slot.run != RunState::Queued {
+            if slot.generation != me.generation || slot.run != RunState::Queued {
                 continue;
             }
             let Some(worker) = slot.worker.take() else {
                 continue;
             };
             slot.run = RunState::Running;
-            let me = WorkerRef {
-                index,
-                generation,
-                shard: self.shard,
-                node: 0,
-            };
             if slot.stopping {
                 return Some(Next::Stop { worker, me });
             }
@@ -255,7 +249,7 @@ impl<T> Slots<T> {
     /// (`park` turns the run's worker into the slot's).
     pub(crate) fn next_or_park<B>(
         &mut self,
-        me: WorkerRef,
+        me: &WorkerRef,
         handled: u64,
         more: bool,
         worker: B,
@@ -279,7 +273,7 @@ impl<T> Slots<T> {
         let requeued = slot.stopping || !slot.mailbox.is_empty();
         if requeued {
             slot.run = RunState::Queued;
-            self.run_queue.push_back((me.index, me.generation));
+            self.run_queue.push_back(me.to_bits());
         } else {
             slot.run = RunState::Idle;
         }
@@ -299,7 +293,7 @@ impl<T> Slots<T> {
             return Some(false);
         }
         slot.run = RunState::Queued;
-        self.run_queue.push_back((me.index, me.generation));
+        self.run_queue.push_back(me.to_bits());
         Some(true)
     }
 
@@ -499,7 +493,7 @@ mod tests {
     }
 
     fn step(slots: &mut Table, me: WorkerRef, handled: u64, more: bool) -> Step<&'static str> {
-        slots.next_or_park(me, handled, more, "w", |w| w)
+        slots.next_or_park(&me, handled, more, "w", |w| w)
     }
 
     #[test]

@@ -89,11 +89,14 @@ pub trait Worker: 'static {
 pub(crate) trait Runnable: 'static {
     /// Starts a run that handles the worker's queued messages and polls it
     /// once, in one of the shard's spare blocks; returns the run if it
-    /// suspended.
+    /// suspended. `me` is the worker's reference as
+    /// [`WorkerRef::to_bits`]: a reference (12 bytes) given to this dynamic
+    /// call went through memory, written in narrow pieces and read back in
+    /// wider ones, which stalled each run on store forwarding.
     fn run(
         self: Box<Self>,
         shard: &Rc<Shard>,
-        me: WorkerRef,
+        me: u64,
         first: bool,
         cx: &mut task::Context<'_>,
     ) -> Option<Run>;
@@ -117,7 +120,7 @@ impl<W: Worker> Runnable for W {
     fn run(
         self: Box<Self>,
         shard: &Rc<Shard>,
-        me: WorkerRef,
+        me: u64,
         first: bool,
         cx: &mut task::Context<'_>,
     ) -> Option<Run> {
@@ -188,23 +191,37 @@ pub(crate) fn drop_contained<T>(value: T, me: impl std::fmt::Display) -> Option<
 /// beside the locals they are moved into, and a run that suspends keeps
 /// all of it (rust-lang/rust#62958); an `async` block uses what it
 /// captures in place.
+///
+/// Its captures are written into the run's block just before its first
+/// poll reads them, so they are what can be written and read back whole: the
+/// worker's reference as its bits (see [`Runnable::run`]), and the context
+/// made in the block. Made outside and captured, the context was assembled
+/// on the stack and copied into the block with wide moves straddling its
+/// fields' fresh narrow stores: a store-forwarding stall per run.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep its arguments twice (see above)"
+)]
 fn run_worker<W: Worker>(
     mut worker: Box<W>,
     shard: Rc<Shard>,
-    me: WorkerRef,
+    me: u64,
     first: bool,
 ) -> impl Future<Output = ()> {
-    // One context serves the whole run; each message sets its sender and
-    // reply channel.
-    let mut ctx = Context::new(shard, me, None, None);
     async move {
+        // One context serves the whole run; each message sets its sender and
+        // reply channel. The worker's reference is read from it from here
+        // on: a copy kept in the run would be read back whole right after
+        // its pieces were written (the stall above).
+        let index = shard.index();
+        let mut ctx = Context::new(shard, WorkerRef::from_bits(me, index), None, None);
         if first {
             if let Err(panic) = AssertUnwindSafe(worker.on_start(&mut ctx))
                 .catch_unwind()
                 .await
             {
-                ctx.shard_handle().worker_panicked(me, panic_text(&panic));
-                drop_contained(worker, me);
+                ctx.shard_handle().worker_panicked(ctx.me(), panic_text(&panic));
+                drop_contained(worker, ctx.me());
                 return;
             }
         }
@@ -216,8 +233,7 @@ fn run_worker<W: Worker>(
             // `.await` (a `while let` would keep its scrutinee there, and copy
             // it in and out of the state once per message).
             let Some((back, Delivery { msg, from, reply })) =
-                ctx.shard_handle()
-                    .next_or_park(me, handled, budget > 0, worker)
+                ctx.next_or_park(handled, budget > 0, worker)
             else {
                 return;
             };
@@ -240,7 +256,7 @@ fn run_worker<W: Worker>(
             let outcome = match notice {
                 Some(reason) => {
                     // A notice always names who terminated.
-                    let who = from.unwrap_or(me);
+                    let who = from.unwrap_or(ctx.me());
                     let notice = async {
                         worker.on_terminated(&mut ctx, who, reason).await;
                         Ok(())
@@ -256,14 +272,14 @@ fn run_worker<W: Worker>(
             match outcome {
                 Ok(Ok(())) => ctx.finish(),
                 Ok(Err(error)) => {
-                    tracing::warn!(worker = %me, %error, "handler returned an error");
+                    tracing::warn!(worker = %ctx.me(), %error, "handler returned an error");
                     ctx.fail(error.to_string());
                 }
                 Err(panic) => {
                     let reason = panic_text(&panic);
                     ctx.fail(reason.clone());
-                    ctx.shard_handle().worker_panicked(me, reason);
-                    drop_contained(worker, me);
+                    ctx.shard_handle().worker_panicked(ctx.me(), reason);
+                    drop_contained(worker, ctx.me());
                     return;
                 }
             }

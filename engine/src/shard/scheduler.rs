@@ -62,7 +62,7 @@ impl Shard {
             let mut cx = std::task::Context::from_waker(waker);
             let (me, suspended) = match next {
                 Next::Run { worker, me, first } => {
-                    (me, self.watched(me, || worker.run(self, me, first, &mut cx)))
+                    (me, self.watched(me, || worker.run(self, me.to_bits(), first, &mut cx)))
                 }
                 Next::Stop { worker, me } => (me, self.watched(me, || worker.stop(self, me, &mut cx))),
             };

@@ -44,11 +44,15 @@ impl Shard {
     /// and returns `None`. One borrow per message.
     pub(crate) fn next_or_park<W: Runnable>(
         &self,
-        me: WorkerRef,
+        me: &WorkerRef,
         handled: u64,
         more: bool,
         worker: Box<W>,
     ) -> Option<(Box<W>, Delivery)> {
+        // By reference, and read field by field: the run's context holds
+        // it, and a copy was read back whole right after the context was
+        // made, across its fields' fresh narrower stores (a store-forwarding
+        // stall per run).
         self.meter.handler_done(me);
         self.meter.handled(handled);
         let step = self.state.borrow_mut().slots.next_or_park(
@@ -66,7 +70,7 @@ impl Shard {
             } => {
                 // Sends park only for a full mailbox (see `ready.rs`).
                 if len_before >= self.node.mailbox_capacity {
-                    self.room_made(me);
+                    self.room_made(*me);
                 }
                 self.meter.taken(me);
                 Some((worker, delivery))
