@@ -13,7 +13,8 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task;
+use std::pin::Pin;
+use std::task::{self, Poll};
 
 use futures_lite::FutureExt;
 
@@ -228,47 +229,46 @@ fn run_worker<W: Worker>(
         let mut handled = 0;
         let mut budget = RUN_BUDGET;
         loop {
-            // Taken apart at once, in a statement of its own, so that no whole
-            // delivery is kept in the run's state across the handler's
-            // `.await` (a `while let` would keep its scrutinee there, and copy
-            // it in and out of the state once per message).
-            let Some((back, Delivery { msg, from, reply })) =
-                ctx.next_or_park(handled, budget > 0, worker)
-            else {
-                return;
-            };
-            worker = back;
-            handled = 1;
-            budget -= 1;
-            // The reply channel goes into the context before any `.await`, so
-            // that it is not also kept (and copied) in the run's state.
-            let notice = match reply {
-                Some(ReplyTo::Notice(reason)) => {
-                    ctx.begin(None, None);
-                    Some(reason)
-                }
-                reply => {
-                    tracing::trace!(size = msg.len(), ask = reply.is_some(), "handle");
-                    ctx.begin(from, reply);
-                    None
-                }
-            };
-            let outcome = match notice {
-                Some(reason) => {
-                    // A notice always names who terminated.
-                    let who = from.unwrap_or(ctx.me());
-                    let notice = async {
-                        worker.on_terminated(&mut ctx, who, reason).await;
-                        Ok(())
-                    };
-                    AssertUnwindSafe(notice).catch_unwind().await
-                }
-                None => {
-                    AssertUnwindSafe(worker.handle_message(&mut ctx, msg))
-                        .catch_unwind()
-                        .await
+            // The next delivery is taken apart, and its handler's call made,
+            // in a block of its own: what it binds ends before the `.await`,
+            // so the delivery is not kept in the run's state (written there
+            // field by field and read straight back whole to move the
+            // message into the call: a store-forwarding stall per message),
+            // nor copied in and out of it.
+            let handling = {
+                let Some((back, Delivery { msg, from, reply })) =
+                    ctx.next_or_park(handled, budget > 0, worker)
+                else {
+                    return;
+                };
+                worker = back;
+                handled = 1;
+                budget -= 1;
+                // The reply channel goes into the context before any
+                // `.await`, so that it is not also kept in the run's state.
+                match reply {
+                    Some(ReplyTo::Notice(reason)) => {
+                        ctx.begin(None, None);
+                        // A notice always names who terminated.
+                        let who = from.unwrap_or(ctx.me());
+                        let (worker, ctx) = (&mut *worker, &mut ctx);
+                        Handling::Notice {
+                            call: async move {
+                                worker.on_terminated(ctx, who, reason).await;
+                                Ok(())
+                            },
+                        }
+                    }
+                    reply => {
+                        tracing::trace!(size = msg.len(), ask = reply.is_some(), "handle");
+                        ctx.begin(from, reply);
+                        Handling::Message {
+                            call: worker.handle_message(&mut ctx, msg),
+                        }
+                    }
                 }
             };
+            let outcome = AssertUnwindSafe(handling).catch_unwind().await;
             match outcome {
                 Ok(Ok(())) => ctx.finish(),
                 Ok(Err(error)) => {
@@ -283,6 +283,26 @@ fn run_worker<W: Worker>(
                     return;
                 }
             }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The call that handles one delivery: a message's or a notice's.
+    #[project = HandlingProj]
+    enum Handling<M, N> {
+        Message { #[pin] call: M },
+        Notice { #[pin] call: N },
+    }
+}
+
+impl<M: Future, N: Future<Output = M::Output>> Future for Handling<M, N> {
+    type Output = M::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut task::Context<'_>) -> Poll<M::Output> {
+        match self.project() {
+            HandlingProj::Message { call } => call.poll(cx),
+            HandlingProj::Notice { call } => call.poll(cx),
         }
     }
 }
