@@ -37,7 +37,6 @@ use slab::Slab;
 use crate::doorbell::Doorbell;
 use crate::spare::Run;
 use crate::sync::Queue;
-use crate::WorkerRef;
 
 /// Most woken runs polled per call of [`Suspended::poll_ready`], so that
 /// they take turns with the run queue.
@@ -145,21 +144,24 @@ fn wake_packed(data: usize) {
     }
 }
 
-/// A suspended run, the worker whose run it is, and whether its key waits
-/// on the local ready list.
+/// A suspended run, whose it is, and whether its key waits on the local
+/// ready list.
 struct Entry {
     /// `None` while it is being polled.
     run: Option<Run>,
-    owner: WorkerRef,
+    /// The worker whose run it is, as the shard names it (its reference's
+    /// bits); opaque here.
+    owner: u64,
     queued: bool,
 }
 
 /// What polls the woken runs: the shard, which tells its stall watch whose
 /// poll each is (`stall.rs`).
 pub(crate) trait Poller {
-    /// Runs `poll`, a poll of a run of worker `owner`, and returns what it
-    /// returned (whether the run finished).
-    fn poll_run(&self, owner: WorkerRef, poll: impl FnOnce() -> bool) -> bool;
+    /// Runs `poll`, a poll of a run of `owner` (as given to
+    /// [`Suspended::keep`]), and returns what it returned (whether the run
+    /// finished).
+    fn poll_run(&self, owner: u64, poll: impl FnOnce() -> bool) -> bool;
 }
 
 /// One shard's suspended runs.
@@ -194,9 +196,9 @@ impl Suspended {
         waker(self.token, key_u32(key))
     }
 
-    /// Keeps a run of worker `owner` that suspended while polled with
-    /// [`Self::next_waker`] (no other run was kept since).
-    pub(crate) fn keep(&self, run: Run, owner: WorkerRef) {
+    /// Keeps a run of `owner` (whose, as the shard names it) that suspended
+    /// while polled with [`Self::next_waker`] (no other run was kept since).
+    pub(crate) fn keep(&self, run: Run, owner: u64) {
         self.runs.borrow_mut().insert(Entry {
             run: Some(run),
             owner,
@@ -353,14 +355,14 @@ mod tests {
     pub(super) struct Plain;
 
     impl Poller for Plain {
-        fn poll_run(&self, _: WorkerRef, poll: impl FnOnce() -> bool) -> bool {
+        fn poll_run(&self, _: u64, poll: impl FnOnce() -> bool) -> bool {
             poll()
         }
     }
 
-    /// The worker the tests' runs stand for.
-    pub(super) fn owner() -> WorkerRef {
-        WorkerRef::from_bits(7, 0)
+    /// Whose the tests' runs are.
+    pub(super) fn owner() -> u64 {
+        7
     }
     use std::cell::Cell;
     use std::rc::Rc;

@@ -67,7 +67,7 @@ impl Shard {
                 Next::Stop { worker, me } => (me, self.watched(me, || worker.stop(self, me, &mut cx))),
             };
             if let Some(run) = suspended {
-                self.suspended.keep(run, me);
+                self.suspended.keep(run, me.to_bits());
                 *waker = self.suspended.next_waker();
             }
         }
@@ -172,8 +172,9 @@ fn trace_enabled() -> bool {
 }
 
 impl Poller for Shard {
-    fn poll_run(&self, owner: WorkerRef, poll: impl FnOnce() -> bool) -> bool {
-        self.watched(owner, poll)
+    /// `owner` is the worker's reference as [`WorkerRef::to_bits`].
+    fn poll_run(&self, owner: u64, poll: impl FnOnce() -> bool) -> bool {
+        self.watched(WorkerRef::from_bits(owner, self.index), poll)
     }
 }
 
