@@ -19,8 +19,11 @@
 //! stopped instead of waiting for an answer that never comes). The closing
 //! consumer marks the ring closed and then empties it; a producer pushes and
 //! then looks for the mark, and empties the ring itself if it is there. With
-//! a `SeqCst` fence between the two steps on both sides, at least one of
-//! them sees the other's step (Dekker), so nothing stays behind.
+//! a `SeqCst` fence between the two steps on both sides (the producer's is
+//! the one its doorbell ring issues anyway), at least one of them sees the
+//! other's step (Dekker), so nothing stays behind. A push that finds the
+//! ring full waits in the outbox as usual: whoever closes the ring empties
+//! it, so the next flush gets in and is dropped.
 
 use std::cell::RefCell;
 use std::sync::atomic::{fence, AtomicBool, Ordering};
@@ -166,14 +169,8 @@ impl Outbox {
 
     /// Ships the pending packets as one batch. Returns `false` if the ring
     /// is full and they stay pending. If the peer stopped (closed the ring),
-    /// drops them instead.
+    /// they are dropped once shipped.
     pub(crate) fn flush(&self) -> bool {
-        if self.ring.is_closed() {
-            // Dropped after the borrow ends: a packet's drop may post again.
-            let dropped = std::mem::take(&mut *self.pending.borrow_mut());
-            crate::worker::drop_contained(dropped, "a packet for a shard that stopped");
-            return true;
-        }
         let mut pending = self.pending.borrow_mut();
         let entry = if pending.len() > 1 {
             let next = self.ring.fresh_batch(pending.len());
@@ -186,13 +183,12 @@ impl Outbox {
         match self.ring.batches.push(entry) {
             Ok(()) => {
                 drop(pending);
-                // The peer may have closed the ring before it saw this push
-                // (see the module doc).
-                fence(Ordering::SeqCst);
+                // The doorbell's SeqCst fence also orders the look for a
+                // close below after the push (see the module doc). Ringing
+                // a peer that closed wakes nobody: it is not parked.
+                self.peer.ring();
                 if self.ring.is_closed() {
                     self.ring.discard();
-                } else {
-                    self.peer.ring();
                 }
                 true
             }
@@ -271,12 +267,19 @@ mod tests {
         Packet::Run(Box::new(|_| {}))
     }
 
-    #[test]
-    fn batches_cross_in_order_and_a_parked_consumer_is_woken_once() {
-        let ring = Arc::new(Ring::new(4));
+    /// One link of `capacity` entries: its ring, both ends and the
+    /// consumer's doorbell.
+    fn link(capacity: usize) -> (Arc<Ring>, Outbox, Inbound, Arc<Doorbell>) {
+        let ring = Arc::new(Ring::new(capacity));
         let bell = Arc::new(Doorbell::default());
         let outbox = Outbox::new(ring.clone(), bell.clone());
-        let inbound = Inbound::new(vec![ring], bell.clone());
+        let inbound = Inbound::new(vec![ring.clone()], bell.clone());
+        (ring, outbox, inbound, bell)
+    }
+
+    #[test]
+    fn batches_cross_in_order_and_a_parked_consumer_is_woken_once() {
+        let (_, outbox, inbound, bell) = link(4);
         let (waker, counter) = CountingWaker::new();
 
         // Awake consumer: no wake-up is paid for.
@@ -300,10 +303,7 @@ mod tests {
 
     #[test]
     fn emptied_batches_go_back_to_their_producer() {
-        let ring = Arc::new(Ring::new(4));
-        let bell = Arc::new(Doorbell::default());
-        let outbox = Outbox::new(ring.clone(), bell.clone());
-        let inbound = Inbound::new(vec![ring], bell);
+        let (_, outbox, inbound, _) = link(4);
         outbox.push(packet());
         outbox.push(packet());
         let first = outbox.pending.borrow().as_ptr();
@@ -321,10 +321,7 @@ mod tests {
 
     #[test]
     fn a_lone_packet_travels_inline_and_waits_if_the_ring_is_full() {
-        let ring = Arc::new(Ring::new(1));
-        let bell = Arc::new(Doorbell::default());
-        let outbox = Outbox::new(ring.clone(), bell.clone());
-        let inbound = Inbound::new(vec![ring.clone()], bell);
+        let (ring, outbox, inbound, _) = link(1);
         let kept = outbox.pending.borrow().as_ptr();
         outbox.push(packet());
         assert!(outbox.flush());
@@ -344,10 +341,7 @@ mod tests {
 
     #[test]
     fn a_full_ring_keeps_the_batch_pending() {
-        let ring = Arc::new(Ring::new(1));
-        let bell = Arc::new(Doorbell::default());
-        let outbox = Outbox::new(ring.clone(), bell.clone());
-        let inbound = Inbound::new(vec![ring], bell);
+        let (_, outbox, inbound, _) = link(1);
         outbox.push(packet());
         assert!(outbox.flush());
         outbox.push(packet());
@@ -373,10 +367,7 @@ mod tests {
 
     #[test]
     fn closing_a_ring_drops_what_is_in_it_and_what_comes_later() {
-        let ring = Arc::new(Ring::new(4));
-        let bell = Arc::new(Doorbell::default());
-        let outbox = Outbox::new(ring.clone(), bell.clone());
-        let inbound = Inbound::new(vec![ring.clone()], bell);
+        let (ring, outbox, inbound, _) = link(4);
 
         // Shipped before the consumer closes: dropped by the close.
         let (before, before_rx) = watched_packet();
@@ -400,10 +391,7 @@ mod tests {
         // The close may land between a producer's closed-check and its push:
         // then the producer's check after the push finds it.
         for _ in 0..200 {
-            let ring = Arc::new(Ring::new(RING_CAPACITY));
-            let bell = Arc::new(Doorbell::default());
-            let outbox = Outbox::new(ring.clone(), bell.clone());
-            let inbound = Inbound::new(vec![ring.clone()], bell);
+            let (ring, outbox, inbound, _) = link(RING_CAPACITY);
             let closer = std::thread::spawn(move || inbound.close());
             let mut watched = Vec::new();
             for _ in 0..64 {

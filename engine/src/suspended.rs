@@ -350,6 +350,9 @@ mod tests {
 
     use super::*;
     use crate::sync::CountingWaker;
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use std::sync::Mutex;
 
     /// Polls each run as it is: no shard watches the polls.
     pub(super) struct Plain;
@@ -364,9 +367,6 @@ mod tests {
     pub(super) fn owner() -> u64 {
         7
     }
-    use std::cell::Cell;
-    use std::rc::Rc;
-    use std::sync::Mutex;
     use std::task::Poll;
 
     /// A run that finishes on its `polls_needed`-th poll, and hands out the

@@ -11,9 +11,9 @@
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::pin::Pin;
 use std::task::{self, Poll};
 
 use futures_lite::FutureExt;

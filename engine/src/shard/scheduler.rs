@@ -132,9 +132,7 @@ impl Shard {
         self.inbound.doorbell().disarm();
         self.stall.parked(false);
     }
-}
 
-impl Shard {
     /// Runs `poll`, a poll of a run of worker `me`, telling the stall watch
     /// whose poll it is (so that a stall names its worker; `stall.rs`).
     /// Each poll is also a `trace`-level span `run` with fields `worker` and
